@@ -1,0 +1,41 @@
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven):
+#   make demo   - set everything up, then run the end-to-end demo
+#   make test   - set everything up, then run the test suite
+# Set-up is idempotent: each step reruns only when its inputs changed.
+
+PYTHON ?= python3
+VENV := .venv
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.tidewater-installed
+JARS_STAMP := jars/.fetched
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test jars clean-data
+
+setup: $(STAMP) $(JARS_STAMP)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Exact versions come from constraints.txt (see ../shared/STACK.md for why each one).
+$(STAMP): setup.py constraints.txt | $(VENV)/bin/python
+	$(VENV)/bin/pip install -q uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -c constraints.txt -e '.[dev]'
+	touch $@
+
+# Delta's JVM jars for Spark 4.1, fetched with Maven into ./jars (spark.jars points there).
+$(JARS_STAMP): pom.xml
+	mvn -q -B dependency:copy-dependencies
+	touch $@
+
+jars: $(JARS_STAMP)
+
+demo: setup
+	$(VENV)/bin/tidewater demo $(DEMO_ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean-data:
+	rm -rf var/

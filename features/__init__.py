@@ -1,0 +1,1 @@
+"""Feature definitions, offline Delta feature tables and Feast online serving (not built yet)."""

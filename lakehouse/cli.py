@@ -1,0 +1,198 @@
+"""The `tidewater` command: demo, run, generate, tables, sql, lineage."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from lakehouse.console import configure_logging
+
+ENV_OPT = click.option("--env", "--conf-env", "env", default=None,
+                       help="Configuration env (conf/<env>.yaml; default local or $TIDEWATER_ENV).")
+ROOT_OPT = click.option("--root", default=None,
+                        help="Storage root for tables, checkpoints and catalog (default from config or $TIDEWATER_ROOT).")
+FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                          show_default=True, help="Output format.")
+
+
+def one_line_errors(fn):
+    """Errors become `error: ...` plus a hint on stderr, not a Python or Java stack trace."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as err:  # noqa: BLE001 - the last line of defence for a terminal user
+            from lakehouse.job_runner import report_error
+            sys.exit(report_error(err))
+    return wrapper
+
+
+def _session(env, root):
+    from lakehouse.config import load_config
+    from lakehouse.session import build_session
+    cfg = load_config(env, root)
+    return cfg, build_session(cfg)
+
+
+def _print_rows(rows: list[dict], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("(no rows)")
+        return
+    cols = list(rows[0])
+    cells = [[("NULL" if r[c] is None else str(r[c])) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    click.echo("  ".join("-" * w for w in widths))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tidewater")
+def cli():
+    """Tidewater: a lakehouse ML platform on Spark and Delta.
+
+    Start with `tidewater demo`; every command has --help.
+    """
+
+
+@cli.command()
+@click.option("--rows", type=int, default=None, help="Transactions to generate (default from config).")
+@click.option("--days", type=int, default=None, help="Arrival batches (days) to generate.")
+@ROOT_OPT
+@ENV_OPT
+@one_line_errors
+def demo(rows, days, root, env):
+    """Generate data and run every pipeline stage that is installed, then summarize."""
+    from lakehouse.demo import run_demo
+    run_demo(env=env, root=root, rows=rows, days=days)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": []})
+@click.argument("job", required=False)
+@click.argument("job_args", nargs=-1, type=click.UNPROCESSED)
+@one_line_errors
+def run(job, job_args):
+    """Run one job: tidewater run JOB [--env ENV] [--root DIR] [job options].
+
+    `tidewater run JOB --help` lists the job's options; `tidewater run` lists the jobs.
+    """
+    from lakehouse.job_runner import find_job, installed_jobs, main as job_main
+    if not job or job in ("-h", "--help"):
+        click.echo(click.get_current_context().get_help())
+        click.echo("\nJobs:")
+        for name, ep in sorted(installed_jobs().items()):
+            click.echo(f"  {name:<20} {ep.load().summary}")
+        return
+    sys.exit(job_main(find_job(job), list(job_args)))
+
+
+@cli.command()
+@click.option("--out", type=click.Path(), default=None, help="Landing folder (default: <root>/landing).")
+@click.option("--rows", type=int, default=None, help="About how many transactions.")
+@click.option("--days", type=int, default=None, help="Number of daily arrival batches.")
+@click.option("--seed", type=int, default=None, help="Random seed (same seed, same files).")
+@click.option("--start-date", default=None, help="First day, YYYY-MM-DD.")
+@click.option("--defect-rate", type=float, default=None, help="Share of transactions with a planted defect.")
+@click.option("--fraud-rate", type=float, default=None, help="Base share of fraudulent transactions.")
+@click.option("--drift-from-day", type=int, default=None, help="From this day index, shift country and amount.")
+@ROOT_OPT
+@ENV_OPT
+@one_line_errors
+def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_from_day, root, env):
+    """Write synthetic arrival batches (JSON lines + CSV) and a manifest of what was planted."""
+    from lakehouse.config import load_config
+    from lakehouse.generator import generate as gen
+    from lakehouse.job_runner import progress
+    cfg = load_config(env, root)
+    g = cfg.generator
+    opts = dict(seed=seed, rows=rows, days=days, start_date=start_date, defect_rate=defect_rate,
+                fraud_rate=fraud_rate, drift_from_day=drift_from_day)
+    settings = g.model_copy(update={k: v for k, v in opts.items() if v is not None}).model_dump()
+    target = out or cfg.landing_dir
+    man = gen(target, progress=progress, **settings)
+    click.echo(f"wrote {man.transactions_written} transactions in {len(man.batches)} batches to {target}")
+    click.echo(f"planted defects: {json.dumps(man.defects)}; fraud: {man.fraud_transactions}")
+    click.echo(f"manifest: {target}/_manifest.json")
+
+
+@cli.command()
+@FORMAT_OPT
+@ROOT_OPT
+@ENV_OPT
+@one_line_errors
+def tables(fmt, root, env):
+    """List the lakehouse tables: name, version, rows, path."""
+    from lakehouse.tables_report import table_inventory
+    cfg, spark = _session(env, root)
+    _print_rows(table_inventory(spark, cfg), fmt)
+
+
+@cli.command()
+@click.argument("query")
+@FORMAT_OPT
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many rows.")
+@ROOT_OPT
+@ENV_OPT
+@one_line_errors
+def sql(query, fmt, limit, root, env):
+    """Run a Spark SQL query over the lakehouse (VERSION AS OF / TIMESTAMP AS OF work)."""
+    _, spark = _session(env, root)
+    rows = [r.asDict(recursive=True) for r in spark.sql(query).limit(limit).collect()]
+    _print_rows(rows, fmt)
+
+
+@cli.command()
+@click.argument("table")
+@click.option("--version", "version", type=int, default=None, help="Table version (default: latest).")
+@FORMAT_OPT
+@ROOT_OPT
+@ENV_OPT
+@one_line_errors
+def lineage(table, version, fmt, root, env):
+    """Show the upstream chain of a table version: which runs and input versions produced it."""
+    from lakehouse.errors import TableNotFound
+    from lakehouse.lineage import upstream_chain
+    from lakehouse.tables import current_version
+    cfg, spark = _session(env, root)
+    latest = current_version(spark, cfg.table(table))
+    if latest is None:
+        raise TableNotFound(f"{table} has not been written yet", hint="run `tidewater demo` first")
+    chain = upstream_chain(spark, cfg, table, latest if version is None else version)
+    if fmt == "json":
+        click.echo(json.dumps(chain, indent=2, default=str))
+    else:
+        _print_chain(chain)
+
+
+def _print_chain(node: dict, depth: int = 0) -> None:
+    pad = "  " * depth
+    run = node["produced_by"]
+    version = "?" if node["version"] is None else node["version"]
+    if run is None:
+        click.echo(f"{pad}{node['table']}@v{version}  (no recorded producer)")
+    else:
+        click.echo(f"{pad}{node['table']}@v{version}  <- {run['job']} run {run['run_id']} "
+                   f"code {run['code_version'][:12]} at {run['ended_at']}")
+    for child in node["inputs"]:
+        _print_chain(child, depth + 1)
+
+
+def main() -> None:
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    configure_logging()
+    cli(prog_name="tidewater")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""One typed configuration: conf/base.yaml + conf/<env>.yaml + overrides, validated once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lakehouse.errors import ConfigError, TableNotFound
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONF_DIR = PROJECT_DIR / "conf"
+ENV_VAR_ENV = "TIDEWATER_ENV"
+ENV_VAR_ROOT = "TIDEWATER_ROOT"
+ENV_VAR_MASTER = "TIDEWATER_SPARK_MASTER"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConf(_Strict):
+    root: str
+
+
+class SparkConf(_Strict):
+    app_name: str = "tidewater"
+    master: str = "local[*]"
+    shuffle_partitions: int = Field(8, ge=1)
+    jars_dir: str = "jars"
+    conf: dict[str, str] = {}
+
+
+class SecretsConf(_Strict):
+    pii_key_env: str = "TIDEWATER_PII_KEY"
+    allow_demo_key: bool = False
+
+
+class SourceConf(_Strict):
+    format: Literal["json", "csv"]
+    file_glob: str
+    bronze: str
+    header: str | None = None
+
+
+class GeneratorConf(_Strict):
+    seed: int = 42
+    rows: int = Field(20000, ge=100)
+    days: int = Field(14, ge=1)
+    start_date: str = "2026-01-01"
+    defect_rate: float = Field(0.02, ge=0.0, le=0.5)
+    fraud_rate: float = Field(0.02, ge=0.0, le=0.5)
+    drift_from_day: int | None = None
+
+
+class PipelineConf(_Strict):
+    stages: list[str] = []
+
+
+class TableRef(BaseModel):
+    """A configured table: its catalog name and where its Delta files live."""
+
+    name: str
+    path: str
+
+    @property
+    def layer(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+class Config(_Strict):
+    project: str = "tidewater"
+    env: str = "base"
+    storage: StorageConf
+    spark: SparkConf = SparkConf()
+    secrets: SecretsConf = SecretsConf()
+    tables: dict[str, list[str]]
+    table_paths: dict[str, str] = {}
+    sources: dict[str, SourceConf] = {}
+    currencies: dict[str, float] = {}
+    generator: GeneratorConf = GeneratorConf()
+    pipeline: PipelineConf = PipelineConf()
+
+    @field_validator("table_paths")
+    @classmethod
+    def _paths_name_tables(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if "." not in name:
+                raise ValueError(f"table_paths key {name!r} must be 'layer.table'")
+        return v
+
+    @property
+    def root(self) -> Path:
+        return Path(self.storage.root)
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.root / "landing"
+
+    def checkpoint_dir(self, job: str, name: str) -> Path:
+        return self.root / "_checkpoints" / job / name
+
+    def table_names(self) -> list[str]:
+        return [f"{layer}.{t}" for layer, names in self.tables.items() for t in names]
+
+    def table(self, name: str) -> TableRef:
+        """Look up a configured table by `layer.name`; unknown names are an error, not a guess."""
+        layer, _, short = name.partition(".")
+        if short not in self.tables.get(layer, []):
+            raise TableNotFound(
+                f"table {name!r} is not configured",
+                hint=f"configured tables: {', '.join(self.table_names())}",
+            )
+        path = self.table_paths.get(name) or str(self.root / "tables" / layer / short)
+        return TableRef(name=name, path=path)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML ({problem})", hint="fix the file's syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    env: str | None = None,
+    root: str | os.PathLike | None = None,
+    conf_dir: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Merge base + env YAML, apply --root/env-var overrides, and validate into a Config."""
+    conf_dir = Path(conf_dir or os.environ.get("TIDEWATER_CONF_DIR") or DEFAULT_CONF_DIR)
+    env = env or os.environ.get(ENV_VAR_ENV) or "local"
+    base_file = conf_dir / "base.yaml"
+    env_file = conf_dir / f"{env}.yaml"
+    if not base_file.is_file():
+        raise ConfigError(f"{base_file} not found", hint="pass --conf-dir or run from the project")
+    if not env_file.is_file():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(f"unknown env {env!r}: {env_file} not found", hint=f"known envs: {', '.join(known)}")
+    data = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
+    data = _deep_merge(data, overrides or {})
+    root = root or os.environ.get(ENV_VAR_ROOT)
+    if root:
+        data.setdefault("storage", {})["root"] = str(root)
+    if os.environ.get(ENV_VAR_MASTER):
+        data.setdefault("spark", {})["master"] = os.environ[ENV_VAR_MASTER]
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(
+            f"invalid configuration ({base_file.name} + {env_file.name}): {where}: {first['msg']}",
+            hint=f"{err.error_count()} problem(s); check {env_file}",
+        ) from None
+    storage_root = Path(cfg.storage.root).expanduser()
+    if not storage_root.is_absolute():
+        storage_root = conf_dir.resolve().parent / storage_root
+    return cfg.model_copy(update={"storage": StorageConf(root=str(storage_root.resolve()))})

@@ -1,0 +1,82 @@
+"""Gold: business tables for BI, recomputed from silver when (and only when) silver changed."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.catalog import register_table
+from lakehouse.config import Config
+from lakehouse.job_runner import JobSpec, progress
+from lakehouse.lineage import JobRun, last_successful_inputs, track_run
+from lakehouse.tables import current_version
+
+JOB = "build_gold"
+INPUTS = ("silver.transactions", "silver.labels")
+
+
+def customer_daily_spend(txns: DataFrame) -> DataFrame:
+    return (txns.groupBy("customer_id", "event_date")
+            .agg(F.count("*").alias("txn_count"),
+                 F.round(F.sum("amount_eur"), 2).alias("total_amount_eur"),
+                 F.round(F.avg("amount_eur"), 2).alias("avg_amount_eur"),
+                 F.max("amount_eur").alias("max_amount_eur"),
+                 F.countDistinct("merchant_id").alias("distinct_merchants")))
+
+
+def _labelled(txns: DataFrame, labels: DataFrame) -> DataFrame:
+    return txns.join(labels.select("txn_id", "is_fraud"), "txn_id", "left")
+
+
+def merchant_daily(txns: DataFrame, labels: DataFrame) -> DataFrame:
+    return (_labelled(txns, labels).groupBy("merchant_id", "event_date")
+            .agg(F.count("*").alias("txn_count"),
+                 F.round(F.sum("amount_eur"), 2).alias("total_amount_eur"),
+                 F.countDistinct("customer_id").alias("distinct_customers"),
+                 F.count("is_fraud").alias("labelled_count"),
+                 F.sum(F.col("is_fraud").cast("int")).alias("fraud_count")))
+
+
+def fraud_kpis(txns: DataFrame, labels: DataFrame) -> DataFrame:
+    """Per day: volume, how much of it is labelled yet, and fraud among the labelled."""
+    fraud_amount = F.when(F.col("is_fraud"), F.col("amount_eur"))
+    return (_labelled(txns, labels).groupBy("event_date")
+            .agg(F.count("*").alias("txn_count"),
+                 F.round(F.sum("amount_eur"), 2).alias("total_amount_eur"),
+                 F.count("is_fraud").alias("labelled_count"),
+                 F.coalesce(F.sum(F.col("is_fraud").cast("int")), F.lit(0)).alias("fraud_count"),
+                 F.round(F.coalesce(F.sum(fraud_amount), F.lit(0.0)), 2).alias("fraud_amount_eur"))
+            .withColumn("label_coverage", F.round(F.try_divide("labelled_count", "txn_count"), 4))
+            .withColumn("fraud_rate", F.round(F.try_divide("fraud_count", "labelled_count"), 6)))
+
+
+def build_gold(spark: SparkSession, cfg: Config, force: bool = False) -> JobRun:
+    """Rebuild the gold tables from silver unless silver is unchanged since the last build."""
+    versions = {t: current_version(spark, cfg.table(t)) for t in INPUTS}
+    if not force and last_successful_inputs(spark, cfg, JOB) == versions:
+        progress(f"{JOB}: silver unchanged since the last build ({versions}); gold is up to date")
+        return JobRun(spark, cfg, JOB)
+    with track_run(spark, cfg, JOB) as run:
+        txns, labels = run.read("silver.transactions"), run.read("silver.labels")
+        tables = {
+            "gold.customer_daily_spend": customer_daily_spend(txns),
+            "gold.merchant_daily": merchant_daily(txns, labels),
+            "gold.fraud_kpis": fraud_kpis(txns, labels),
+        }
+        for name, df in tables.items():
+            ref = cfg.table(name)
+            run.writing(name)
+            df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
+            run.wrote(name)
+            register_table(spark, ref)
+            progress(f"{JOB}: wrote {name}")
+    return run
+
+
+BUILD_GOLD = JobSpec(
+    name=JOB,
+    summary="Rebuild the gold business tables (daily spend, merchant daily, fraud KPIs) from silver.",
+    add_arguments=lambda p: p.add_argument("--force", action="store_true",
+                                           help="rebuild even if silver did not change"),
+    run=lambda spark, cfg, args: build_gold(spark, cfg, args.force),
+)

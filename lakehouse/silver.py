@@ -1,0 +1,200 @@
+"""Silver: typed, deduplicated, PII-safe tables, fed incrementally from bronze by Delta streams.
+
+Each entity is a Structured Streaming query over its bronze table with a checkpoint, so a run
+only reads bronze rows it has not seen and a killed run resumes where it stopped. Every micro-batch
+is written idempotently: silver by MERGE on the business key, quarantine with Delta's
+(txnAppId, txnVersion) so a replayed micro-batch is not appended twice. Bronze rows are conserved:
+silver inserts + quarantined + duplicates = bronze rows read.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakehouse.catalog import delta_exists
+from lakehouse.config import Config, TableRef
+from lakehouse.job_runner import JobSpec, progress
+from lakehouse.lineage import JobRun, track_run
+from lakehouse.pii import pii_key
+from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, EntityRules,
+                              refine, transaction_rules, with_amount_eur)
+from lakehouse.tables import commit_metrics, current_version
+
+JOB = "refine_silver"
+SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
+
+
+def _create_if_missing(spark: SparkSession, ref: TableRef, like: DataFrame) -> None:
+    if not delta_exists(ref.path):
+        spark.createDataFrame([], like.schema).write.format("delta").save(ref.path)
+
+
+def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
+    w = Window.partitionBy(*key).orderBy(*order)
+    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
+
+def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str) -> None:
+    """Insert rows whose key silver does not hold yet (first arrival wins)."""
+    rows = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
+    _create_if_missing(spark, ref, rows)
+    (DeltaTable.forPath(spark, ref.path).alias("t")
+     .merge(rows.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
+
+
+def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str) -> None:
+    """Upsert the newest record per key (type 1: the latest `ts` wins, older arrivals are ignored)."""
+    rows = _latest_per_key(rows, [key], [F.col(ts).desc(), F.col("_ingested_at").desc()])
+    _create_if_missing(spark, ref, rows)
+    (DeltaTable.forPath(spark, ref.path).alias("t")
+     .merge(rows.alias("s"), f"t.{key} = s.{key}")
+     .whenMatchedUpdateAll(condition=f"s.{ts} > t.{ts}")
+     .whenNotMatchedInsertAll().execute())
+
+
+def scd2_history(existing: DataFrame | None, incoming: DataFrame, key: str, ts: str,
+                 attributes: tuple[str, ...]) -> DataFrame:
+    """Rebuild the type-2 history of the incoming keys: one row per change, valid_from/valid_to.
+
+    A record identical to the version before it is no change and adds no row; a late record is
+    slotted into place and the neighbouring validity windows are recomputed.
+    """
+    change = F.sha2(F.concat_ws("|", *[F.coalesce(F.col(a).cast("string"), F.lit("\0")) for a in attributes]), 256)
+    keep = [key, *attributes, "_batch_id", "_ingested_at"]
+    new = incoming.select(*keep, F.col(ts).alias("valid_from"), F.lit(1).alias("_new"))
+    if existing is not None:
+        old = existing.join(incoming.select(key).distinct(), key).select(*keep, "valid_from", F.lit(0).alias("_new"))
+        new = old.unionByName(new)
+    both = _latest_per_key(new, [key, "valid_from"], [F.col("_new"), F.col("_ingested_at")])
+    w = Window.partitionBy(key).orderBy("valid_from")
+    both = both.withColumn("_change", change).withColumn("_prev", F.lag("_change").over(w))
+    both = both.where((F.col("_new") == 0) | F.col("_prev").isNull() | (F.col("_change") != F.col("_prev")))
+    return (both.withColumn("valid_to", F.lead("valid_from").over(w))
+            .withColumn("is_current", F.col("valid_to").isNull())
+            .drop("_change", "_prev", "_new"))
+
+
+def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str) -> None:
+    rows = _latest_per_key(rows, [key, ts], [F.col("_ingested_at")])
+    existing = spark.read.format("delta").load(ref.path) if delta_exists(ref.path) else None
+    # The history reads the target it is about to merge into: materialize it first.
+    history = scd2_history(existing, rows, key, ts, SCD2_ATTRIBUTES).localCheckpoint()
+    _create_if_missing(spark, ref, history)
+    (DeltaTable.forPath(spark, ref.path).alias("t")
+     .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
+     .whenMatchedUpdate(condition="NOT (t.valid_to <=> s.valid_to)",
+                        set={"valid_to": "s.valid_to", "is_current": "s.is_current"})
+     .whenNotMatchedInsertAll().execute())
+
+
+def _checkpoint_token(checkpoint: Path) -> str:
+    """A stable id per checkpoint: Delta's idempotent-append key must change if it is reset."""
+    token_file = checkpoint.parent / f"{checkpoint.name}.token"
+    if not (checkpoint.exists() and token_file.exists()):
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.write_text(uuid.uuid4().hex)
+    return token_file.read_text().strip()
+
+
+class EntityRefiner:
+    """Refine one entity from its bronze table into silver and quarantine."""
+
+    def __init__(self, spark: SparkSession, cfg: Config, run: JobRun, entity: str, rules: EntityRules,
+                 write_valid: Callable[[SparkSession, TableRef, DataFrame], None],
+                 derive: Callable[[DataFrame], DataFrame] = lambda df: df):
+        self.spark, self.cfg, self.run, self.entity = spark, cfg, run, entity
+        self.rules, self.write_valid, self.derive = rules, write_valid, derive
+        self.bronze = cfg.sources[entity].bronze
+        self.silver = cfg.table(f"silver.{entity}")
+        self.quarantine = cfg.table(f"quarantine.{entity}")
+        self.key = pii_key(cfg)
+        self.checkpoint = cfg.checkpoint_dir(JOB, entity)
+        self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
+
+    def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        batch = batch.persist()
+        try:
+            valid, rejected = refine(batch, self.rules, self.key)
+            valid = self.derive(valid).persist()
+            n_bronze, n_valid = batch.count(), valid.count()
+            n_rejected = n_bronze - n_valid
+            if n_rejected:
+                (rejected.withColumn("source_table", F.lit(self.bronze))
+                 .withColumn("check", F.col("reason"))
+                 .withColumn("run_id", F.lit(self.run.run_id))
+                 .withColumn("quarantined_at", F.current_timestamp())
+                 .write.format("delta").mode("append")
+                 .option("txnAppId", self.app_id).option("txnVersion", batch_id)
+                 .save(self.quarantine.path))
+            before = current_version(self.spark, self.silver)
+            if n_valid:
+                self.write_valid(self.spark, self.silver, valid)
+            after = current_version(self.spark, self.silver)
+            m = commit_metrics(self.spark, self.silver, after) if after is not None and after != before else {}
+            inserted, updated = m.get("numTargetRowsInserted", 0), m.get("numTargetRowsUpdated", 0)
+            for metric, n in ((f"{self.entity}_bronze_rows", n_bronze),
+                              (f"{self.entity}_quarantined", n_rejected),
+                              (f"{self.entity}_inserted", inserted),
+                              (f"{self.entity}_updated", updated),
+                              (f"{self.entity}_unchanged", max(n_valid - inserted - updated, 0))):
+                self.run.count(metric, n)
+            valid.unpersist()
+        finally:
+            batch.unpersist()
+
+    def run_stream(self) -> None:
+        bronze_ref = self.cfg.table(self.bronze)
+        version = current_version(self.spark, bronze_ref)
+        self.run.inputs[self.bronze] = version
+        if version is None:
+            progress(f"{JOB}: {self.entity}: {self.bronze} is empty, nothing to refine")
+            return
+        self.run.writing(self.silver.name)
+        self.run.writing(self.quarantine.name)
+        query = (self.spark.readStream.format("delta").load(bronze_ref.path)
+                 .writeStream.queryName(f"{JOB}_{self.entity}")
+                 .foreachBatch(self.process_batch)
+                 .option("checkpointLocation", str(self.checkpoint))
+                 .trigger(availableNow=True).start())
+        query.awaitTermination()
+        self.run.wrote(self.silver.name)
+        self.run.wrote(self.quarantine.name)
+        m = self.run.metrics
+        progress(f"{JOB}: {self.entity}: read {m.get(f'{self.entity}_bronze_rows', 0)} bronze rows, "
+                 f"inserted {m.get(f'{self.entity}_inserted', 0)}, updated {m.get(f'{self.entity}_updated', 0)}, "
+                 f"quarantined {m.get(f'{self.entity}_quarantined', 0)}, "
+                 f"duplicates/unchanged {m.get(f'{self.entity}_unchanged', 0)}")
+
+
+def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
+    """Refine every entity; dimensions first so facts can be checked against them later."""
+    rates = cfg.currencies
+    with track_run(spark, cfg, JOB) as run:
+        refiners = [
+            EntityRefiner(spark, cfg, run, "merchants", MERCHANT_RULES,
+                          lambda s, ref, df: merge_latest(s, ref, df, "merchant_id", "updated_at")),
+            EntityRefiner(spark, cfg, run, "customers", CUSTOMER_RULES,
+                          lambda s, ref, df: merge_scd2(s, ref, df, "customer_id", "updated_at")),
+            EntityRefiner(spark, cfg, run, "transactions", transaction_rules(list(rates)),
+                          lambda s, ref, df: merge_insert_new(s, ref, df, "txn_id"),
+                          derive=lambda df: with_amount_eur(df, rates)),
+            EntityRefiner(spark, cfg, run, "labels", LABEL_RULES,
+                          lambda s, ref, df: merge_latest(s, ref, df, "txn_id", "label_time")),
+        ]
+        for refiner in refiners:
+            if refiner.entity in cfg.sources:
+                refiner.run_stream()
+    return run
+
+
+REFINE_SILVER = JobSpec(
+    name=JOB,
+    summary="Parse, type, deduplicate and PII-hash new bronze rows into silver; quarantine the rest.",
+    run=lambda spark, cfg, args: refine_silver(spark, cfg),
+)

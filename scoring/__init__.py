@@ -1,0 +1,1 @@
+"""Batch and streaming scoring from the model registry (not built yet)."""

@@ -1,0 +1,26 @@
+"""Tidewater: a lakehouse ML platform on Apache Spark and Delta Lake."""
+
+from setuptools import setup
+
+setup(
+    name="tidewater",
+    version="0.1.0",
+    description="Lakehouse ML platform on Apache Spark and Delta Lake",
+    python_requires=">=3.11",
+    packages=["lakehouse", "features", "training", "scoring", "quality"],
+    # Exact versions live in constraints.txt (see STACK.md for why each one).
+    install_requires=[
+        "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
+    ],
+    extras_require={
+        "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
+    },
+    entry_points={
+        "console_scripts": ["tidewater = lakehouse.cli:main"],
+        "tidewater.jobs": [
+            "ingest_bronze = lakehouse.bronze:INGEST_BRONZE",
+            "refine_silver = lakehouse.silver:REFINE_SILVER",
+            "build_gold = lakehouse.gold:BUILD_GOLD",
+        ],
+    },
+)

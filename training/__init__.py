@@ -1,0 +1,1 @@
+"""Distributed training, MLflow tracking and the model registry (not built yet)."""
