@@ -8,12 +8,13 @@ VENV := .venv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.tidewater-installed
 JARS_STAMP := jars/.fetched
+SPARK_DEFAULTS_STAMP := $(VENV)/.spark-defaults
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test jars clean-data
 
-setup: $(STAMP) $(JARS_STAMP)
+setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP)
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ $(JARS_STAMP): pom.xml
 	touch $@
 
 jars: $(JARS_STAMP)
+
+# spark-submit reads spark-defaults.conf at JVM start: it carries the Delta jars and settings.
+$(SPARK_DEFAULTS_STAMP): $(STAMP) $(JARS_STAMP) lakehouse/session.py
+	$(VENV)/bin/python -m lakehouse.session
+	touch $@
 
 demo: setup
 	$(VENV)/bin/tidewater demo $(DEMO_ARGS)

@@ -19,5 +19,5 @@ def configure_logging() -> None:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not debug:
         # PySpark logs every JVM error it re-raises; the command already reports it in one line.
-        for name in ("pyspark", "py4j", "PySparkLogger"):
+        for name in ("pyspark", "py4j", "PySparkLogger", "SQLQueryContextLogger"):
             logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -1,5 +1,7 @@
 """Typed errors whose message tells a user what went wrong, where, and what to do next."""
 
+import re
+
 
 class TidewaterError(Exception):
     """Base error: `str(err)` is one line; `hint` is an optional next step."""
@@ -33,6 +35,19 @@ class SetupIncomplete(TidewaterError):
     """Something `make setup` provides (the Delta jars, the environment) is missing."""
 
 
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
+_WRAPPERS = {"StreamingQueryException", "Py4JJavaError", "PythonException", "SparkException"}
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost `Type: message` line of an error, through Spark/Py4J wrappers."""
+    text = str(err)
+    causes = [m for m in map(_ERROR_LINE.match, text.splitlines()) if m and m.group(1) not in _WRAPPERS]
+    if causes:
+        return f"{causes[-1].group(1)}: {causes[-1].group(2).strip()}"
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def describe(err: BaseException) -> tuple[str, str | None]:
     """One line for any error: ours keep their hint; Spark's lose the JVM stack trace."""
     if isinstance(err, TidewaterError):
@@ -41,6 +56,8 @@ def describe(err: BaseException) -> tuple[str, str | None]:
     java_error = getattr(err, "java_exception", None)
     if java_error is not None and not text.startswith("["):
         text = str(java_error.getMessage() or java_error.toString())
-    first = text.splitlines()[0] if text else type(err).__name__
     hint = "run with TIDEWATER_DEBUG=1 for the full trace" if text.count("\n") else None
+    if type(err).__name__ in _WRAPPERS:
+        return root_cause(err), hint
+    first = text.splitlines()[0] if text else type(err).__name__
     return f"{type(err).__name__}: {first}", hint

@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 
 from lakehouse.catalog import register_table
 from lakehouse.config import PROJECT_DIR, Config
+from lakehouse.errors import root_cause
 from lakehouse.tables import current_version, read_table
 
 LINEAGE_TABLE = "meta.lineage"
@@ -113,7 +114,7 @@ def track_run(spark: SparkSession, cfg: Config, job: str) -> Iterator[JobRun]:
     try:
         yield run
     except BaseException as err:
-        _save(run, "failed", f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        _save(run, "failed", root_cause(err))
         raise
     _save(run, "succeeded", None)
 

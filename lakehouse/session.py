@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
+from typing import Iterator
 
 from pyspark.sql import SparkSession
 
@@ -36,6 +39,28 @@ def delta_jars(cfg: Config) -> list[str]:
     return jars
 
 
+@contextlib.contextmanager
+def _jvm_output_to(log_file: Path) -> Iterator[None]:
+    """Start the JVM with its stderr in a log file: its start-up chatter is not for the terminal.
+
+    The JVM inherits file descriptor 2 when it is launched; Python's own stderr is restored
+    right after. TIDEWATER_DEBUG=1 leaves everything on the terminal.
+    """
+    if os.environ.get("TIDEWATER_DEBUG") or _under_spark_submit():
+        yield
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(log_file, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def build_session(cfg: Config, register: bool = True) -> SparkSession:
     """Build (or join) the SparkSession for this config and register the lakehouse tables."""
     active = SparkSession.getActiveSession()
@@ -61,8 +86,35 @@ def build_session(cfg: Config, register: bool = True) -> SparkSession:
             )
     for key, value in settings.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     if register:
         register_tables(spark, cfg)
     return spark
+
+
+def write_spark_defaults(cfg: Config) -> Path:
+    """Write Delta's settings into the installed Spark's spark-defaults.conf.
+
+    Under spark-submit the driver JVM starts before our Python code runs, so jars named in the
+    session builder come too late for the driver's class path; spark-defaults.conf is read at
+    JVM start, which makes `spark-submit jobs/<job>.py` work with no extra flags.
+    """
+    from pyspark.find_spark_home import _find_spark_home
+
+    conf_file = Path(_find_spark_home()) / "conf" / "spark-defaults.conf"
+    conf_file.parent.mkdir(parents=True, exist_ok=True)
+    settings = {**DELTA_CONF, "spark.jars": ",".join(delta_jars(cfg))}
+    log4j = PROJECT_DIR / "conf" / "log4j2.properties"
+    if log4j.is_file():
+        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+    conf_file.write_text("# Written by `make setup` (lakehouse.session.write_spark_defaults).\n"
+                         + "".join(f"{k} {v}\n" for k, v in settings.items()))
+    return conf_file
+
+
+if __name__ == "__main__":
+    from lakehouse.config import load_config
+
+    print(f"wrote {write_spark_defaults(load_config())}")

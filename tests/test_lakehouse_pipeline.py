@@ -1,0 +1,189 @@
+"""Bronze -> silver -> gold on generated data: conservation, idempotency, time travel, lineage, PII."""
+
+import re
+import shutil
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import run_pipeline
+from lakehouse.bronze import ingest_bronze
+from lakehouse.config import load_config
+from lakehouse.errors import LandingNotFound
+from lakehouse.generator import generate
+from lakehouse.gold import build_gold
+from lakehouse.lineage import upstream_chain
+from lakehouse.pii import DEMO_KEY, hmac_sha256, hmac_sha256_py
+from lakehouse.silver import refine_silver
+from lakehouse.tables import current_version, read_table
+
+
+def _count(spark, cfg, name, version=None):
+    return read_table(spark, cfg.table(name), version).count()
+
+
+def _lineage(spark, cfg, job):
+    return read_table(spark, cfg.table("meta.lineage")).where(F.col("job") == job).orderBy("ended_at").collect()
+
+
+def test_every_bronze_transaction_is_accounted_for_per_defect_type(spark, lake):
+    cfg, expected = lake.cfg, lake.manifest["expected"]
+    bronze = _count(spark, cfg, "bronze.transactions_raw")
+    silver = _count(spark, cfg, "silver.transactions")
+    reasons = {r["reason"]: r["count"] for r in
+               read_table(spark, cfg.table("quarantine.transactions")).groupBy("reason").count().collect()}
+    refine = _lineage(spark, cfg, "refine_silver")[0]
+    duplicates = refine["metrics"]["transactions_unchanged"]
+
+    assert bronze == expected["bronze_transactions"]
+    assert reasons == expected["quarantine_transactions"]
+    assert duplicates == expected["duplicate_transactions"]
+    assert silver == expected["silver_transactions"]
+    assert bronze == silver + sum(reasons.values()) + duplicates
+
+
+def test_quarantine_keeps_the_raw_row_reason_and_batch(spark, lake):
+    q = read_table(spark, lake.cfg.table("quarantine.transactions"))
+    assert q.where("raw IS NULL OR reason IS NULL OR detail IS NULL OR _batch_id = ''").count() == 0
+    bad_type = q.where("reason = 'invalid_type'").first()
+    assert bad_type["detail"].startswith("amount is not a double")
+    assert '"txn_id"' in bad_type["raw"]
+
+
+def test_late_events_are_kept_in_silver(spark, lake):
+    late = (read_table(spark, lake.cfg.table("silver.transactions"))
+            .where(F.to_date("event_time") < F.to_date(F.substring("_batch_id", 7, 10))).count())
+    assert late == lake.manifest["defects"]["late_event"]
+
+
+def test_bronze_keeps_raw_payload_and_where_it_came_from(spark, lake):
+    bronze = read_table(spark, lake.cfg.table("bronze.transactions_raw"))
+    assert set(bronze.columns) == {"raw", "_source_file", "_batch_id", "_ingested_at"}
+    files = {r[0].rsplit("/", 2)[-2] for r in bronze.select("_source_file").distinct().collect()}
+    assert files == set(lake.manifest["batches"])
+    customers = read_table(spark, lake.cfg.table("bronze.customers_raw"))
+    assert customers.where("raw LIKE 'customer_id,%'").count() == 0  # CSV headers are not rows
+
+
+def test_no_pii_in_clear_text_in_silver_or_gold(spark, lake):
+    clear = re.compile(r"\b4\d{15}\b|@example\.com|Customer \d+|\b10\.\d+\.\d+\.\d+\b")
+    for name in lake.cfg.table_names():
+        if name.split(".")[0] not in ("silver", "gold"):
+            continue
+        df = read_table(spark, lake.cfg.table(name))
+        assert not {"card_number", "email", "ip_address", "customer_name"} & set(df.columns), name
+        strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+        for row in df.select(*strings).collect():
+            for value in row:
+                assert value is None or not clear.search(value), f"{name}: {value}"
+
+
+def test_pii_tokens_are_keyed_hmacs(spark, lake):
+    spark_token = spark.range(1).select(hmac_sha256(F.lit("4111111111111111"), b"k")).first()[0]
+    assert spark_token == hmac_sha256_py("4111111111111111", b"k")
+    silver = read_table(spark, lake.cfg.table("silver.customers")).where("customer_id = 'C0000001'").first()
+    assert silver["email_hash"] == hmac_sha256_py("customer1@example.com", DEMO_KEY.encode())
+
+
+def test_customers_keep_history_as_scd2(spark, lake):
+    customers = read_table(spark, lake.cfg.table("silver.customers"))
+    assert customers.where("is_current").groupBy("customer_id").count().where("count > 1").count() == 0
+    assert customers.where("is_current").count() == lake.manifest["customers"]
+    changed = customers.groupBy("customer_id").count().where("count > 1").count()
+    assert changed > 0
+    closed = customers.where("NOT is_current").first()
+    successor = customers.where((F.col("customer_id") == closed["customer_id"]) &
+                                (F.col("valid_from") == closed["valid_to"])).count()
+    assert successor == 1
+
+
+def test_gold_tables_agree_with_silver(spark, lake):
+    cfg = lake.cfg
+    silver = read_table(spark, cfg.table("silver.transactions"))
+    kpis = read_table(spark, cfg.table("gold.fraud_kpis"))
+    assert kpis.agg(F.sum("txn_count")).first()[0] == silver.count()
+    labelled = silver.join(read_table(spark, cfg.table("silver.labels")), "txn_id")
+    assert kpis.agg(F.sum("fraud_count")).first()[0] == labelled.where("is_fraud").count()
+    spend = read_table(spark, cfg.table("gold.customer_daily_spend"))
+    assert spend.agg(F.sum("txn_count")).first()[0] == silver.count()
+
+
+def test_lineage_names_the_versions_read_and_written(spark, lake):
+    cfg = lake.cfg
+    gold_run = _lineage(spark, cfg, "build_gold")[-1]
+    inputs = {i["table"]: i["version"] for i in gold_run["inputs"]}
+    outputs = {o["table"]: o["version"] for o in gold_run["outputs"]}
+    assert inputs == {"silver.transactions": current_version(spark, cfg.table("silver.transactions")),
+                      "silver.labels": current_version(spark, cfg.table("silver.labels"))}
+    assert outputs["gold.fraud_kpis"] == current_version(spark, cfg.table("gold.fraud_kpis"))
+    assert gold_run["status"] == "succeeded" and gold_run["code_version"]
+    chain = upstream_chain(spark, cfg, "gold.fraud_kpis", outputs["gold.fraud_kpis"])
+    assert chain["produced_by"]["job"] == "build_gold"
+    silver_node = next(n for n in chain["inputs"] if n["table"] == "silver.transactions")
+    assert silver_node["produced_by"]["job"] == "refine_silver"
+    bronze_node = next(n for n in silver_node["inputs"] if n["table"] == "bronze.transactions_raw")
+    assert bronze_node["produced_by"]["job"] == "ingest_bronze"
+
+
+def test_missing_landing_folder_is_a_clear_error(spark, tmp_path):
+    cfg = load_config("local", root=tmp_path)
+    with pytest.raises(LandingNotFound, match="landing folder .* does not exist") as err:
+        ingest_bronze(spark, cfg)
+    assert "tidewater generate" in err.value.hint
+
+
+def test_rerun_and_new_batch(spark, tmp_path):
+    """Given a lakehouse, a rerun changes nothing; a new arrival batch is ingested once, incrementally."""
+    cfg = load_config("local", root=tmp_path)
+    generate(cfg.landing_dir, seed=1, rows=600, days=2, start_date="2026-04-01")
+    run_pipeline(spark, cfg)
+    names = [n for n in cfg.table_names() if n != "meta.lineage"]
+    versions = {n: current_version(spark, cfg.table(n)) for n in names}
+    counts = {n: _count(spark, cfg, n) for n in names if versions[n] is not None}
+
+    # When every job runs again with no new files, then no table gets a new version.
+    run_pipeline(spark, cfg)
+    assert {n: current_version(spark, cfg.table(n)) for n in names} == versions
+    assert {n: _count(spark, cfg, n) for n in counts} == counts
+
+    # When a new arrival batch lands, then only its rows are added.
+    extra = tmp_path / "extra"
+    man = generate(extra, seed=2, rows=300, days=1, start_date="2026-04-03", defect_rate=0.0)
+    shutil.copytree(extra / "batch-2026-04-03", cfg.landing_dir / "batch-2026-04-03")
+    run_pipeline(spark, cfg)
+    assert _count(spark, cfg, "bronze.transactions_raw") == counts["bronze.transactions_raw"] + man.transactions_written
+    silver_v = current_version(spark, cfg.table("silver.transactions"))
+    assert silver_v > versions["silver.transactions"]
+
+    # Time travel: the earlier version still reads as it was.
+    assert _count(spark, cfg, "silver.transactions", versions["silver.transactions"]) == counts["silver.transactions"]
+    by_sql = spark.sql(f"SELECT count(*) FROM silver.transactions VERSION AS OF {versions['silver.transactions']}").first()[0]
+    assert by_sql == counts["silver.transactions"]
+    assert current_version(spark, cfg.table("gold.fraud_kpis")) > versions["gold.fraud_kpis"]
+
+
+def test_a_killed_refine_resumes_from_its_checkpoint(spark, tmp_path, monkeypatch):
+    """Given a refine run that dies mid-way, when it runs again, then silver ends complete and exact."""
+    cfg = load_config("local", root=tmp_path)
+    man = generate(cfg.landing_dir, seed=9, rows=900, days=3, start_date="2026-05-01")
+    ingest_bronze(spark, cfg)
+
+    from lakehouse import silver
+    real_merge = silver.merge_insert_new
+
+    def dies_mid_batch(*args, **kwargs):
+        real_merge(*args, **kwargs)  # silver is written, the checkpoint is not committed yet
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(silver, "merge_insert_new", dies_mid_batch)
+    with pytest.raises(Exception, match="killed"):
+        refine_silver(spark, cfg)
+    monkeypatch.setattr(silver, "merge_insert_new", real_merge)
+
+    refine_silver(spark, cfg)
+    expected = man.expected()
+    assert _count(spark, cfg, "silver.transactions") == expected["silver_transactions"]
+    assert _count(spark, cfg, "quarantine.transactions") == sum(expected["quarantine_transactions"].values())
+    failed = [r for r in _lineage(spark, cfg, "refine_silver") if r["status"] == "failed"]
+    assert len(failed) == 1 and "killed" in failed[0]["error"]
+    build_gold(spark, cfg)
