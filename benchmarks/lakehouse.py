@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from lakehouse.bronze import ingest_bronze
-from lakehouse.config import load_config
-from lakehouse.generator import generate
-from lakehouse.gold import build_gold
-from lakehouse.session import build_session
-from lakehouse.silver import refine_silver
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `lakehouse` package it measures.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from lakehouse.bronze import ingest_bronze  # noqa: E402
+from lakehouse.config import load_config  # noqa: E402
+from lakehouse.generator import generate  # noqa: E402
+from lakehouse.gold import build_gold  # noqa: E402
+from lakehouse.session import build_session  # noqa: E402
+from lakehouse.silver import refine_silver  # noqa: E402
 
 
 def _peak_rss_mib(pid: int) -> float:

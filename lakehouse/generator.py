@@ -66,6 +66,7 @@ class Manifest:
     customer_changes: int = 0
     merchants: int = 0
     labels: int = 0
+    labels_not_yet_arrived: int = 0
     batches: list[str] = field(default_factory=list)
 
     def expected(self) -> dict:
@@ -106,6 +107,41 @@ class _Population:
         self.homes = homes
 
 
+class _LabelMailbox:
+    """Labels arrive days after their transaction: each is appended straight to the labels file of
+    the batch it arrives with, so no day's labels wait in memory. Labels due after the last batch
+    have not arrived yet and are only counted."""
+
+    def __init__(self, out: Path, start: dt.date, days: int):
+        self.out, self.start, self.days = out, start, days
+        self.delivered: dict[int, int] = {}
+        self.undelivered = 0
+        self._files: dict[int, object] = {}
+        for day in range(days):  # a rerun into the same folder starts these files afresh
+            self._path(day).unlink(missing_ok=True)
+
+    def _path(self, day: int) -> Path:
+        return self.out / f"batch-{(self.start + dt.timedelta(days=day)).isoformat()}" / "labels.jsonl"
+
+    def post(self, due_day: int, line: str) -> None:
+        if due_day >= self.days:
+            self.undelivered += 1
+            return
+        if due_day not in self._files:
+            self._path(due_day).parent.mkdir(parents=True, exist_ok=True)
+            self._files[due_day] = open(self._path(due_day), "a")
+        self._files[due_day].write(line + "\n")
+        self.delivered[due_day] = self.delivered.get(due_day, 0) + 1
+
+    def close_day(self, day: int) -> None:
+        """No more labels can arrive for `day` (delays are at least one day): close its file."""
+        f = self._files.pop(day, None)
+        if f is not None:
+            f.close()
+        else:
+            self._path(day).touch()
+
+
 def _weights(n: int, rng: np.random.Generator) -> np.ndarray:
     w = rng.random(n) + 0.5
     return w / w.sum()
@@ -141,7 +177,7 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
     segment, city = pop.segment.copy(), pop.city.copy()
     man = Manifest(seed, rows, days, start_date, defect_rate, fraud_rate, drift_from_day,
                    customers=pop.n_customers, merchants=pop.n_merchants)
-    pending_labels: dict[int, list[str]] = {}
+    labels = _LabelMailbox(out, start, days)
     carried_duplicates: list[str] = []
     per_day = np.full(days, rows // days)
     per_day[: rows % days] += 1
@@ -174,29 +210,28 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
                             f"{pop.homes[pop.merchant_country[m]]},{updated_at}\n")
 
         resent, carried_duplicates = carried_duplicates, []
-        lines, labels_today = _day_transactions(drng, pop, man, day, midnight, int(per_day[day]),
-                                                pending_labels, carried_duplicates)
+        lines = _day_transactions(drng, pop, man, day, midnight, int(per_day[day]), labels,
+                                  carried_duplicates)
         # A duplicate is resent in the next batch (the last batch repeats its own).
         lines += resent + (carried_duplicates if day == days - 1 else [])
         man.transactions_written += len(lines)
         with open(batch / "transactions.jsonl", "w") as f:
             f.writelines(line + "\n" for line in lines)
-        labels_today = pending_labels.pop(day, []) + labels_today
-        with open(batch / "labels.jsonl", "w") as f:
-            f.writelines(line + "\n" for line in labels_today)
-        man.labels += len(labels_today)
+        labels.close_day(day)
         man.batches.append(batch.name)
         if progress:
             progress(f"{batch.name}: {len(lines)} transactions, {len(changed)} customer rows, "
-                     f"{len(labels_today)} labels")
+                     f"{labels.delivered.get(day, 0)} labels")
 
+    man.labels = sum(labels.delivered.values())
+    man.labels_not_yet_arrived = labels.undelivered
     (out / "_manifest.json").write_text(json.dumps(asdict(man) | {"expected": man.expected()}, indent=2))
     return man
 
 
 def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: dt.datetime, n: int,
-                      pending_labels: dict[int, list[str]], carried: list[str]) -> tuple[list[str], list[str]]:
-    """One day's transaction lines (clean, fraud and defective) and the labels due today."""
+                      labels: _LabelMailbox, carried: list[str]) -> list[str]:
+    """One day's transaction lines (clean, fraud and defective); their labels go to the mailbox."""
     cust = rng.choice(pop.n_customers, n, p=pop.activity)
     merch = rng.integers(0, pop.n_merchants, n)
     amount_eur = rng.lognormal(np.log(pop.mean_spend[cust]), 0.5)
@@ -244,7 +279,6 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
     label_delay = np.where(fraud, rng.integers(1, 6, n), rng.integers(3, 12, n))
 
     lines: list[str] = []
-    labels_today: list[str] = []
     burst_set = set(burst.tolist())
     for i in range(n):
         c = int(cust[i])
@@ -280,12 +314,8 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
                 label = json.dumps({"txn_id": r["txn_id"], "is_fraud": bool(fraud[i]),
                                     "label_time": (ts + dt.timedelta(days=int(label_delay[i])))
                                     .strftime("%Y-%m-%dT%H:%M:%SZ")})
-                due = day + int(label_delay[i])
-                if due == day:
-                    labels_today.append(label)
-                else:
-                    pending_labels.setdefault(due, []).append(label)
-    return lines, labels_today
+                labels.post(day + int(label_delay[i]), label)
+    return lines
 
 
 def _maybe_defect(rng, rec: dict, planted: bool, kind: str, late_days: int) -> tuple[str, str | None]:
