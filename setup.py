@@ -11,6 +11,7 @@ setup(
     # Exact versions live in constraints.txt (see STACK.md for why each one).
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
+        "great-expectations", "soda-core", "soda-sparkdf",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
@@ -22,5 +23,6 @@ setup(
             "refine_silver = lakehouse.silver:REFINE_SILVER",
             "build_gold = lakehouse.gold:BUILD_GOLD",
         ],
+        "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
     },
 )

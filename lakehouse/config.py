@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lakehouse.errors import ConfigError, TableNotFound
 
@@ -60,6 +60,68 @@ class PipelineConf(_Strict):
     stages: list[str] = []
 
 
+ROW_CHECKS = {"not_null", "between", "in_set", "regex", "unique"}  # Great Expectations
+DATASET_CHECKS = {"row_count", "missing_percent", "duplicate_percent", "invalid_percent",
+                  "freshness", "schema"}  # Soda contracts
+
+
+class CheckConf(_Strict):
+    """One declared check: a rule over a column or the dataset, and what to do when it fails.
+
+    Row-level rules run in Great Expectations and may quarantine the failing rows; dataset-level
+    rules run in a Soda contract and can only warn or fail.
+    """
+
+    name: str
+    check: Literal["not_null", "between", "in_set", "regex", "unique", "row_count", "missing_percent",
+                   "duplicate_percent", "invalid_percent", "freshness", "schema"]
+    policy: Literal["warn", "quarantine", "fail"]
+    column: str | None = None
+    min: float | None = None
+    max: float | None = None
+    values: list[str] | None = None
+    pattern: str | None = None
+    columns: list[str] | None = None  # schema: the columns the table must have
+    values_from: Literal["currencies"] | None = None  # in_set: take values from that config section
+
+    @property
+    def engine(self) -> str:
+        return "great_expectations" if self.check in ROW_CHECKS else "soda"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "CheckConf":
+        needs_column = self.check not in ("row_count", "schema")
+        if needs_column and not self.column:
+            raise ValueError(f"check {self.name!r} ({self.check}) needs a column")
+        if self.check in ("in_set", "invalid_percent") and not self.values:
+            raise ValueError(f"check {self.name!r} ({self.check}) needs values")
+        if self.check == "regex" and not self.pattern:
+            raise ValueError(f"check {self.name!r} (regex) needs a pattern")
+        if self.check == "schema" and not self.columns:
+            raise ValueError(f"check {self.name!r} (schema) needs columns")
+        if self.check == "between" and self.min is None and self.max is None:
+            raise ValueError(f"check {self.name!r} (between) needs min and/or max")
+        if self.policy == "quarantine" and self.check not in ROW_CHECKS - {"unique"}:
+            raise ValueError(f"check {self.name!r}: only row-level checks can quarantine rows; "
+                             f"use warn or fail for {self.check}")
+        return self
+
+
+class TableQualityConf(_Strict):
+    # What a change in the source's shape does: evolve the table, quarantine the batch, or fail.
+    schema_policy: Literal["evolve", "quarantine_batch", "fail"] = "quarantine_batch"
+    checks: list[CheckConf] = []
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_names(cls, v: list[CheckConf]) -> list[CheckConf]:
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"check names must be unique, repeated: {', '.join(dupes)}")
+        return v
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -83,6 +145,23 @@ class Config(_Strict):
     currencies: dict[str, float] = {}
     generator: GeneratorConf = GeneratorConf()
     pipeline: PipelineConf = PipelineConf()
+    quality: dict[str, TableQualityConf] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_values_from(cls, data: Any) -> Any:
+        """`values_from: currencies` keeps one list of currencies for refine and quality alike."""
+        for table in (data.get("quality") or {}).values():
+            for check in (table or {}).get("checks") or []:
+                if isinstance(check, dict) and check.get("values_from") and not check.get("values"):
+                    check["values"] = list(data.get(check["values_from"]) or {})
+        return data
+
+    @model_validator(mode="after")
+    def _quality_names_tables(self) -> "Config":
+        for name in self.quality:
+            self.table(name)  # raises TableNotFound for a check on an unknown table
+        return self
 
     @field_validator("table_paths")
     @classmethod

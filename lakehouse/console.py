@@ -21,3 +21,6 @@ def configure_logging() -> None:
         # PySpark logs every JVM error it re-raises; the command already reports it in one line.
         for name in ("pyspark", "py4j", "PySparkLogger", "SQLQueryContextLogger"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+        # GE and Soda narrate every run at INFO; our results table says what they found.
+        for name in ("great_expectations", "soda", "soda_core"):
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -31,6 +31,10 @@ class JobNotFound(TidewaterError):
     """No installed job has the requested name."""
 
 
+class QualityGateFailed(TidewaterError):
+    """A check with policy `fail` failed: the job stopped before writing its target."""
+
+
 class SetupIncomplete(TidewaterError):
     """Something `make setup` provides (the Delta jars, the environment) is missing."""
 

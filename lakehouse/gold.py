@@ -5,10 +5,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.catalog import register_table
 from lakehouse.config import Config
+from lakehouse.gates import quality_gate
 from lakehouse.job_runner import JobSpec, progress
 from lakehouse.lineage import JobRun, last_successful_inputs, track_run
+from lakehouse.quarantine import append_quarantine
 from lakehouse.tables import current_version
 
 JOB = "build_gold"
@@ -63,12 +64,19 @@ def build_gold(spark: SparkSession, cfg: Config, force: bool = False) -> JobRun:
             "gold.merchant_daily": merchant_daily(txns, labels),
             "gold.fraud_kpis": fraud_kpis(txns, labels),
         }
-        for name, df in tables.items():
+        gate = quality_gate()
+        # Every gate runs before any table is written: a failing check leaves all of gold as it was.
+        verdicts = {name: gate.check(spark, cfg, name, df.localCheckpoint(), job=JOB, run_id=run.run_id,
+                                     batch="full")
+                    for name, df in tables.items()}
+        for name, verdict in verdicts.items():
             ref = cfg.table(name)
             run.writing(name)
-            df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
-            run.wrote(name)
-            register_table(spark, ref)
+            verdict.passed.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
+            version = run.wrote(name)
+            if verdict.quarantined is not None:
+                append_quarantine(spark, cfg, name, verdict.quarantined, run_id=run.run_id, source_table=name)
+            gate.record(spark, cfg, verdict, version)
             progress(f"{JOB}: wrote {name}")
     return run
 

@@ -1,15 +1,15 @@
 """Silver's pure transforms: parse raw bronze lines, type them, and split usable rows from rejects.
 
-Each entity's rules are declared once as data (`EntityRules`); `refine` applies them. A rejected
-row keeps its raw payload and gets one machine-readable `reason` (the first rule it breaks) and a
-human `detail`, so it can be fixed and replayed.
+Each entity's structural rules (parsable, keyed, typed, complete) are declared once as data
+(`EntityRules`); `refine` applies them. Business rules (ranges, code sets) are declared checks in
+conf `quality:`, applied by the quality gate after this step. A rejected row keeps its raw payload
+and gets one machine-readable `reason` (the first rule it breaks) and a human `detail`, so it can
+be fixed and replayed. Usable rows keep `raw` too until they are written, for the same reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -30,8 +30,6 @@ class EntityRules:
     required: tuple[str, ...] = ()
     hashed: dict[str, str] = field(default_factory=dict)  # clear field -> token column
     dropped: tuple[str, ...] = ()
-    # (reason, condition on typed columns) checked after types; first match wins.
-    domain_checks: tuple[tuple[str, Callable[[dict], Column]], ...] = ()
 
 
 def _typed(col: Column, kind: str) -> Column:
@@ -75,8 +73,6 @@ def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataF
         checks.append(("invalid_type", bad, F.concat(F.lit(f"{f} is not a {rules.types[f]}: "), F.col(f))))
     for f in rules.required:
         checks.append(("missing_field", F.col(f).isNull(), F.lit(f"{f} is missing")))
-    for reason, condition in rules.domain_checks:
-        checks.append((reason, F.coalesce(condition(t), F.lit(False)), F.lit(reason.replace("_", " "))))
 
     reason, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
     for name, cond, text in reversed(checks):
@@ -89,7 +85,7 @@ def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataF
     valid = df.where(F.col("reason").isNull()).select(
         *[t[c].alias(c) for c in keep],
         *[hmac_sha256(F.col(c), pii_key).alias(token) for c, token in rules.hashed.items()],
-        *META_COLUMNS,
+        "raw", *META_COLUMNS,
     )
     return valid, rejected
 
@@ -97,26 +93,21 @@ def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataF
 def with_amount_eur(txns: DataFrame, rates: dict[str, float]) -> DataFrame:
     """Add amount_eur (via the configured reference rates) and event_date."""
     rate = F.create_map(*[x for cur, r in rates.items() for x in (F.lit(cur), F.lit(float(r)))])
-    return (txns.withColumn("amount_eur", F.round(F.col("amount") / rate[F.col("currency")], 2))
+    return (txns.withColumn("amount_eur", F.round(F.col("amount") / F.try_element_at(rate, F.col("currency")), 2))
             .withColumn("event_date", F.to_date("event_time")))
 
 
-def transaction_rules(currencies: list[str]) -> EntityRules:
-    return EntityRules(
-        name="transactions", format="json",
-        fields=("txn_id", "card_id", "customer_id", "merchant_id", "merchant_category", "amount",
-                "currency", "country", "channel", "device_id", "event_time", "card_number",
-                "customer_name", "email", "ip_address"),
-        key=("txn_id",),
-        types={"amount": "double", "event_time": "timestamp"},
-        required=("customer_id", "merchant_id", "amount", "currency", "event_time"),
-        hashed={"card_number": "card_hash", "email": "email_hash", "ip_address": "ip_hash"},
-        dropped=("customer_name",),
-        domain_checks=(
-            ("negative_amount", lambda t: t["amount"] < 0),
-            ("unknown_currency", lambda t: ~t["currency"].isin(*currencies)),
-        ),
-    )
+TRANSACTION_RULES = EntityRules(
+    name="transactions", format="json",
+    fields=("txn_id", "card_id", "customer_id", "merchant_id", "merchant_category", "amount",
+            "currency", "country", "channel", "device_id", "event_time", "card_number",
+            "customer_name", "email", "ip_address"),
+    key=("txn_id",),
+    types={"amount": "double", "event_time": "timestamp"},
+    required=("customer_id", "merchant_id", "amount", "currency", "event_time"),
+    hashed={"card_number": "card_hash", "email": "email_hash", "ip_address": "ip_hash"},
+    dropped=("customer_name",),
+)
 
 
 CUSTOMER_RULES = EntityRules(

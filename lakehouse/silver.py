@@ -22,8 +22,10 @@ from lakehouse.config import Config, TableRef
 from lakehouse.job_runner import JobSpec, progress
 from lakehouse.lineage import JobRun, track_run
 from lakehouse.pii import pii_key
-from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, EntityRules,
-                              refine, transaction_rules, with_amount_eur)
+from lakehouse.gates import quality_gate
+from lakehouse.quarantine import append_quarantine
+from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
+                              EntityRules, refine, with_amount_eur)
 from lakehouse.tables import commit_metrics, current_version
 
 JOB = "refine_silver"
@@ -112,30 +114,43 @@ class EntityRefiner:
         self.rules, self.write_valid, self.derive = rules, write_valid, derive
         self.bronze = cfg.sources[entity].bronze
         self.silver = cfg.table(f"silver.{entity}")
-        self.quarantine = cfg.table(f"quarantine.{entity}")
+        self.quarantine = cfg.table(f"quarantine.{entity}")  # where append_quarantine writes
         self.key = pii_key(cfg)
         self.checkpoint = cfg.checkpoint_dir(JOB, entity)
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
+        self.failure: Exception | None = None
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        try:
+            self._process(batch, batch_id)
+        except Exception as err:  # kept so the job re-raises it typed, not wrapped by the stream
+            self.failure = err
+            raise
+
+    def _process(self, batch: DataFrame, batch_id: int) -> None:
         batch = batch.persist()
         try:
             valid, rejected = refine(batch, self.rules, self.key)
             valid = self.derive(valid).persist()
-            n_bronze, n_valid = batch.count(), valid.count()
+            rejected = rejected.persist()
+            structural = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
+            n_bronze = batch.count()
+            gate = quality_gate()
+            # The gate may stop the job here: nothing of this micro-batch has been written yet.
+            verdict = gate.check(self.spark, self.cfg, self.silver.name, valid, job=JOB,
+                                 run_id=self.run.run_id, batch=str(batch_id), prior_rejections=structural)
+            passed = verdict.passed.drop("raw").persist()
+            n_valid = passed.count()
+            refused = rejected if verdict.quarantined is None else rejected.unionByName(verdict.quarantined)
             n_rejected = n_bronze - n_valid
             if n_rejected:
-                (rejected.withColumn("source_table", F.lit(self.bronze))
-                 .withColumn("check", F.col("reason"))
-                 .withColumn("run_id", F.lit(self.run.run_id))
-                 .withColumn("quarantined_at", F.current_timestamp())
-                 .write.format("delta").mode("append")
-                 .option("txnAppId", self.app_id).option("txnVersion", batch_id)
-                 .save(self.quarantine.path))
+                append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=self.run.run_id,
+                                  source_table=self.bronze, txn=(self.app_id, batch_id))
             before = current_version(self.spark, self.silver)
             if n_valid:
-                self.write_valid(self.spark, self.silver, valid)
+                self.write_valid(self.spark, self.silver, passed)
             after = current_version(self.spark, self.silver)
+            gate.record(self.spark, self.cfg, verdict, after)
             m = commit_metrics(self.spark, self.silver, after) if after is not None and after != before else {}
             inserted, updated = m.get("numTargetRowsInserted", 0), m.get("numTargetRowsUpdated", 0)
             for metric, n in ((f"{self.entity}_bronze_rows", n_bronze),
@@ -144,7 +159,8 @@ class EntityRefiner:
                               (f"{self.entity}_updated", updated),
                               (f"{self.entity}_unchanged", max(n_valid - inserted - updated, 0))):
                 self.run.count(metric, n)
-            valid.unpersist()
+            for df in (valid, rejected, passed):
+                df.unpersist()
         finally:
             batch.unpersist()
 
@@ -162,7 +178,12 @@ class EntityRefiner:
                  .foreachBatch(self.process_batch)
                  .option("checkpointLocation", str(self.checkpoint))
                  .trigger(availableNow=True).start())
-        query.awaitTermination()
+        try:
+            query.awaitTermination()
+        except Exception:
+            if self.failure is not None:
+                raise self.failure from None
+            raise
         self.run.wrote(self.silver.name)
         self.run.wrote(self.quarantine.name)
         m = self.run.metrics
@@ -181,7 +202,7 @@ def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
                           lambda s, ref, df: merge_latest(s, ref, df, "merchant_id", "updated_at")),
             EntityRefiner(spark, cfg, run, "customers", CUSTOMER_RULES,
                           lambda s, ref, df: merge_scd2(s, ref, df, "customer_id", "updated_at")),
-            EntityRefiner(spark, cfg, run, "transactions", transaction_rules(list(rates)),
+            EntityRefiner(spark, cfg, run, "transactions", TRANSACTION_RULES,
                           lambda s, ref, df: merge_insert_new(s, ref, df, "txn_id"),
                           derive=lambda df: with_amount_eur(df, rates)),
             EntityRefiner(spark, cfg, run, "labels", LABEL_RULES,

@@ -1,0 +1,49 @@
+"""Where quality gates plug into the jobs, without the floor importing the quality package.
+
+A gate is found through the `tidewater.gates` entry-point group (setup.py). Jobs call
+`gate.check(...)` on the rows they are about to write (it may raise to stop the job, nothing
+written), write what passed plus the quarantined rows, then `gate.record(...)` with the version
+they produced, so every result names the table version it describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakehouse.config import Config
+
+
+@dataclass
+class GateVerdict:
+    passed: DataFrame
+    quarantined: DataFrame | None  # QUARANTINE_COLUMNS, reason = the check's name
+    results: list[Any] = field(default_factory=list)  # opaque to the jobs; handed back to record()
+
+
+class QualityGate(Protocol):
+    def check(self, spark: SparkSession, cfg: Config, table: str, df: DataFrame, *, job: str,
+              run_id: str, batch: str, prior_rejections: dict[str, int] | None = None) -> GateVerdict: ...
+
+    def record(self, spark: SparkSession, cfg: Config, verdict: GateVerdict,
+               table_version: int | None) -> None: ...
+
+
+class _NoGate:
+    """Without an installed gate, everything passes and nothing is recorded."""
+
+    def check(self, spark, cfg, table, df, **_: Any) -> GateVerdict:
+        return GateVerdict(passed=df, quarantined=None)
+
+    def record(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+@lru_cache(maxsize=1)
+def quality_gate() -> QualityGate:
+    found = list(entry_points(group="tidewater.gates"))
+    return found[0].load()() if found else _NoGate()

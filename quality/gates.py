@@ -1,0 +1,85 @@
+"""The quality gate the jobs call before writing: declared checks, policies, quarantine, results."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.config import CheckConf, Config
+from lakehouse.errors import QualityGateFailed
+from lakehouse.gates import GateVerdict
+from lakehouse.quarantine import as_quarantine_rows
+from lakehouse.tables import current_version
+from quality.engines import CheckResult, run_contract, run_expectations
+from quality.results import STATUS_FOR_POLICY, ResultRow, write_results
+from quality.rules import failing_rows
+
+
+def data_time(df: DataFrame) -> dt.datetime | None:
+    """'Now' for freshness: the end of the newest arrival batch in the rows, if they carry one."""
+    if "_batch_id" not in df.columns:
+        return None
+    newest = df.agg(F.max("_batch_id")).first()[0]
+    if not newest or not newest.startswith("batch-"):
+        return None
+    day = dt.date.fromisoformat(newest[len("batch-"):])
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+
+
+def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[CheckConf]
+               ) -> tuple[list[CheckResult], DataFrame, DataFrame | None]:
+    """GE on every row, then Soda on the rows that stay; returns results, kept rows, quarantined rows."""
+    row_checks = [c for c in checks if c.engine == "great_expectations"]
+    dataset_checks = [c for c in checks if c.engine == "soda"]
+    results = run_expectations(df, row_checks, suite_name=table.replace(".", "_"))
+    to_quarantine = [r.check for r in results if not r.passed and r.check.policy == "quarantine"]
+    kept, quarantined = df, None
+    if to_quarantine:
+        reason, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
+        for check in reversed(to_quarantine):  # the first failing check in conf order names the row
+            hit = F.coalesce(failing_rows(check), F.lit(False))
+            reason = F.when(hit, F.lit(check.name)).otherwise(reason)
+            detail = F.when(hit, F.concat(F.lit(f"{check.check} on {check.column}: "),
+                                          F.coalesce(F.col(check.column).cast("string"), F.lit("null"))))\
+                .otherwise(detail)
+        flagged = df.withColumn("reason", reason).withColumn("detail", detail)
+        kept = flagged.where(F.col("reason").isNull()).drop("reason", "detail")
+        quarantined = as_quarantine_rows(flagged.where(F.col("reason").isNotNull()))
+    results += run_contract(spark, kept, dataset_checks, view=table.replace(".", "_"), now=data_time(kept))
+    return results, kept, quarantined
+
+
+class DeclaredChecksGate:
+    """Applies conf `quality.<table>` checks with their warn / quarantine / fail policies."""
+
+    def check(self, spark: SparkSession, cfg: Config, table: str, df: DataFrame, *, job: str, run_id: str,
+              batch: str, prior_rejections: dict[str, int] | None = None) -> GateVerdict:
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = [ResultRow(run_id, job, table, None, batch, "refine", reason, "quarantine", "quarantined",
+                          f"{n} rows", None, n, now) for reason, n in sorted((prior_rejections or {}).items())]
+        table_conf = cfg.quality.get(table)
+        if table_conf is None or not table_conf.checks:
+            return GateVerdict(passed=df, quarantined=None, results=rows)
+        results, kept, quarantined = run_checks(spark, table, df, table_conf.checks)
+        rows += [_result_row(r, run_id, job, table, batch, now) for r in results]
+        failed = [r for r in results if not r.passed and r.check.policy == "fail"]
+        if failed:
+            unchanged = current_version(spark, cfg.table(table))
+            write_results(spark, cfg, [dataclasses.replace(r, table_version=unchanged) for r in rows])
+            names = ", ".join(f"{r.check.name} ({r.observed})" for r in failed)
+            raise QualityGateFailed(
+                f"quality gate failed on {table}: {names}; {table} was not written",
+                hint=f"see `tidewater sql \"SELECT * FROM gold.quality_results WHERE run_id = '{run_id}'\"`")
+        return GateVerdict(passed=kept, quarantined=quarantined, results=rows)
+
+    def record(self, spark: SparkSession, cfg: Config, verdict: GateVerdict, table_version: int | None) -> None:
+        write_results(spark, cfg, [dataclasses.replace(r, table_version=table_version) for r in verdict.results])
+
+
+def _result_row(r: CheckResult, run_id: str, job: str, table: str, batch: str, now: dt.datetime) -> ResultRow:
+    status = "passed" if r.passed else STATUS_FOR_POLICY[r.check.policy]
+    return ResultRow(run_id, job, table, None, batch, r.check.engine, r.check.name, r.check.policy, status,
+                     r.observed, r.rows_checked, r.rows_failing, now)
