@@ -24,5 +24,9 @@ setup(
             "build_gold = lakehouse.gold:BUILD_GOLD",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
+        "tidewater.commands": [
+            "validate = quality.cli:validate",
+            "quarantine = quality.cli:quarantine",
+        ],
     },
 )

@@ -33,14 +33,14 @@ def one_line_errors(fn):
     return wrapper
 
 
-def _session(env, root):
+def session(env, root):
     from lakehouse.config import load_config
     from lakehouse.session import build_session
     cfg = load_config(env, root)
     return cfg, build_session(cfg)
 
 
-def _print_rows(rows: list[dict], fmt: str) -> None:
+def print_rows(rows: list[dict], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -134,8 +134,8 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
 def tables(fmt, root, env):
     """List the lakehouse tables: name, version, rows, path."""
     from lakehouse.tables_report import table_inventory
-    cfg, spark = _session(env, root)
-    _print_rows(table_inventory(spark, cfg), fmt)
+    cfg, spark = session(env, root)
+    print_rows(table_inventory(spark, cfg), fmt)
 
 
 @cli.command()
@@ -147,9 +147,9 @@ def tables(fmt, root, env):
 @one_line_errors
 def sql(query, fmt, limit, root, env):
     """Run a Spark SQL query over the lakehouse (VERSION AS OF / TIMESTAMP AS OF work)."""
-    _, spark = _session(env, root)
+    _, spark = session(env, root)
     rows = [r.asDict(recursive=True) for r in spark.sql(query).limit(limit).collect()]
-    _print_rows(rows, fmt)
+    print_rows(rows, fmt)
 
 
 @cli.command()
@@ -164,7 +164,7 @@ def lineage(table, version, fmt, root, env):
     from lakehouse.errors import TableNotFound
     from lakehouse.lineage import upstream_chain
     from lakehouse.tables import current_version
-    cfg, spark = _session(env, root)
+    cfg, spark = session(env, root)
     latest = current_version(spark, cfg.table(table))
     if latest is None:
         raise TableNotFound(f"{table} has not been written yet", hint="run `tidewater demo` first")
@@ -188,9 +188,17 @@ def _print_chain(node: dict, depth: int = 0) -> None:
         _print_chain(child, depth + 1)
 
 
+def _add_plugin_commands() -> None:
+    """Commands other packages contribute (entry-point group `tidewater.commands`)."""
+    from importlib.metadata import entry_points
+    for ep in entry_points(group="tidewater.commands"):
+        cli.add_command(ep.load(), name=ep.name)
+
+
 def main() -> None:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     configure_logging()
+    _add_plugin_commands()
     cli(prog_name="tidewater")
 
 

@@ -6,11 +6,14 @@ import argparse
 import json
 import time
 
+from pyspark.sql import functions as F
+
 from lakehouse.config import load_config
 from lakehouse.errors import ConfigError
 from lakehouse.generator import generate
 from lakehouse.job_runner import find_job, installed_jobs, progress
 from lakehouse.session import build_session
+from lakehouse.tables import current_version, read_table
 from lakehouse.tables_report import table_inventory
 
 
@@ -38,13 +41,15 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
     spark = build_session(cfg)
     installed = installed_jobs()
     stages = [s for s in cfg.pipeline.stages if s in installed]
+    run_ids = []
     for i, stage in enumerate(stages, 1):
         progress(f"demo: stage {i}/{len(stages)}: {stage}")
         spec = find_job(stage)
         args = argparse.Namespace(env=env, root=root, conf_dir=None)
-        spec.run(spark, cfg, _with_defaults(spec, args))
+        run_ids.append(spec.run(spark, cfg, _with_defaults(spec, args)).run_id)
     inventory = table_inventory(spark, cfg)
     _print_summary(spark, cfg, inventory, time.time() - started)
+    _print_quality(spark, cfg, run_ids)
     return inventory
 
 
@@ -53,6 +58,24 @@ def _with_defaults(spec, args: argparse.Namespace) -> argparse.Namespace:
     from lakehouse.job_runner import job_parser
     defaults = job_parser(spec).parse_args([])
     return argparse.Namespace(**{**vars(defaults), **{k: v for k, v in vars(args).items() if v is not None}})
+
+
+def quality_summary(spark, cfg, run_ids: list[str]) -> dict[str, int]:
+    """Checks run by these runs, by outcome (from gold.quality_results, written by the gates)."""
+    ref = cfg.table("gold.quality_results")
+    if current_version(spark, ref) is None:
+        return {}
+    rows = (read_table(spark, ref).where(F.col("run_id").isin(run_ids)).groupBy("status").count().collect())
+    counts = {r["status"]: r["count"] for r in rows}
+    return {"checks run": sum(counts.values()),
+            **{s: counts.get(s, 0) for s in ("passed", "warned", "quarantined", "failed")}}
+
+
+def _print_quality(spark, cfg, run_ids: list[str]) -> None:
+    summary = quality_summary(spark, cfg, run_ids)
+    if summary:
+        print("Quality: " + ", ".join(f"{k} {v}" for k, v in summary.items())
+              + "  (details: tidewater sql \"SELECT * FROM gold.quality_results\")")
 
 
 def _print_summary(spark, cfg, inventory: list[dict], seconds: float) -> None:

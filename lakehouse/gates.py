@@ -25,7 +25,19 @@ class GateVerdict:
     results: list[Any] = field(default_factory=list)  # opaque to the jobs; handed back to record()
 
 
+@dataclass
+class SchemaScreen:
+    passed: DataFrame  # bronze rows from files whose shape the policy lets through
+    quarantined: DataFrame | None  # QUARANTINE_COLUMNS rows of files quarantined for their shape
+    new_fields: tuple[str, ...] = ()  # fields to add to the table (policy `evolve`)
+    results: list[Any] = field(default_factory=list)
+
+
 class QualityGate(Protocol):
+    def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
+                      fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
+                      batch_id: str) -> SchemaScreen: ...
+
     def check(self, spark: SparkSession, cfg: Config, table: str, df: DataFrame, *, job: str,
               run_id: str, batch: str, prior_rejections: dict[str, int] | None = None) -> GateVerdict: ...
 
@@ -35,6 +47,9 @@ class QualityGate(Protocol):
 
 class _NoGate:
     """Without an installed gate, everything passes and nothing is recorded."""
+
+    def screen_schema(self, spark, cfg, table, batch, **_: Any) -> SchemaScreen:
+        return SchemaScreen(passed=batch, quarantined=None)
 
     def check(self, spark, cfg, table, df, **_: Any) -> GateVerdict:
         return GateVerdict(passed=df, quarantined=None)

@@ -30,6 +30,7 @@ def append_quarantine(spark: SparkSession, cfg: Config, target: str, rows: DataF
     """
     ref = cfg.table(f"quarantine.{target.split('.', 1)[1]}")
     writer = (as_quarantine_rows(rows)
+              .withColumn("quarantine_id", F.expr("uuid()"))
               .withColumn("source_table", F.lit(source_table))
               .withColumn("run_id", F.lit(run_id))
               .withColumn("quarantined_at", F.current_timestamp())

@@ -9,9 +9,11 @@ silver inserts + quarantined + duplicates = bronze rows read.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -22,7 +24,7 @@ from lakehouse.config import Config, TableRef
 from lakehouse.job_runner import JobSpec, progress
 from lakehouse.lineage import JobRun, track_run
 from lakehouse.pii import pii_key
-from lakehouse.gates import quality_gate
+from lakehouse.gates import SchemaScreen, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
                               EntityRules, refine, with_amount_eur)
@@ -95,6 +97,21 @@ def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts
      .whenNotMatchedInsertAll().execute())
 
 
+@contextlib.contextmanager
+def _schema_evolution(spark: SparkSession, enabled: bool) -> Iterator[None]:
+    """Let one MERGE add columns (schema_policy `evolve`); everything else keeps the table's schema."""
+    key = "spark.databricks.delta.schema.autoMerge.enabled"
+    if not enabled:
+        yield
+        return
+    previous = spark.conf.get(key, "false")
+    spark.conf.set(key, "true")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
+
+
 def _checkpoint_token(checkpoint: Path) -> str:
     """A stable id per checkpoint: Delta's idempotent-append key must change if it is reset."""
     token_file = checkpoint.parent / f"{checkpoint.name}.token"
@@ -120,6 +137,10 @@ class EntityRefiner:
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
         self.failure: Exception | None = None
 
+    def process_rows(self, rows: DataFrame, txn: tuple[str, int]) -> None:
+        """Refine rows shaped like bronze outside the stream (quarantine replay)."""
+        self._process(rows, batch_id=txn[1], txn=txn)
+
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
         try:
             self._process(batch, batch_id)
@@ -127,28 +148,39 @@ class EntityRefiner:
             self.failure = err
             raise
 
-    def _process(self, batch: DataFrame, batch_id: int) -> None:
+    def _process(self, batch: DataFrame, batch_id: int, txn: tuple[str, int] | None = None) -> None:
+        """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record."""
         batch = batch.persist()
+        gate, run_id, rules = quality_gate(), self.run.run_id, self.rules
         try:
-            valid, rejected = refine(batch, self.rules, self.key)
+            screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, batch, fields=rules.fields,
+                                         types=rules.types, job=self.run.job, run_id=run_id,
+                                         batch_id=str(batch_id))
+                      if rules.format == "json" else SchemaScreen(passed=batch, quarantined=None))
+            if screen.new_fields:
+                rules = dataclasses.replace(rules, fields=rules.fields + screen.new_fields)
+            valid, rejected = refine(screen.passed, rules, self.key)
+            if screen.quarantined is not None:
+                rejected = rejected.unionByName(screen.quarantined)
             valid = self.derive(valid).persist()
             rejected = rejected.persist()
             structural = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
             n_bronze = batch.count()
-            gate = quality_gate()
-            # The gate may stop the job here: nothing of this micro-batch has been written yet.
-            verdict = gate.check(self.spark, self.cfg, self.silver.name, valid, job=JOB,
-                                 run_id=self.run.run_id, batch=str(batch_id), prior_rejections=structural)
+            # The gate may stop the job here: nothing of this batch has been written yet.
+            verdict = gate.check(self.spark, self.cfg, self.silver.name, valid, job=self.run.job,
+                                 run_id=run_id, batch=str(batch_id), prior_rejections=structural)
+            verdict.results = screen.results + verdict.results
             passed = verdict.passed.drop("raw").persist()
             n_valid = passed.count()
             refused = rejected if verdict.quarantined is None else rejected.unionByName(verdict.quarantined)
             n_rejected = n_bronze - n_valid
             if n_rejected:
-                append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=self.run.run_id,
-                                  source_table=self.bronze, txn=(self.app_id, batch_id))
+                append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=run_id,
+                                  source_table=self.bronze, txn=txn or (self.app_id, batch_id))
             before = current_version(self.spark, self.silver)
             if n_valid:
-                self.write_valid(self.spark, self.silver, passed)
+                with _schema_evolution(self.spark, enabled=bool(screen.new_fields)):
+                    self.write_valid(self.spark, self.silver, passed)
             after = current_version(self.spark, self.silver)
             gate.record(self.spark, self.cfg, verdict, after)
             m = commit_metrics(self.spark, self.silver, after) if after is not None and after != before else {}
@@ -193,11 +225,10 @@ class EntityRefiner:
                  f"duplicates/unchanged {m.get(f'{self.entity}_unchanged', 0)}")
 
 
-def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
-    """Refine every entity; dimensions first so facts can be checked against them later."""
+def refiners(spark: SparkSession, cfg: Config, run: JobRun) -> list[EntityRefiner]:
+    """One refiner per configured entity; dimensions first so facts can be checked against them."""
     rates = cfg.currencies
-    with track_run(spark, cfg, JOB) as run:
-        refiners = [
+    return [r for r in [
             EntityRefiner(spark, cfg, run, "merchants", MERCHANT_RULES,
                           lambda s, ref, df: merge_latest(s, ref, df, "merchant_id", "updated_at")),
             EntityRefiner(spark, cfg, run, "customers", CUSTOMER_RULES,
@@ -207,10 +238,14 @@ def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
                           derive=lambda df: with_amount_eur(df, rates)),
             EntityRefiner(spark, cfg, run, "labels", LABEL_RULES,
                           lambda s, ref, df: merge_latest(s, ref, df, "txn_id", "label_time")),
-        ]
-        for refiner in refiners:
-            if refiner.entity in cfg.sources:
-                refiner.run_stream()
+    ] if r.entity in cfg.sources]
+
+
+def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
+    """Refine every entity's new bronze rows into silver and quarantine."""
+    with track_run(spark, cfg, JOB) as run:
+        for refiner in refiners(spark, cfg, run):
+            refiner.run_stream()
     return run
 
 

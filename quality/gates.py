@@ -10,12 +10,13 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import CheckConf, Config
 from lakehouse.errors import QualityGateFailed
-from lakehouse.gates import GateVerdict
+from lakehouse.gates import GateVerdict, SchemaScreen
 from lakehouse.quarantine import as_quarantine_rows
 from lakehouse.tables import current_version
 from quality.engines import CheckResult, run_contract, run_expectations
 from quality.results import STATUS_FOR_POLICY, ResultRow, write_results
 from quality.rules import failing_rows
+from quality.schema_changes import detect_shape_changes
 
 
 def data_time(df: DataFrame) -> dt.datetime | None:
@@ -54,6 +55,41 @@ def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[Chec
 
 class DeclaredChecksGate:
     """Applies conf `quality.<table>` checks with their warn / quarantine / fail policies."""
+
+    def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
+                      fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
+                      batch_id: str) -> SchemaScreen:
+        """Apply the table's schema_policy to files whose shape changed."""
+        table_conf = cfg.quality.get(table)
+        if table_conf is None:
+            return SchemaScreen(passed=batch, quarantined=None)
+        policy = table_conf.schema_policy
+        changes = detect_shape_changes(batch, fields, types)
+        now = dt.datetime.now(dt.timezone.utc)
+        status = {"evolve": "warned", "quarantine_batch": "quarantined", "fail": "failed"}[policy]
+        rows = [ResultRow(run_id, job, table, None, batch_id, "schema", "schema_change", policy,
+                          status if changes else "passed",
+                          "; ".join(c.describe() for c in changes) or "no shape change",
+                          None, None, now)]
+        if not changes:
+            return SchemaScreen(passed=batch, quarantined=None, results=rows)
+        if policy == "fail":
+            write_results(spark, cfg, [dataclasses.replace(r, table_version=current_version(spark, cfg.table(table)))
+                                       for r in rows])
+            raise QualityGateFailed(f"schema change in the source of {table}: {rows[0].observed_value}; "
+                                    f"schema_policy is fail, {table} was not written",
+                                    hint=f"set quality.{table}.schema_policy to evolve or quarantine_batch, "
+                                         "or fix the source")
+        if policy == "evolve":
+            new = tuple(sorted({f for c in changes for f in c.new_fields}))
+            return SchemaScreen(passed=batch, quarantined=None, new_fields=new, results=rows)
+        files = [c.source_file for c in changes]
+        detail = F.create_map(*[x for c in changes for x in (F.lit(c.source_file), F.lit(c.describe()))])
+        hit = F.col("_source_file").isin(files)
+        quarantined = as_quarantine_rows(batch.where(hit).withColumn("reason", F.lit("schema_change"))
+                                         .withColumn("detail", F.try_element_at(detail, F.col("_source_file"))))
+        rows[0].rows_failing = None
+        return SchemaScreen(passed=batch.where(~hit), quarantined=quarantined, results=rows)
 
     def check(self, spark: SparkSession, cfg: Config, table: str, df: DataFrame, *, job: str, run_id: str,
               batch: str, prior_rejections: dict[str, int] | None = None) -> GateVerdict:
