@@ -58,7 +58,10 @@ def build_gold(spark: SparkSession, cfg: Config, force: bool = False) -> JobRun:
         progress(f"{JOB}: silver unchanged since the last build ({versions}); gold is up to date")
         return JobRun(spark, cfg, JOB)
     with track_run(spark, cfg, JOB) as run:
-        txns, labels = run.read("silver.transactions"), run.read("silver.labels")
+        txns = run.read("silver.transactions")
+        # Labels arrive days later: before the first one, gold is built with none.
+        labels = (run.read("silver.labels") if versions["silver.labels"] is not None
+                  else spark.createDataFrame([], "txn_id string, is_fraud boolean, label_time timestamp"))
         tables = {
             "gold.customer_daily_spend": customer_daily_spend(txns),
             "gold.merchant_daily": merchant_daily(txns, labels),

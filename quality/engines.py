@@ -40,7 +40,9 @@ def _gx_context():
     import great_expectations as gx
 
     if not os.environ.get("TIDEWATER_DEBUG"):
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        # GE sets some of its module loggers to INFO at import; our results table is the record.
+        for name in ("great_expectations", "great_expectations.data_context.types.base"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     return context
@@ -78,7 +80,7 @@ def run_expectations(df: DataFrame, checks: list[CheckConf], suite_name: str) ->
             continue
         failing = r.result.get("unexpected_count")
         results.append(CheckResult(check, bool(r.success),
-                                   f"{r.result.get('unexpected_percent', 0.0):.4f}% unexpected",
+                                   f"{r.result.get('unexpected_percent') or 0.0:.4f}% unexpected",
                                    r.result.get("element_count"), failing))
     return results
 

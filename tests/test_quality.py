@@ -1,0 +1,161 @@
+"""Quality gates: declared checks in GE and Soda, policies, results, schema changes, replay."""
+
+import json
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import run_pipeline
+from lakehouse.bronze import ingest_bronze
+from lakehouse.config import load_config
+from lakehouse.errors import QualityGateFailed
+from lakehouse.generator import generate
+from lakehouse.gold import build_gold
+from lakehouse.silver import refine_silver
+from lakehouse.tables import current_version, read_table
+from quality.replay import replay_quarantine, still_quarantined
+from quality.validate import validate_table
+
+
+def _results(spark, cfg, **where):
+    df = read_table(spark, cfg.table("gold.quality_results"))
+    for column, value in where.items():
+        df = df.where(F.col(column) == value)
+    return df
+
+
+def test_ge_quarantines_rows_with_the_check_name_as_reason(spark, lake):
+    cfg, defects = lake.cfg, lake.manifest["defects"]
+    quarantine = read_table(spark, cfg.table("quarantine.transactions"))
+    for check, defect in (("negative_amount", "negative_amount"), ("unknown_currency", "unknown_currency")):
+        result = _results(spark, cfg, table="silver.transactions", check=check, job="refine_silver").first()
+        assert result["engine"] == "great_expectations" and result["status"] == "quarantined"
+        assert result["rows_failing"] == defects[defect]  # GE's count ...
+        assert quarantine.where(F.col("reason") == check).count() == defects[defect]  # ... is what moved
+
+
+def test_results_land_for_both_engines_with_versions(spark, lake):
+    cfg = lake.cfg
+    engines = {r[0] for r in _results(spark, cfg, job="refine_silver").select("engine").distinct().collect()}
+    assert {"great_expectations", "soda", "refine", "schema"} <= engines
+    silver_v = current_version(spark, cfg.table("silver.transactions"))
+    versions = {r[0] for r in _results(spark, cfg, table="silver.transactions", job="refine_silver")
+                .select("table_version").distinct().collect()}
+    assert versions == {silver_v}
+    gold = _results(spark, cfg, job="build_gold", table="gold.fraud_kpis").collect()
+    assert {r["check"] for r in gold} == {"fraud_rate_is_a_share", "label_coverage_is_a_share", "kpis_not_empty"}
+    assert all(r["status"] == "passed" for r in gold)
+
+
+def test_validate_passes_today_and_again_on_a_rerun(spark, lake):
+    first = validate_table(spark, lake.cfg, "silver.transactions")
+    again = validate_table(spark, lake.cfg, "silver.transactions", version=first.version)
+    assert not first.failed and not again.failed
+    assert [(r.check.name, r.passed, r.observed) for r in first.results] == \
+           [(r.check.name, r.passed, r.observed) for r in again.results]
+    recorded = _results(spark, lake.cfg, job="validate", table="silver.transactions")
+    assert recorded.where(F.col("table_version") == first.version).count() == 2 * len(first.results)
+
+
+def _fresh(tmp_path, rows=500, days=2, **overrides):
+    cfg = load_config("local", root=tmp_path, overrides=overrides)
+    generate(cfg.landing_dir, seed=21, rows=rows, days=days, start_date="2026-06-01")
+    return cfg
+
+
+def test_a_fail_check_stops_refine_and_silver_gets_no_version(spark, tmp_path):
+    strict = [{"name": "tiny_amounts_only", "check": "between", "column": "amount", "max": 1.0, "policy": "fail"}]
+    cfg = _fresh(tmp_path, quality={"silver.transactions": {"checks": strict}})
+    ingest_bronze(spark, cfg)
+    with pytest.raises(QualityGateFailed, match="tiny_amounts_only") as err:
+        refine_silver(spark, cfg)
+    assert "silver.transactions was not written" in str(err.value)
+    assert current_version(spark, cfg.table("silver.transactions")) is None
+    failed = _results(spark, cfg, check="tiny_amounts_only").first()
+    assert failed["status"] == "failed" and failed["rows_failing"] > 0
+    lineage = read_table(spark, cfg.table("meta.lineage")).where("job = 'refine_silver'").first()
+    assert lineage["status"] == "failed" and "tiny_amounts_only" in lineage["error"]
+
+
+def test_a_fail_check_in_gold_leaves_every_gold_table_unchanged(spark, tmp_path):
+    cfg = _fresh(tmp_path)
+    run_pipeline(spark, cfg)
+    before = {t: current_version(spark, cfg.table(t)) for t in ("gold.fraud_kpis", "gold.customer_daily_spend")}
+    impossible = [{"name": "needs_a_million_rows", "check": "row_count", "min": 1_000_000, "policy": "fail"}]
+    strict = load_config("local", root=cfg.root, overrides={"quality": {"gold.fraud_kpis": {"checks": impossible}}})
+    with pytest.raises(QualityGateFailed, match="needs_a_million_rows"):
+        build_gold(spark, strict, force=True)
+    assert {t: current_version(spark, cfg.table(t)) for t in before} == before
+    assert _results(spark, cfg, check="needs_a_million_rows", status="failed").count() == 1
+
+
+def _add_field_to_first_batch(cfg, field="loyalty_tier", value="gold"):
+    path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[0]
+    lines = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            lines.append(line)
+            continue
+        rec[field] = value
+        lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("policy", ["evolve", "quarantine_batch", "fail"])
+def test_a_new_source_field_follows_the_schema_policy(spark, tmp_path, policy):
+    cfg = _fresh(tmp_path, quality={"silver.transactions": {"schema_policy": policy}})
+    changed = _add_field_to_first_batch(cfg)
+    ingest_bronze(spark, cfg)
+    if policy == "fail":
+        with pytest.raises(QualityGateFailed, match="new field loyalty_tier"):
+            refine_silver(spark, cfg)
+        assert current_version(spark, cfg.table("silver.transactions")) is None
+        return
+    refine_silver(spark, cfg)
+    silver = read_table(spark, cfg.table("silver.transactions"))
+    outcome = _results(spark, cfg, check="schema_change", table="silver.transactions").first()
+    assert "new field loyalty_tier" in outcome["observed_value"]
+    if policy == "evolve":
+        assert "loyalty_tier" in silver.columns
+        assert silver.where("loyalty_tier = 'gold'").count() > 0 and outcome["status"] == "warned"
+    else:
+        assert "loyalty_tier" not in silver.columns
+        held = read_table(spark, cfg.table("quarantine.transactions")).where("reason = 'schema_change'")
+        assert held.count() == len(changed.read_text().splitlines())
+        assert silver.where(F.col("_batch_id") == changed.parent.name).count() == 0
+
+
+def test_fixed_quarantined_rows_replay_into_silver_exactly_once(spark, tmp_path):
+    cfg = _fresh(tmp_path, rows=1500, days=2)
+    man = json.loads((cfg.landing_dir / "_manifest.json").read_text())
+    run_pipeline(spark, cfg)
+    silver_before = read_table(spark, cfg.table("silver.transactions")).count()
+    bad_currency = man["defects"]["unknown_currency"]
+    assert bad_currency > 0
+
+    # Given a data steward fixes the currency code in the quarantined rows ...
+    q = cfg.table("quarantine.transactions")
+    spark.sql(f"""UPDATE delta.`{q.path}`
+                  SET raw = regexp_replace(raw, '"currency": "[A-Z]+"', '"currency": "EUR"')
+                  WHERE reason = 'unknown_currency'""")
+    # ... when the rows are replayed, then they reach silver once and leave the active quarantine.
+    run = replay_quarantine(spark, cfg, "silver.transactions", reason="unknown_currency")
+    assert run.metrics["transactions_replayed"] == bad_currency
+    assert read_table(spark, cfg.table("silver.transactions")).count() == silver_before + bad_currency
+    assert still_quarantined(spark, cfg, "transactions").where("reason = 'unknown_currency'").count() == 0
+
+    again = replay_quarantine(spark, cfg, "silver.transactions", reason="unknown_currency")
+    assert again.metrics["transactions_replayed"] == 0
+    assert read_table(spark, cfg.table("silver.transactions")).count() == silver_before + bad_currency
+
+    # Unfixed rows replayed stay quarantined (as new rows with today's reason), nothing is lost.
+    negative = still_quarantined(spark, cfg, "transactions").where("reason = 'negative_amount'").count()
+    replay_quarantine(spark, cfg, "silver.transactions", reason="negative_amount")
+    assert still_quarantined(spark, cfg, "transactions").where("reason = 'negative_amount'").count() == negative
+    bronze = read_table(spark, cfg.table("bronze.transactions_raw")).count()
+    silver = read_table(spark, cfg.table("silver.transactions")).count()
+    active = still_quarantined(spark, cfg, "transactions").count()
+    assert bronze == silver + active + man["expected"]["duplicate_transactions"]
