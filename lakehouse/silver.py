@@ -228,17 +228,15 @@ class EntityRefiner:
 def refiners(spark: SparkSession, cfg: Config, run: JobRun) -> list[EntityRefiner]:
     """One refiner per configured entity; dimensions first so facts can be checked against them."""
     rates = cfg.currencies
-    return [r for r in [
-            EntityRefiner(spark, cfg, run, "merchants", MERCHANT_RULES,
-                          lambda s, ref, df: merge_latest(s, ref, df, "merchant_id", "updated_at")),
-            EntityRefiner(spark, cfg, run, "customers", CUSTOMER_RULES,
-                          lambda s, ref, df: merge_scd2(s, ref, df, "customer_id", "updated_at")),
-            EntityRefiner(spark, cfg, run, "transactions", TRANSACTION_RULES,
-                          lambda s, ref, df: merge_insert_new(s, ref, df, "txn_id"),
-                          derive=lambda df: with_amount_eur(df, rates)),
-            EntityRefiner(spark, cfg, run, "labels", LABEL_RULES,
-                          lambda s, ref, df: merge_latest(s, ref, df, "txn_id", "label_time")),
-    ] if r.entity in cfg.sources]
+    entities = [
+        ("merchants", MERCHANT_RULES, lambda s, ref, df: merge_latest(s, ref, df, "merchant_id", "updated_at"), None),
+        ("customers", CUSTOMER_RULES, lambda s, ref, df: merge_scd2(s, ref, df, "customer_id", "updated_at"), None),
+        ("transactions", TRANSACTION_RULES, lambda s, ref, df: merge_insert_new(s, ref, df, "txn_id"),
+         lambda df: with_amount_eur(df, rates)),
+        ("labels", LABEL_RULES, lambda s, ref, df: merge_latest(s, ref, df, "txn_id", "label_time"), None),
+    ]
+    return [EntityRefiner(spark, cfg, run, entity, rules, write, derive or (lambda df: df))
+            for entity, rules, write, derive in entities if entity in cfg.sources]
 
 
 def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
