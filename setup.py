@@ -22,6 +22,7 @@ setup(
             "ingest_bronze = lakehouse.bronze:INGEST_BRONZE",
             "refine_silver = lakehouse.silver:REFINE_SILVER",
             "build_gold = lakehouse.gold:BUILD_GOLD",
+            "compute_features = features.offline:COMPUTE_FEATURES",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
         "tidewater.commands": [

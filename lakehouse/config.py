@@ -122,6 +122,48 @@ class TableQualityConf(_Strict):
         return v
 
 
+class FeatureConf(_Strict):
+    """One feature: an aggregation of a source column over a trailing time window."""
+
+    name: str
+    agg: Literal["count", "sum", "avg", "max", "count_distinct"]
+    window: str  # 1h, 24h, 7d, 30d
+    column: str | None = None  # None only for count
+    dtype: Literal["int64", "float64"] = "float64"
+
+    @property
+    def window_seconds(self) -> int:
+        unit = self.window[-1]
+        return int(self.window[:-1]) * {"h": 3600, "d": 86400}[unit]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FeatureConf":
+        if self.window[-1:] not in ("h", "d") or not self.window[:-1].isdigit():
+            raise ValueError(f"feature {self.name!r}: window must look like 24h or 30d")
+        if self.agg != "count" and not self.column:
+            raise ValueError(f"feature {self.name!r}: {self.agg} needs a column")
+        return self
+
+
+class FeatureViewConf(_Strict):
+    """Features of one entity, computed from one source table as of each event time."""
+
+    entity: str
+    key: str
+    source: str
+    timestamp: str = "event_time"
+    table: str  # offline Delta table, e.g. features.customer_features
+    ttl_days: int = Field(90, ge=1)
+    features: list[FeatureConf]
+
+
+class FeaturesConf(_Strict):
+    project: str = "tidewater"
+    views: dict[str, FeatureViewConf] = {}
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str = "127.0.0.1:6379"
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -146,6 +188,7 @@ class Config(_Strict):
     generator: GeneratorConf = GeneratorConf()
     pipeline: PipelineConf = PipelineConf()
     quality: dict[str, TableQualityConf] = {}
+    features: FeaturesConf = FeaturesConf()
 
     @model_validator(mode="before")
     @classmethod
