@@ -11,7 +11,7 @@ setup(
     # Exact versions live in constraints.txt (see STACK.md for why each one).
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
-        "great-expectations", "soda-core", "soda-sparkdf",
+        "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
@@ -23,11 +23,14 @@ setup(
             "refine_silver = lakehouse.silver:REFINE_SILVER",
             "build_gold = lakehouse.gold:BUILD_GOLD",
             "compute_features = features.offline:COMPUTE_FEATURES",
+            "build_training_set = features.training_set:BUILD_TRAINING_SET",
+            "materialize_online = features.online:MATERIALIZE_ONLINE",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
         "tidewater.commands": [
             "validate = quality.cli:validate",
             "quarantine = quality.cli:quarantine",
+            "features = features.cli:features",
         ],
     },
 )

@@ -1,0 +1,97 @@
+"""The Feast feature store, generated from the same declarations as the Spark feature jobs.
+
+The offline store is Spark reading the Delta feature tables; the online store is SQLite under the
+storage root, or Redis when `features.online_store: redis`. Feast reuses the active SparkSession,
+so build the Delta-enabled session first (lakehouse.session.build_session).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from pathlib import Path
+
+from lakehouse.config import Config, FeatureViewConf
+
+# Feast warns that its Spark store is "alpha" on every call; STACK.md records what we verified.
+warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"feast\.")
+
+REDIS_PASSWORD_ENV = "TIDEWATER_REDIS_PASSWORD"
+
+
+def feast_dir(cfg: Config) -> Path:
+    path = cfg.root / "feast"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def repo_config(cfg: Config):
+    from feast import RepoConfig
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkOfflineStoreConfig
+    from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+    from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+
+    base = feast_dir(cfg)
+    if cfg.features.online_store == "redis":
+        connection = cfg.features.redis_url
+        if os.environ.get(REDIS_PASSWORD_ENV):
+            connection += f",password={os.environ[REDIS_PASSWORD_ENV]}"
+        online = RedisOnlineStoreConfig(connection_string=connection)
+    else:
+        online = SqliteOnlineStoreConfig(path=str(base / "online.db"))
+    return RepoConfig(project=cfg.features.project, provider="local", registry=str(base / "registry.db"),
+                      offline_store=SparkOfflineStoreConfig(spark_conf=cfg.spark.conf),
+                      online_store=online, entity_key_serialization_version=3, repo_path=str(base))
+
+
+def definitions(cfg: Config) -> list:
+    """Feast entities, sources and feature views for every declared view."""
+    from feast import Entity, FeatureView, Field
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+    from feast.table_format import DeltaFormat
+    from feast.types import Float64, Int64
+    from feast.value_type import ValueType
+
+    objects: list = []
+    for name, view in cfg.features.views.items():
+        entity = Entity(name=view.entity, join_keys=[view.key], value_type=ValueType.STRING)
+        source = SparkSource(name=f"{name}_source", path=cfg.table(view.table).path, table_format=DeltaFormat(),
+                             timestamp_field="event_timestamp")
+        schema = [Field(name=f.name, dtype=Int64 if f.dtype == "int64" else Float64) for f in view.features]
+        objects += [entity, source, FeatureView(name=name, entities=[entity], ttl=dt.timedelta(days=view.ttl_days),
+                                                schema=schema, source=source, online=True)]
+    return objects
+
+
+def feature_store(cfg: Config, apply: bool = True):
+    """The FeatureStore for this config, with the declarations applied to its registry."""
+    from feast import FeatureStore
+
+    store = FeatureStore(config=repo_config(cfg))
+    if apply:
+        store.apply(definitions(cfg))
+    return store
+
+
+def feature_refs(cfg: Config, views: list[str] | None = None) -> list[str]:
+    return [f"{name}:{f.name}" for name, view in cfg.features.views.items()
+            if views is None or name in views for f in view.features]
+
+
+def view_for_entity(cfg: Config, key: str) -> tuple[str, FeatureViewConf]:
+    for name, view in cfg.features.views.items():
+        if view.key == key:
+            return name, view
+    keys = ", ".join(v.key for v in cfg.features.views.values())
+    from lakehouse.errors import ConfigError
+    raise ConfigError(f"no feature view is keyed by {key!r}", hint=f"entity keys: {keys}")
+
+
+def online_features(cfg: Config, key: str, values: list[str], features: list[str] | None = None,
+                    store=None) -> dict[str, list]:
+    """Latest online values for entities (the lookup scoring code uses): {column: [values...]}."""
+    name, view = view_for_entity(cfg, key)
+    refs = [f"{name}:{f}" for f in features] if features else feature_refs(cfg, [name])
+    store = store or feature_store(cfg, apply=False)
+    return store.get_online_features(features=refs, entity_rows=[{key: v} for v in values]).to_dict()
