@@ -1,4 +1,10 @@
-"""materialize_online: push the latest offline feature values to the online store."""
+"""materialize_online: push the latest offline feature values to the online store.
+
+Feast's own incremental mode windows by wall-clock time (from the last run to now), so feature rows
+that arrive late, or carry historical event times, would never reach the online store. Instead the
+window starts at the earliest event time among the rows that changed since the Delta version the
+last run read; Feast then writes each entity's latest value from that window on.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +15,37 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.lineage import JobRun, last_successful_inputs, track_run
+from lakehouse.tables import read_table
 from features.store import feature_store
 
 JOB = "materialize_online"
 
 
+def _changed_since(spark: SparkSession, cfg: Config, table: str, before: int | None, now_df):
+    """The earliest event time among rows new or changed since version `before` (None: all rows)."""
+    changed = now_df if before is None else now_df.exceptAll(read_table(spark, cfg.table(table), before))
+    return changed.agg(F.min("event_timestamp")).first()[0]
+
+
 def materialize_online(spark: SparkSession, cfg: Config) -> JobRun:
-    """First run: backfill from the earliest feature row; later runs: only what is new since."""
     store = feature_store(cfg)
+    previous = last_successful_inputs(spark, cfg, JOB) or {}
     now = dt.datetime.now(dt.timezone.utc)
     with track_run(spark, cfg, JOB) as run:
         for name, view in cfg.features.views.items():
             offline = run.read(view.table)
-            if store.get_feature_view(name).materialization_intervals:
-                store.materialize_incremental(end_date=now, feature_views=[name])
-            else:
-                # materialize_incremental would start at now - ttl and skip older history.
-                first = offline.agg(F.min("event_timestamp")).first()[0]
-                if first is None:
-                    continue
-                store.materialize(start_date=first.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
-                                  end_date=now, feature_views=[name])
-            run.count(f"{name}_entities", offline.select(view.key).distinct().count())
-            progress(f"{JOB}: {name} -> {cfg.features.online_store} online store")
+            if previous.get(view.table) == run.inputs[view.table]:
+                progress(f"{JOB}: {name} unchanged since the last materialization")
+                continue
+            start = _changed_since(spark, cfg, view.table, previous.get(view.table), offline)
+            if start is None:
+                continue
+            store.materialize(start_date=start.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
+                              end_date=now, feature_views=[name])
+            run.count(f"{name}_entities", offline.where(F.col("event_timestamp") >= start)
+                      .select(view.key).distinct().count())
+            progress(f"{JOB}: {name} from {start} -> {cfg.features.online_store} online store")
     return run
 
 

@@ -1,0 +1,171 @@
+"""Feature store: point-in-time correctness, no training/serving skew, idempotent reruns, both online stores."""
+
+import datetime as dt
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+from pyspark.sql import functions as F
+
+from conftest import run_pipeline
+from features.compute import feature_rows
+from features.offline import compute_features
+from features.online import materialize_online
+from features.store import feature_store, online_features
+from features.training_set import build_training_set
+from lakehouse.config import load_config
+from lakehouse.generator import generate
+from lakehouse.tables import current_version, read_table
+
+T0 = dt.datetime(2026, 3, 1, 12, 0, 0)
+
+
+def test_a_feature_never_sees_events_after_its_time(spark):
+    view = load_config("local").features.views["customer_features"]
+    events = spark.createDataFrame([
+        ("C1", T0, 10.0, "M1", 0.0),
+        ("C1", T0 + dt.timedelta(minutes=30), 30.0, "M2", 1.0),
+        ("C1", T0 + dt.timedelta(days=2), 500.0, "M3", 1.0),  # after the label below
+    ], "customer_id string, event_time timestamp, amount_eur double, merchant_id string, is_foreign double")
+    rows = {r["event_timestamp"]: r for r in feature_rows(events, view).collect()}
+    second = rows[T0 + dt.timedelta(minutes=30)]
+    assert second["txn_count_1h"] == 2 and second["avg_amount_30d"] == 20.0 and second["max_amount_30d"] == 30.0
+    assert second["distinct_merchants_7d"] == 2 and second["foreign_share_30d"] == 0.5
+    third = rows[T0 + dt.timedelta(days=2)]
+    assert third["txn_count_24h"] == 1 and third["txn_count_7d"] == 3  # 1h/24h windows slid past
+
+
+def test_point_in_time_join_uses_the_last_value_at_or_before_the_label(spark, tmp_path):
+    cfg = load_config("local", root=tmp_path)
+    view = cfg.features.views["customer_features"]
+    events = spark.createDataFrame([("C1", T0, 10.0, "M1", 0.0), ("C1", T0 + dt.timedelta(hours=5), 90.0, "M1", 0.0)],
+                                   "customer_id string, event_time timestamp, amount_eur double, merchant_id string, is_foreign double")
+    feature_rows(events, view).write.format("delta").save(cfg.table(view.table).path)
+    merchant = cfg.features.views["merchant_features"]
+    spark.createDataFrame([("M1", T0, 1, 0.0)], "merchant_id string, event_timestamp timestamp, merchant_txn_count_24h long, "
+                          "merchant_fraud_rate_30d double").write.format("delta").save(cfg.table(merchant.table).path)
+    labels_at = spark.createDataFrame(
+        [("C1", "M1", T0 - dt.timedelta(hours=1)), ("C1", "M1", T0 + dt.timedelta(hours=2)),
+         ("C1", "M1", T0 + dt.timedelta(hours=5)), ("C1", "M1", T0 + dt.timedelta(hours=6))],
+        "customer_id string, merchant_id string, event_timestamp timestamp")
+    store = feature_store(cfg)
+    joined = store.get_historical_features(entity_df=labels_at, features=["customer_features:avg_amount_30d"]).to_spark_df()
+    seen = {r["event_timestamp"]: r["avg_amount_30d"] for r in joined.collect()}
+    assert seen[T0 - dt.timedelta(hours=1)] is None  # before any event: nothing, not a future value
+    assert seen[T0 + dt.timedelta(hours=2)] == 10.0  # the 90.0 event at +5h is not visible yet
+    assert seen[T0 + dt.timedelta(hours=5)] == 50.0
+    assert seen[T0 + dt.timedelta(hours=6)] == 50.0
+
+
+@pytest.fixture(scope="module")
+def featured(spark, lake):
+    """Given the shared lakehouse, when features are computed, joined to labels and materialized."""
+    compute_features(spark, lake.cfg)
+    build_training_set(spark, lake.cfg)
+    materialize_online(spark, lake.cfg)
+    return lake
+
+
+def _recompute_from_silver(spark, cfg, customer, at):
+    txns = read_table(spark, cfg.table("silver.transactions")).where(F.col("customer_id") == customer)
+    week = txns.where((F.col("event_time") > at - dt.timedelta(days=7)) & (F.col("event_time") <= at))
+    month = txns.where((F.col("event_time") > at - dt.timedelta(days=30)) & (F.col("event_time") <= at))
+    return {"txn_count_7d": week.count(), "max_amount_30d": month.agg(F.max("amount_eur")).first()[0]}
+
+
+def test_online_equals_offline_equals_a_recomputation_from_silver(spark, featured):
+    cfg = featured.cfg
+    offline = read_table(spark, cfg.table("features.customer_features"))
+    latest = (offline.groupBy("customer_id").agg(F.max("event_timestamp").alias("event_timestamp"))
+              .join(offline, ["customer_id", "event_timestamp"]).orderBy("customer_id").limit(5).collect())
+    online = online_features(cfg, "customer_id", [r["customer_id"] for r in latest])
+    for i, row in enumerate(latest):
+        for name in ("txn_count_7d", "max_amount_30d", "avg_amount_30d", "distinct_merchants_7d"):
+            assert online[name][i] == pytest.approx(row[name]), (row["customer_id"], name)
+        plain = _recompute_from_silver(spark, cfg, row["customer_id"], row["event_timestamp"])
+        assert row["txn_count_7d"] == plain["txn_count_7d"]
+        assert row["max_amount_30d"] == pytest.approx(plain["max_amount_30d"])
+
+
+def test_training_set_has_one_row_per_labelled_transaction_and_records_versions(spark, featured):
+    cfg = featured.cfg
+    training = read_table(spark, cfg.table("features.training_set"))
+    labelled = read_table(spark, cfg.table("silver.labels")).join(
+        read_table(spark, cfg.table("silver.transactions")), "txn_id").count()
+    assert training.count() == labelled == training.select("txn_id").distinct().count()
+    assert {"label", "txn_count_24h", "merchant_fraud_rate_30d", "amount_vs_30d_avg", "hour_of_day"} <= set(training.columns)
+    run = read_table(spark, cfg.table("meta.lineage")).where("job = 'build_training_set'").first()
+    inputs = {i["table"]: i["version"] for i in run["inputs"]}
+    for table in ("silver.labels", "features.customer_features", "features.merchant_features"):
+        assert inputs[table] == current_version(spark, cfg.table(table))
+
+
+def test_merchant_fraud_rate_only_counts_labels_already_known(spark, featured):
+    cfg = featured.cfg
+    training = read_table(spark, cfg.table("features.training_set"))
+    labels = read_table(spark, cfg.table("silver.labels")).join(
+        read_table(spark, cfg.table("silver.transactions")).select("txn_id", "merchant_id"), "txn_id")
+    row = training.where("merchant_fraud_rate_30d IS NOT NULL").orderBy("event_timestamp").first()
+    known = labels.where((F.col("merchant_id") == row["merchant_id"]) & (F.col("label_time") <= row["event_timestamp"])
+                         & (F.col("label_time") > row["event_timestamp"] - dt.timedelta(days=30)))
+    assert known.count() > 0
+    assert row["merchant_fraud_rate_30d"] == pytest.approx(known.agg(F.avg(F.col("is_fraud").cast("double"))).first()[0])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url():
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed: `make setup` installs it (Debian package redis-server)")
+    port = _free_port()
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_reruns_do_not_duplicate_and_new_data_reaches_the_online_store(spark, tmp_path, store, request):
+    overrides = {"features": {"online_store": store}}
+    if store == "redis":
+        overrides["features"]["redis_url"] = request.getfixturevalue("redis_url")
+    cfg = load_config("local", root=tmp_path, overrides=overrides)
+    generate(cfg.landing_dir, seed=31, rows=600, days=2, start_date="2026-07-01")
+    run_pipeline(spark, cfg)
+    compute_features(spark, cfg)
+    materialize_online(spark, cfg)
+    table = cfg.table("features.customer_features")
+    rows, version = read_table(spark, table).count(), current_version(spark, table)
+
+    compute_features(spark, cfg)  # nothing new: no new version, no duplicate rows
+    assert current_version(spark, table) == version and read_table(spark, table).count() == rows
+    assert read_table(spark, table).select("customer_id", "event_timestamp").distinct().count() == rows
+
+    customer = read_table(spark, table).orderBy(F.desc("txn_count_7d")).first()["customer_id"]
+    before = online_features(cfg, "customer_id", [customer])["txn_count_7d"][0]
+    extra = tmp_path / "extra"
+    generate(extra, seed=31, rows=900, days=3, start_date="2026-07-01", defect_rate=0.0)
+    shutil.copytree(extra / "batch-2026-07-03", cfg.landing_dir / "batch-2026-07-03")
+    run_pipeline(spark, cfg)
+    compute_features(spark, cfg)
+    materialize_online(spark, cfg)
+    offline = read_table(spark, table).where(F.col("customer_id") == customer)
+    newest = offline.orderBy(F.desc("event_timestamp")).first()
+    assert newest["event_timestamp"].date() == dt.date(2026, 7, 3)
+    after = online_features(cfg, "customer_id", [customer])["txn_count_7d"][0]
+    assert after == newest["txn_count_7d"] and after != before
