@@ -12,9 +12,9 @@ SPARK_DEFAULTS_STAMP := $(VENV)/.spark-defaults
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test jars clean-data
+.PHONY: setup demo test jars redis clean-data
 
-setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP)
+setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) redis
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ $(JARS_STAMP): pom.xml
 	touch $@
 
 jars: $(JARS_STAMP)
+
+# The real Redis server (Debian package) for the Redis online store and its tests.
+redis:
+	@command -v redis-server >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
 
 # spark-submit reads spark-defaults.conf at JVM start: it carries the Delta jars and settings.
 $(SPARK_DEFAULTS_STAMP): $(STAMP) $(JARS_STAMP) lakehouse/session.py
