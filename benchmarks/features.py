@@ -1,0 +1,115 @@
+"""Feature store figures: feature job and materialization rows/s, online lookup latency.
+
+    .venv/bin/python benchmarks/features.py --rows 1000000 [--days 30] [--lookups 1000]
+
+Runs the lakehouse pipeline on generated data first (not timed here; see benchmarks/lakehouse.py),
+then times compute_features and materialize_online, and online lookups in-process for one entity
+and for a batch of 100, on SQLite and (when redis-server is installed) a local Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+# Run as a script, this folder comes first on sys.path; keep it from shadowing the packages.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from features.offline import compute_features  # noqa: E402
+from features.online import materialize_online  # noqa: E402
+from features.store import feature_store, online_features  # noqa: E402
+from lakehouse.bronze import ingest_bronze  # noqa: E402
+from lakehouse.config import load_config  # noqa: E402
+from lakehouse.generator import generate  # noqa: E402
+from lakehouse.session import build_session  # noqa: E402
+from lakehouse.silver import refine_silver  # noqa: E402
+from lakehouse.tables import read_table  # noqa: E402
+
+
+def _percentiles(samples: list[float]) -> str:
+    q = statistics.quantiles(samples, n=100)
+    return f"p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms"
+
+
+def _lookups(cfg, customers: list[str], n: int) -> tuple[str, str]:
+    store = feature_store(cfg, apply=False)
+    one, batch = [], []
+    for i in range(n):
+        t = time.perf_counter()
+        online_features(cfg, "customer_id", [customers[i % len(customers)]], store=store)
+        one.append(time.perf_counter() - t)
+    for i in range(max(n // 10, 20)):
+        t = time.perf_counter()
+        online_features(cfg, "customer_id", customers[:100], store=store)
+        batch.append(time.perf_counter() - t)
+    return _percentiles(one), _percentiles(batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--lookups", type=int, default=1000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tidewater-features-bench-"))
+    cfg = load_config("local", root=root)
+    man = generate(cfg.landing_dir, rows=args.rows, days=args.days)
+    spark = build_session(cfg)
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    rows = read_table(spark, cfg.table("silver.transactions")).count()
+
+    t = time.perf_counter()
+    compute_features(spark, cfg)
+    feature_s = time.perf_counter() - t
+    feature_rows = sum(read_table(spark, cfg.table(v.table)).count() for v in cfg.features.views.values())
+    t = time.perf_counter()
+    materialize_online(spark, cfg)
+    materialize_s = time.perf_counter() - t
+    customers = [r[0] for r in read_table(spark, cfg.table("features.customer_features"))
+                 .select("customer_id").distinct().limit(1000).collect()]
+
+    print(f"\nfeatures benchmark: {man.transactions_written} generated, {rows} silver transactions, root {root}")
+    print(f"compute_features    {feature_s:8.1f} s  {rows / feature_s:>10,.0f} silver rows/s  ({feature_rows} feature rows)")
+    print(f"materialize_online  {materialize_s:8.1f} s  {feature_rows / materialize_s:>10,.0f} feature rows/s (sqlite)")
+    one, batch = _lookups(cfg, customers, args.lookups)
+    print(f"online sqlite       1 entity: {one}; 100 entities: {batch}")
+
+    server = shutil.which("redis-server")
+    if server:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([server, "--port", str(port), "--save", "", "--appendonly", "no"],
+                                stdout=subprocess.DEVNULL)
+        time.sleep(1)
+        try:
+            rcfg = load_config("local", root=root, overrides={"features": {
+                "online_store": "redis", "redis_url": f"127.0.0.1:{port}"}})
+            store = feature_store(rcfg)
+            now = dt.datetime.now(dt.timezone.utc)
+            t = time.perf_counter()
+            for name, view in rcfg.features.views.items():  # a full backfill, timed like the SQLite one
+                first = read_table(spark, rcfg.table(view.table)).agg(F.min("event_timestamp")).first()[0]
+                store.materialize(start_date=first.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
+                                  end_date=now, feature_views=[name])
+            redis_s = time.perf_counter() - t
+            print(f"materialize redis   {redis_s:8.1f} s  {feature_rows / redis_s:>10,.0f} feature rows/s")
+            one, batch = _lookups(rcfg, customers, args.lookups)
+            print(f"online redis        1 entity: {one}; 100 entities: {batch}")
+        finally:
+            proc.terminate()
+
+
+if __name__ == "__main__":
+    main()
