@@ -27,6 +27,7 @@ setup(
             "materialize_online = features.online:MATERIALIZE_ONLINE",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
+        "tidewater.demo_reports": ["online_lookup = features.online:demo_report"],
         "tidewater.commands": [
             "validate = quality.cli:validate",
             "quarantine = quality.cli:quarantine",

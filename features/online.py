@@ -54,3 +54,17 @@ MATERIALIZE_ONLINE = JobSpec(
     summary="Materialize the latest feature values to the online store (SQLite, or Redis when configured).",
     run=lambda spark, cfg, args: materialize_online(spark, cfg),
 )
+
+
+def demo_report(spark: SparkSession, cfg: Config) -> list[str]:
+    """For `tidewater demo`: one online lookup, the way scoring code will do it."""
+    from features.store import online_features
+
+    name, view = next(iter(cfg.features.views.items()))
+    row = read_table(spark, cfg.table(view.table)).orderBy(F.desc("event_timestamp")).select(view.key).first()
+    if row is None:
+        return []
+    values = online_features(cfg, view.key, [row[0]])
+    shown = ", ".join(f"{k}={v[0]:.4g}" if isinstance(v[0], float) else f"{k}={v[0]}" for k, v in values.items())
+    return [f"Online lookup ({cfg.features.online_store}): {shown}",
+            f"  tidewater features get --entity {view.key}={row[0]} --root {cfg.root}"]

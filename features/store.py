@@ -14,8 +14,11 @@ from pathlib import Path
 
 from lakehouse.config import Config, FeatureViewConf
 
-# Feast warns that its Spark store is "alpha" on every call; STACK.md records what we verified.
-warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"feast\.")
+
+
+def _quiet_feast() -> None:
+    """Feast warns that its Spark store is "alpha" on every call; our tests pin what we rely on."""
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"feast\.")
 
 REDIS_PASSWORD_ENV = "TIDEWATER_REDIS_PASSWORD"
 
@@ -32,6 +35,7 @@ def repo_config(cfg: Config):
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 
+    _quiet_feast()
     base = feast_dir(cfg)
     if cfg.features.online_store == "redis":
         connection = cfg.features.redis_url

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from importlib.metadata import entry_points
 
 from pyspark.sql import functions as F
 
@@ -50,6 +51,9 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
     inventory = table_inventory(spark, cfg)
     _print_summary(spark, cfg, inventory, time.time() - started)
     _print_quality(spark, cfg, run_ids)
+    for report in entry_points(group="tidewater.demo_reports"):  # lines other packages contribute
+        for line in report.load()(spark, cfg):
+            print(line)
     return inventory
 
 
