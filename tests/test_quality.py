@@ -159,3 +159,36 @@ def test_fixed_quarantined_rows_replay_into_silver_exactly_once(spark, tmp_path)
     silver = read_table(spark, cfg.table("silver.transactions")).count()
     active = still_quarantined(spark, cfg, "transactions").count()
     assert bronze == silver + active + man["expected"]["duplicate_transactions"]
+
+
+def _rewrite_first_batch(cfg, change):
+    path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[0]
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            out.append(line)
+            continue
+        change(rec)
+        out.append(json.dumps(rec))
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda rec: rec.pop("channel"), "missing field channel"),
+    (lambda rec: rec.update(event_time=1767225600), "type of event_time changed"),
+])
+def test_missing_and_retyped_fields_quarantine_the_file(spark, tmp_path, change, expected):
+    cfg = _fresh(tmp_path, quality={"silver.transactions": {"schema_policy": "quarantine_batch"}})
+    changed = _rewrite_first_batch(cfg, change)
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    outcome = _results(spark, cfg, check="schema_change", table="silver.transactions").first()
+    assert expected in outcome["observed_value"] and outcome["status"] == "quarantined"
+    held = read_table(spark, cfg.table("quarantine.transactions")).where("reason = 'schema_change'")
+    assert held.count() == len(changed.read_text().splitlines())
+    silver = read_table(spark, cfg.table("silver.transactions"))
+    assert silver.where(F.col("_batch_id") == changed.parent.name).count() == 0
+    assert silver.count() > 0  # the other batch went through
