@@ -89,25 +89,26 @@ def test_a_fail_check_in_gold_leaves_every_gold_table_unchanged(spark, tmp_path)
     assert _results(spark, cfg, check="needs_a_million_rows", status="failed").count() == 1
 
 
-def _add_field_to_first_batch(cfg, field="loyalty_tier", value="gold"):
+def _rewrite_first_batch(cfg, change):
+    """Apply `change` to every parsable record of the first transactions file: a source shape change."""
     path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[0]
-    lines = []
+    out = []
     for line in path.read_text().splitlines():
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            lines.append(line)
+            out.append(line)
             continue
-        rec[field] = value
-        lines.append(json.dumps(rec))
-    path.write_text("\n".join(lines) + "\n")
+        change(rec)
+        out.append(json.dumps(rec))
+    path.write_text("\n".join(out) + "\n")
     return path
 
 
 @pytest.mark.parametrize("policy", ["evolve", "quarantine_batch", "fail"])
 def test_a_new_source_field_follows_the_schema_policy(spark, tmp_path, policy):
     cfg = _fresh(tmp_path, quality={"silver.transactions": {"schema_policy": policy}})
-    changed = _add_field_to_first_batch(cfg)
+    changed = _rewrite_first_batch(cfg, lambda rec: rec.update(loyalty_tier="gold"))
     ingest_bronze(spark, cfg)
     if policy == "fail":
         with pytest.raises(QualityGateFailed, match="new field loyalty_tier"):
@@ -159,21 +160,6 @@ def test_fixed_quarantined_rows_replay_into_silver_exactly_once(spark, tmp_path)
     silver = read_table(spark, cfg.table("silver.transactions")).count()
     active = still_quarantined(spark, cfg, "transactions").count()
     assert bronze == silver + active + man["expected"]["duplicate_transactions"]
-
-
-def _rewrite_first_batch(cfg, change):
-    path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[0]
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            out.append(line)
-            continue
-        change(rec)
-        out.append(json.dumps(rec))
-    path.write_text("\n".join(out) + "\n")
-    return path
 
 
 @pytest.mark.parametrize("change, expected", [
