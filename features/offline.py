@@ -8,17 +8,16 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.catalog import delta_exists
 from lakehouse.config import Config, FeatureViewConf
 from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, last_successful_inputs, track_run
-from lakehouse.tables import current_version, read_table
+from lakehouse.lineage import JobRun, input_versions, last_successful_inputs, track_run
+from lakehouse.refine import SILVER_LABELS_SCHEMA
+from lakehouse.tables import create_if_missing, read_table
 from features.compute import feature_rows
 from features.sources import SOURCES
 
 JOB = "compute_features"
 INPUTS = ("silver.transactions", "silver.customers", "silver.labels")
-EMPTY_LABELS = "txn_id string, is_fraud boolean, label_time timestamp"
 
 
 def _first_new_day(spark: SparkSession, cfg: Config, previous: dict, txns: DataFrame, labels: DataFrame):
@@ -36,8 +35,7 @@ def _first_new_day(spark: SparkSession, cfg: Config, previous: dict, txns: DataF
 
 def merge_features(spark: SparkSession, table_path: str, rows: DataFrame, view: FeatureViewConf) -> None:
     """Upsert on (entity, event_timestamp): a rerun rewrites nothing, late events fix their days."""
-    if not delta_exists(table_path):
-        spark.createDataFrame([], rows.schema).write.format("delta").save(table_path)
+    create_if_missing(spark, table_path, rows.schema)
     changed = " OR ".join(f"NOT (t.{f.name} <=> s.{f.name})" for f in view.features)
     (DeltaTable.forPath(spark, table_path).alias("t")
      .merge(rows.alias("s"), f"t.{view.key} = s.{view.key} AND t.event_timestamp = s.event_timestamp")
@@ -45,15 +43,14 @@ def merge_features(spark: SparkSession, table_path: str, rows: DataFrame, view: 
 
 
 def compute_features(spark: SparkSession, cfg: Config) -> JobRun:
-    versions = {t: current_version(spark, cfg.table(t)) for t in INPUTS}
+    versions = input_versions(spark, cfg, INPUTS)
     previous = last_successful_inputs(spark, cfg, JOB)
     if previous == versions:
         progress(f"{JOB}: silver unchanged since the last run; features are up to date")
         return JobRun(spark, cfg, JOB)
     with track_run(spark, cfg, JOB) as run:
         txns, customers = run.read("silver.transactions"), run.read("silver.customers")
-        labels = (run.read("silver.labels") if versions["silver.labels"] is not None
-                  else spark.createDataFrame([], EMPTY_LABELS))
+        labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
         from_day = _first_new_day(spark, cfg, previous or {}, txns, labels)
         if from_day == dt.date.max:
             progress(f"{JOB}: no new events since the last run")

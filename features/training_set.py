@@ -7,8 +7,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, last_successful_inputs, track_run
-from lakehouse.tables import current_version
+from lakehouse.lineage import JobRun, inputs_unchanged, track_run
 from features.store import feature_refs, feature_store
 
 JOB = "build_training_set"
@@ -32,8 +31,7 @@ def with_context(training: DataFrame) -> DataFrame:
 def build_training_set(spark: SparkSession, cfg: Config) -> JobRun:
     """Write features.training_set as a new Delta version, recording every input version in lineage."""
     inputs = ["silver.transactions", "silver.labels", *(v.table for v in cfg.features.views.values())]
-    versions = {t: current_version(spark, cfg.table(t)) for t in inputs}
-    if last_successful_inputs(spark, cfg, JOB) == versions:
+    if inputs_unchanged(spark, cfg, JOB, inputs):
         progress(f"{JOB}: labels and features unchanged since the last build; training set is up to date")
         return JobRun(spark, cfg, JOB)
     with track_run(spark, cfg, JOB) as run:

@@ -8,9 +8,9 @@ from pyspark.sql import functions as F
 from lakehouse.config import Config
 from lakehouse.gates import quality_gate
 from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, last_successful_inputs, track_run
+from lakehouse.lineage import JobRun, inputs_unchanged, track_run
 from lakehouse.quarantine import append_quarantine
-from lakehouse.tables import current_version
+from lakehouse.refine import SILVER_LABELS_SCHEMA
 
 JOB = "build_gold"
 INPUTS = ("silver.transactions", "silver.labels")
@@ -53,15 +53,12 @@ def fraud_kpis(txns: DataFrame, labels: DataFrame) -> DataFrame:
 
 def build_gold(spark: SparkSession, cfg: Config, force: bool = False) -> JobRun:
     """Rebuild the gold tables from silver unless silver is unchanged since the last build."""
-    versions = {t: current_version(spark, cfg.table(t)) for t in INPUTS}
-    if not force and last_successful_inputs(spark, cfg, JOB) == versions:
-        progress(f"{JOB}: silver unchanged since the last build ({versions}); gold is up to date")
+    if not force and inputs_unchanged(spark, cfg, JOB, INPUTS):
+        progress(f"{JOB}: silver unchanged since the last build; gold is up to date")
         return JobRun(spark, cfg, JOB)
     with track_run(spark, cfg, JOB) as run:
         txns = run.read("silver.transactions")
-        # Labels arrive days later: before the first one, gold is built with none.
-        labels = (run.read("silver.labels") if versions["silver.labels"] is not None
-                  else spark.createDataFrame([], "txn_id string, is_fraud boolean, label_time timestamp"))
+        labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
         tables = {
             "gold.customer_daily_spend": customer_daily_spend(txns),
             "gold.merchant_daily": merchant_daily(txns, labels),

@@ -74,6 +74,13 @@ class JobRun:
         self.inputs[name] = version
         return read_table(self.spark, ref, version)
 
+    def read_or_empty(self, name: str, schema: str) -> DataFrame:
+        """Like `read`, but a table not written yet reads as no rows (labels arrive days later)."""
+        if current_version(self.spark, self.cfg.table(name)) is None:
+            self.inputs[name] = None
+            return self.spark.createDataFrame([], schema)
+        return self.read(name)
+
     def writing(self, name: str) -> None:
         """Note an output's version before the job writes it."""
         if name not in self.outputs:
@@ -127,6 +134,15 @@ def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[s
     row = (read_table(spark, ref).where(f"job = '{job}' AND status = 'succeeded'")
            .orderBy("ended_at", ascending=False).select("inputs").first())
     return None if row is None else {i["table"]: i["version"] for i in row["inputs"]}
+
+
+def input_versions(spark: SparkSession, cfg: Config, tables) -> dict[str, int | None]:
+    return {t: current_version(spark, cfg.table(t)) for t in tables}
+
+
+def inputs_unchanged(spark: SparkSession, cfg: Config, job: str, tables) -> bool:
+    """True when the job's last successful run read exactly the tables' current versions."""
+    return last_successful_inputs(spark, cfg, job) == input_versions(spark, cfg, tables)
 
 
 def producer_of(spark: SparkSession, cfg: Config, table: str, version: int) -> dict | None:

@@ -97,6 +97,8 @@ def with_amount_eur(txns: DataFrame, rates: dict[str, float]) -> DataFrame:
             .withColumn("event_date", F.to_date("event_time")))
 
 
+SILVER_LABELS_SCHEMA = "txn_id string, is_fraud boolean, label_time timestamp"
+
 TRANSACTION_RULES = EntityRules(
     name="transactions", format="json",
     fields=("txn_id", "card_id", "customer_id", "merchant_id", "merchant_category", "amount",

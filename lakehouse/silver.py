@@ -28,15 +28,10 @@ from lakehouse.gates import SchemaScreen, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
                               EntityRules, refine, with_amount_eur)
-from lakehouse.tables import commit_metrics, current_version
+from lakehouse.tables import commit_metrics, create_if_missing, current_version
 
 JOB = "refine_silver"
 SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
-
-
-def _create_if_missing(spark: SparkSession, ref: TableRef, like: DataFrame) -> None:
-    if not delta_exists(ref.path):
-        spark.createDataFrame([], like.schema).write.format("delta").save(ref.path)
 
 
 def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
@@ -47,7 +42,7 @@ def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
 def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str) -> None:
     """Insert rows whose key silver does not hold yet (first arrival wins)."""
     rows = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
-    _create_if_missing(spark, ref, rows)
+    create_if_missing(spark, ref.path, rows.schema)
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
 
@@ -55,7 +50,7 @@ def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: s
 def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str) -> None:
     """Upsert the newest record per key (type 1: the latest `ts` wins, older arrivals are ignored)."""
     rows = _latest_per_key(rows, [key], [F.col(ts).desc(), F.col("_ingested_at").desc()])
-    _create_if_missing(spark, ref, rows)
+    create_if_missing(spark, ref.path, rows.schema)
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}")
      .whenMatchedUpdateAll(condition=f"s.{ts} > t.{ts}")
@@ -89,7 +84,7 @@ def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts
     existing = spark.read.format("delta").load(ref.path) if delta_exists(ref.path) else None
     # The history reads the target it is about to merge into: materialize it first.
     history = scd2_history(existing, rows, key, ts, SCD2_ATTRIBUTES).localCheckpoint()
-    _create_if_missing(spark, ref, history)
+    create_if_missing(spark, ref.path, history.schema)
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
      .whenMatchedUpdate(condition="NOT (t.valid_to <=> s.valid_to)",

@@ -27,6 +27,12 @@ def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -
     return reader.load(ref.path)
 
 
+def create_if_missing(spark: SparkSession, path: str, schema) -> None:
+    """An empty Delta table with this schema, so a first MERGE has a target."""
+    if not delta_exists(path):
+        spark.createDataFrame([], schema).write.format("delta").save(path)
+
+
 def commit_metrics(spark: SparkSession, ref: TableRef, version: int) -> dict[str, int]:
     """Delta's operationMetrics of one commit, as integers (rows inserted, updated, ...)."""
     row = (DeltaTable.forPath(spark, ref.path).history()
