@@ -164,6 +164,46 @@ class FeaturesConf(_Strict):
     redis_url: str = "127.0.0.1:6379"
 
 
+class PromotionConf(_Strict):
+    """How a challenger earns the champion alias: a metric on the held-out, time-later slice."""
+
+    metric: Literal["auc_pr", "recall_at_precision", "f1"] = "auc_pr"
+    margin: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by at least this
+    precision_target: float = Field(0.8, gt=0.0, le=1.0)  # for recall_at_precision
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # decision threshold for f1 (and scoring)
+
+
+class TrainingConf(_Strict):
+    """The fraud model, its data, its engine and its registry, in one place."""
+
+    engine: Literal["horovod", "horovodrun", "torch_distributor"] = "horovod"
+    num_proc: int = Field(2, ge=1)
+    python: str = ".venv-train/bin/python"  # the training environment (relative to the project)
+    driver_memory: str = "2g"
+    nics: list[str] = []  # Horovod rendezvous interfaces (lo for local runs)
+    use_gpu: bool = True  # when CUDA is present
+    training_set: str = "features.training_set"
+    label: str = "label"
+    timestamp: str = "event_timestamp"
+    id_column: str = "txn_id"
+    numeric_features: list[str]
+    categorical_features: list[str] = []
+    validation_share: float = Field(0.15, gt=0.0, lt=0.5)
+    holdout_share: float = Field(0.15, gt=0.0, lt=0.5)
+    seed: int = 7
+    max_epochs: int = Field(15, ge=1)
+    patience: int = Field(3, ge=1)
+    batch_size: int = Field(256, ge=8)
+    learning_rate: float = Field(0.003, gt=0.0)
+    hidden_units: list[int] = [64, 32]
+    embedding_dim: int = Field(4, ge=1)
+    max_categories: int = Field(50, ge=1)
+    model_name: str = "fraud_detector"
+    experiment: str | None = None  # default: the project name
+    tracking_uri: str | None = None  # default: sqlite under <root>/mlflow; env MLFLOW_TRACKING_URI wins
+    promotion: PromotionConf = PromotionConf()
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -189,6 +229,7 @@ class Config(_Strict):
     pipeline: PipelineConf = PipelineConf()
     quality: dict[str, TableQualityConf] = {}
     features: FeaturesConf = FeaturesConf()
+    training: TrainingConf | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -1,1 +1,5 @@
-"""Distributed training, MLflow tracking and the model registry (not built yet)."""
+"""Training the fraud model: Petastorm feeds Horovod (or TorchDistributor) workers; MLflow tracks and registers.
+
+The job runs in the training environment (.venv-train); the model reaches scoring only through
+the MLflow registry.
+"""

@@ -1,0 +1,101 @@
+"""From the training set at an exact Delta version to Petastorm-ready, encoded Parquet.
+
+Rows are split by time (oldest train, then validation, then a held-out slice for the registry),
+encoded with the same Preprocessor the model carries, and cached by Petastorm's Spark converter
+under the storage root, from where each worker reads its own shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.config import Config, TrainingConf
+from lakehouse.errors import TidewaterError
+from training.preprocessing import Preprocessor, fit_preprocessor
+
+
+class TrainingDataError(TidewaterError):
+    pass
+
+
+@dataclass
+class Split:
+    train: DataFrame
+    validation: DataFrame
+    holdout: DataFrame
+    validation_from: object  # first event timestamp of the validation slice
+    holdout_from: object  # first event timestamp of the held-out slice
+
+
+def raw_columns(tc: TrainingConf) -> list[str]:
+    return [*tc.numeric_features, *tc.categorical_features]
+
+
+def time_split(df: DataFrame, tc: TrainingConf) -> Split:
+    """Cut at time quantiles so validation and holdout are strictly later than what the model learns from."""
+    seconds = F.col(tc.timestamp).cast("double")
+    q = df.select(seconds.alias("t")).approxQuantile(
+        "t", [1 - tc.validation_share - tc.holdout_share, 1 - tc.holdout_share], 0.0)
+    if len(q) < 2:
+        raise TrainingDataError(f"{tc.training_set} has no rows to train on",
+                                hint="run build_training_set after labels have arrived")
+    v_from, h_from = (F.lit(x).cast("timestamp") for x in q)
+    ts = F.col(tc.timestamp)
+    return Split(df.where(ts < v_from), df.where((ts >= v_from) & (ts < h_from)), df.where(ts >= h_from),
+                 q[0], q[1])
+
+
+def check_columns(df: DataFrame, tc: TrainingConf) -> None:
+    missing = [c for c in [*raw_columns(tc), tc.label, tc.timestamp] if c not in df.columns]
+    if missing:
+        raise TrainingDataError(f"{tc.training_set} lacks configured column(s): {', '.join(missing)}",
+                                hint="training.numeric_features / categorical_features must name training-set columns")
+
+
+def encoded_schema(pre: Preprocessor) -> T.StructType:
+    return T.StructType(
+        [T.StructField(f"n{j}", T.FloatType(), False) for j in range(len(pre.numeric))]
+        + [T.StructField(f"c{j}", T.LongType(), False) for j in range(len(pre.categorical))]
+        + [T.StructField("label", T.FloatType(), False)])
+
+
+def encode(df: DataFrame, pre: Preprocessor, label: str) -> DataFrame:
+    """Apply the model's own transform (pandas, per Arrow batch) so the workers read ready tensors."""
+    schema = encoded_schema(pre)
+
+    def batches(frames):
+        for pdf in frames:
+            num, cat = pre.numeric_matrix(pdf), pre.category_matrix(pdf)
+            cols = {f"n{j}": num[:, j] for j in range(num.shape[1])}
+            cols.update({f"c{j}": cat[:, j] for j in range(cat.shape[1])})
+            cols["label"] = pdf[label].astype("float32").to_numpy()
+            yield pd.DataFrame(cols)
+
+    return df.select(*pre.numeric, *pre.categorical, label).mapInPandas(batches, schema)
+
+
+def prepare(spark: SparkSession, cfg: Config, df: DataFrame) -> tuple[Split, Preprocessor]:
+    tc = cfg.training
+    check_columns(df, tc)
+    df = df.where(F.col(tc.label).isNotNull())
+    split = time_split(df, tc)
+    pre = fit_preprocessor(split.train, tc.numeric_features, tc.categorical_features, tc.max_categories)
+    return split, pre
+
+
+def make_converter(spark: SparkSession, cfg: Config, encoded: DataFrame, partitions: int):
+    """Petastorm's converter: the encoded rows as Parquet under <root>/_petastorm, one file per partition.
+
+    Workers shard by row group, so there are at least as many files as workers.
+    """
+    from petastorm.spark import SparkDatasetConverter, make_spark_converter
+
+    cache = (cfg.root / "_petastorm").resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
+    return make_spark_converter(encoded.repartition(partitions))

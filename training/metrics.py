@@ -1,0 +1,57 @@
+"""Ranking and threshold metrics for an imbalanced problem, in numpy (same code in both environments)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def average_precision(y_true, scores) -> float:
+    """AUC-PR as average precision: sum over positives of the precision at their rank (ties grouped)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    precision = tp / (last_of_tie + 1)
+    recall_step = np.diff(np.r_[0.0, tp]) / y.sum()
+    return float(np.sum(precision * recall_step))
+
+
+def recall_at_precision(y_true, scores, precision_target: float) -> float:
+    """The best recall among thresholds whose precision reaches the target (0 when none does)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.sum() == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    y, s = y[order], s[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    precision = tp / (last_of_tie + 1)
+    recall = tp / y.sum()
+    ok = precision >= precision_target
+    return float(recall[ok].max()) if ok.any() else 0.0
+
+
+def threshold_metrics(y_true, scores, threshold: float) -> dict[str, float]:
+    y = np.asarray(y_true).astype(bool)
+    pred = np.asarray(scores) >= threshold
+    tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def model_metrics(y_true, scores, precision_target: float, threshold: float) -> dict[str, float]:
+    """Every metric the registry may compare on, plus the label count behind them."""
+    return {
+        "auc_pr": average_precision(y_true, scores),
+        "recall_at_precision": recall_at_precision(y_true, scores, precision_target),
+        **threshold_metrics(y_true, scores, threshold),
+        "labels": float(len(y_true)),
+        "positives": float(np.sum(y_true)),
+    }
