@@ -26,6 +26,7 @@ setup(
             "compute_features = features.offline:COMPUTE_FEATURES",
             "build_training_set = features.training_set:BUILD_TRAINING_SET",
             "materialize_online = features.online:MATERIALIZE_ONLINE",
+            "train = training.job:TRAIN",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
         "tidewater.demo_reports": ["online_lookup = features.online:demo_report"],

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from lakehouse.config import Config, TrainingConf
 from lakehouse.errors import TidewaterError
@@ -57,26 +55,9 @@ def check_columns(df: DataFrame, tc: TrainingConf) -> None:
                                 hint="training.numeric_features / categorical_features must name training-set columns")
 
 
-def encoded_schema(pre: Preprocessor) -> T.StructType:
-    return T.StructType(
-        [T.StructField(f"n{j}", T.FloatType(), False) for j in range(len(pre.numeric))]
-        + [T.StructField(f"c{j}", T.LongType(), False) for j in range(len(pre.categorical))]
-        + [T.StructField("label", T.FloatType(), False)])
-
-
 def encode(df: DataFrame, pre: Preprocessor, label: str) -> DataFrame:
-    """Apply the model's own transform (pandas, per Arrow batch) so the workers read ready tensors."""
-    schema = encoded_schema(pre)
-
-    def batches(frames):
-        for pdf in frames:
-            num, cat = pre.numeric_matrix(pdf), pre.category_matrix(pdf)
-            cols = {f"n{j}": num[:, j] for j in range(num.shape[1])}
-            cols.update({f"c{j}": cat[:, j] for j in range(cat.shape[1])})
-            cols["label"] = pdf[label].astype("float32").to_numpy()
-            yield pd.DataFrame(cols)
-
-    return df.select(*pre.numeric, *pre.categorical, label).mapInPandas(batches, schema)
+    """The model's own transform, in Spark SQL, so workers read ready tensors (n0.., c0.., label)."""
+    return df.select(*pre.spark_columns(label))
 
 
 def prepare(spark: SparkSession, cfg: Config, df: DataFrame) -> tuple[Split, Preprocessor]:

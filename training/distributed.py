@@ -139,4 +139,5 @@ class TorchComm(LocalComm):
         return box[0]
 
     def shutdown(self) -> None:
+        self.dist.barrier()  # no rank tears the group down while a peer still talks to it
         self.dist.destroy_process_group()

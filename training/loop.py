@@ -88,7 +88,7 @@ def train_worker(spec: WorkerSpec, comm) -> dict | None:
     best_score, best_state, best_epoch, stale = -1.0, None, 0, 0
     with spec.converter.make_torch_dataloader(
             batch_size=spec.batch_size, num_epochs=None, cur_shard=comm.rank, shard_count=comm.size,
-            reader_pool_type="dummy", seed=spec.seed, shard_seed=spec.seed, shuffle_rows=True) as loader:
+            reader_pool_type="dummy", seed=spec.seed, shuffle_rows=True) as loader:
         batches = iter(loader)
         for epoch in range(1, spec.max_epochs + 1):
             started, seen, loss_sum = time.time(), 0, 0.0

@@ -1,6 +1,8 @@
 """The feature transform that travels with the model, so training and scoring encode rows alike.
 
-It needs only numpy and pandas: the logged pyfunc model loads it wherever it scores.
+One fitted state (saved as JSON beside the weights), two renderings of the same formulas:
+pandas for the pyfunc model wherever it scores, Spark SQL for encoding the training set in bulk
+(the training environment's pyarrow 14 rules out pandas UDFs there). Tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -41,8 +43,30 @@ class Preprocessor:
         out = np.zeros((len(pdf), len(self.categorical)), dtype=np.int64)
         for j, col in enumerate(self.categorical):
             index = {v: i + 1 for i, v in enumerate(self.vocab[col])}
-            out[:, j] = pdf[col].map(index).fillna(0).to_numpy(dtype=np.int64)
+            out[:, j] = pdf[col].map(lambda v: 0 if pd.isna(v) else index.get(str(v), 0)).to_numpy(dtype=np.int64)
         return out
+
+    def spark_columns(self, label: str | None = None) -> list:
+        """The same transform as Spark columns n0..nk (float) and c0..cm (long), plus the label as float."""
+        from itertools import chain
+
+        from pyspark.sql import functions as F
+
+        cols = []
+        for j, col in enumerate(self.numeric):
+            x = F.col(col).cast("double")
+            if self.log[col]:
+                x = F.when(x.isNull(), None).otherwise(F.log1p(F.greatest(x, F.lit(0.0))))
+            z = (x - F.lit(self.means[col])) / F.lit(self.stds[col])
+            z = F.when(z.isNull() | F.isnan(z), 0.0).otherwise(F.least(F.greatest(z, F.lit(-CLIP)), F.lit(CLIP)))
+            cols.append(z.cast("float").alias(f"n{j}"))
+        for j, col in enumerate(self.categorical):
+            index = F.create_map(*chain.from_iterable((F.lit(v), F.lit(i + 1)) for i, v in enumerate(self.vocab[col])))
+            code = F.try_element_at(index, F.col(col).cast("string")) if self.vocab[col] else F.lit(None)
+            cols.append(F.coalesce(code, F.lit(0)).cast("long").alias(f"c{j}"))
+        if label:
+            cols.append(F.col(label).cast("float").alias("label"))
+        return cols
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
