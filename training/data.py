@@ -55,9 +55,9 @@ def check_columns(df: DataFrame, tc: TrainingConf) -> None:
                                 hint="training.numeric_features / categorical_features must name training-set columns")
 
 
-def encode(df: DataFrame, pre: Preprocessor, label: str) -> DataFrame:
+def encode(df: DataFrame, pre: Preprocessor, label: str, keep: str | None = None) -> DataFrame:
     """The model's own transform, in Spark SQL, so workers read ready tensors (n0.., c0.., label)."""
-    return df.select(*pre.spark_columns(label))
+    return df.select(*([F.col(keep)] if keep else []), *pre.spark_columns(label))
 
 
 def prepare(spark: SparkSession, cfg: Config, df: DataFrame) -> tuple[Split, Preprocessor]:
@@ -69,14 +69,19 @@ def prepare(spark: SparkSession, cfg: Config, df: DataFrame) -> tuple[Split, Pre
     return split, pre
 
 
-def make_converter(spark: SparkSession, cfg: Config, encoded: DataFrame, partitions: int):
+def make_converter(spark: SparkSession, cfg: Config, encoded: DataFrame, partitions: int, key: str):
     """Petastorm's converter: the encoded rows as Parquet under <root>/_petastorm, one file per partition.
 
-    Workers shard by row group, so there are at least as many files as workers.
+    Workers shard by row group, so there are at least as many files as workers. Rows go to files
+    by a hash of their key, are sorted inside each, and the file list is sorted, so every rank sees
+    the same rows in the same order on every run (a seeded rerun then reproduces its metrics).
     """
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
 
     cache = (cfg.root / "_petastorm").resolve()
     cache.mkdir(parents=True, exist_ok=True)
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.as_uri())
-    return make_spark_converter(encoded.repartition(partitions))
+    laid_out = encoded.repartition(partitions, F.col(key)).sortWithinPartitions(key).drop(key)
+    converter = make_spark_converter(laid_out)
+    converter.file_urls = sorted(converter.file_urls)  # listed in arbitrary order; shards follow this list
+    return converter

@@ -94,7 +94,8 @@ def train(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> tuple[J
             pos_weight=(n_train - n_pos) / n_pos, seed=tc.seed, max_epochs=tc.max_epochs, patience=tc.patience,
             batch_size=tc.batch_size, learning_rate=tc.learning_rate, embedding_dim=tc.embedding_dim,
             hidden_units=list(tc.hidden_units), use_gpu=tc.use_gpu)
-        spec.converter = make_converter(spark, cfg, encode(split.train, pre, tc.label), max(4, 2 * tc.num_proc))
+        spec.converter = make_converter(spark, cfg, encode(split.train, pre, tc.label, keep=tc.id_column),
+                                        max(4, 2 * tc.num_proc), key=tc.id_column)
         progress(f"{JOB}: {tc.training_set}@v{version}: {n_train} training rows ({n_pos} fraud), "
                  f"{len(validation)} validation; {tc.engine} with {tc.num_proc} worker(s), {steps} steps/epoch")
         started = time.time()

@@ -1,0 +1,170 @@
+"""Training: distributed runs that learn, agree across ranks and reruns, and register honestly.
+
+The runs go through `tidewater run train`'s own path: from this (platform) environment the job
+hands over to the training environment with spark-submit, as the demo does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+from pyspark.sql import functions as F
+
+from conftest import run_pipeline
+from features.offline import compute_features
+from features.training_set import build_training_set
+from lakehouse.config import DEFAULT_CONF_DIR, load_config
+from lakehouse.generator import generate
+from lakehouse.lineage import producer_of
+from lakehouse.session import build_session
+from lakehouse.tables import current_version, read_table
+from training.job import run_train
+from training.registry import signature_input
+from training.tracking import tracking_uri
+
+DATA = dict(seed=11, rows=8000, days=8, start_date="2026-03-01", defect_rate=0.01, fraud_rate=0.05)
+TEST_TRAINING = {"batch_size": 64, "max_epochs": 6, "patience": 6}
+SAME_RUN_TOLERANCE = 1e-6  # same version, seed and engine: per-epoch metrics agree to float rounding
+
+
+def conf_env(tmp: Path, name: str, training: dict) -> Path:
+    """A conf folder with one more env: local plus these training settings."""
+    conf = tmp / "conf"
+    if not conf.exists():
+        shutil.copytree(DEFAULT_CONF_DIR, conf)
+    local = yaml.safe_load((conf / "local.yaml").read_text())
+    local["env"] = name
+    local["training"] = {**local.get("training", {}), **training}
+    (conf / f"{name}.yaml").write_text(yaml.safe_dump(local))
+    return conf
+
+
+@pytest.fixture(scope="module")
+def training_lake(spark, tmp_path_factory):
+    """Given a lakehouse with features and a training set of about 4,000 labelled transactions."""
+    root = tmp_path_factory.mktemp("training")
+    conf = conf_env(root, "trainingtest", TEST_TRAINING)
+    cfg = load_config("trainingtest", root=root, conf_dir=conf)
+    generate(cfg.landing_dir, **DATA)
+    build_session(cfg)
+    run_pipeline(spark, cfg)
+    compute_features(spark, cfg)
+    build_training_set(spark, cfg)
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    return cfg, conf
+
+
+def train(spark, cfg, conf, env="trainingtest", **options):
+    args = argparse.Namespace(env=env, root=str(cfg.root), conf_dir=str(conf), engine=None, num_proc=None,
+                              max_epochs=None, training_set_version=None, result_file=None)
+    for key, value in options.items():
+        setattr(args, key, value)
+    return run_train(spark, load_config(env, root=cfg.root, conf_dir=conf), args).summary
+
+
+@pytest.fixture(scope="module")
+def horovod_run(spark, training_lake):
+    cfg, conf = training_lake
+    return train(spark, cfg, conf, engine="horovod")
+
+
+def epochs(run_id: str, metric: str) -> list[float]:
+    return [m.value for m in sorted(MlflowClient().get_metric_history(run_id, metric), key=lambda m: m.step)]
+
+
+def assert_distributed_run(spark, cfg, summary: dict, engine: str) -> None:
+    run = MlflowClient().get_run(summary["mlflow_run_id"])
+    tags, params = run.data.tags, run.data.params
+    losses = epochs(run.info.run_id, "train_loss")
+    assert len(losses) >= 3 and losses[-1] < losses[0], losses  # it learns
+    digests = tags["tidewater.rank_digests"].split(",")
+    assert tags["tidewater.world_size"] == "2" and len(digests) == 2 and digests[0] == digests[1]
+    assert params["engine"] == engine and params["num_proc"] == "2"
+    version = current_version(spark, cfg.table("features.training_set"))
+    assert tags["tidewater.training_set"] == "features.training_set"
+    assert tags["tidewater.training_set_version"] == str(version)
+    built_by = producer_of(spark, cfg, "features.training_set", version)
+    for inp in built_by["inputs"]:  # feature and label versions behind the training set
+        assert tags[f"tidewater.input.{inp['table']}"] == str(inp["version"])
+    assert "tidewater.input.features.customer_features" in tags and "tidewater.input.silver.labels" in tags
+    assert tags["tidewater.code_version"] and tags["tidewater.lineage_run_id"] == summary["lineage_run_id"]
+    artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "environment")}
+    assert artifacts == {"environment/requirements.txt", "environment/versions.json"}
+    lineage = read_table(spark, cfg.table("meta.lineage")).where(f"run_id = '{summary['lineage_run_id']}'").first()
+    assert lineage["job"] == "train" and lineage["status"] == "succeeded"
+    assert {(i["table"], i["version"]) for i in lineage["inputs"]} == {("features.training_set", version)}
+
+
+def test_two_horovod_processes_learn_the_same_parameters_and_register_a_champion(spark, training_lake, horovod_run):
+    cfg, _ = training_lake
+    assert_distributed_run(spark, cfg, horovod_run, "horovod")
+    client = MlflowClient()
+    name = cfg.training.model_name
+    assert int(client.get_model_version_by_alias(name, "challenger").version) == horovod_run["model_version"]
+    assert int(client.get_model_version_by_alias(name, "champion").version) == horovod_run["model_version"]
+    tags = client.get_model_version(name, str(horovod_run["model_version"])).tags
+    assert tags["tidewater.decision"] == "promoted" and tags["tidewater.compared_with"] == "none"
+    decision = (read_table(spark, cfg.table("meta.model_decisions"))
+                .where(F.col("challenger_version") == horovod_run["model_version"]).first())
+    assert decision["promoted"] and decision["champion_version"] is None
+    assert decision["mlflow_run_id"] == horovod_run["mlflow_run_id"] and decision["holdout_positives"] > 0
+
+
+def test_torch_distributor_runs_the_same_training_function(spark, training_lake, horovod_run):
+    cfg, conf = training_lake
+    summary = train(spark, cfg, conf, engine="torch_distributor")
+    assert_distributed_run(spark, cfg, summary, "torch_distributor")
+
+
+def test_same_version_and_seed_give_the_same_metrics(spark, training_lake, horovod_run):
+    cfg, conf = training_lake
+    again = train(spark, cfg, conf, engine="horovod")
+    for metric in ("train_loss", "val_auc_pr"):
+        first, second = epochs(horovod_run["mlflow_run_id"], metric), epochs(again["mlflow_run_id"], metric)
+        assert len(first) == len(second)
+        np.testing.assert_allclose(second, first, rtol=0, atol=SAME_RUN_TOLERANCE)
+    assert again["holdout"]["auc_pr"] == pytest.approx(horovod_run["holdout"]["auc_pr"], abs=SAME_RUN_TOLERANCE)
+
+
+def test_logged_pyfunc_scores_a_spark_dataframe_like_the_model_in_process(spark, training_lake, horovod_run):
+    cfg, _ = training_lake
+    uri = f"models:/{cfg.training.model_name}/{horovod_run['model_version']}"
+    model = mlflow.pyfunc.load_model(uri)
+    rows = read_table(spark, cfg.table("features.training_set")).orderBy("txn_id").limit(300)
+    pdf = rows.toPandas()
+    expected = np.asarray(model.predict(signature_input(model, pdf)))
+    columns = [*cfg.training.numeric_features, *cfg.training.categorical_features]
+    udf = mlflow.pyfunc.spark_udf(spark, uri, env_manager="local", result_type="double")
+    typed = rows.select("txn_id", *[F.col(c).cast("double") for c in cfg.training.numeric_features],
+                        *cfg.training.categorical_features)
+    scored = typed.withColumn("score", udf(*[F.col(c) for c in columns])).orderBy("txn_id").toPandas()
+    assert len(scored) == 300 and (scored["txn_id"].to_numpy() == pdf["txn_id"].to_numpy()).all()
+    np.testing.assert_allclose(scored["score"].to_numpy(), expected, rtol=0, atol=1e-6)
+    assert ((expected > 0) & (expected < 1)).all()
+
+
+def test_a_worse_challenger_does_not_take_the_champion_alias(spark, training_lake, horovod_run):
+    cfg, conf = training_lake
+    # Given a model that sees only the hour of the day (a far weaker signal than the champion's)
+    conf_env(cfg.root, "weak", {**TEST_TRAINING, "numeric_features": ["hour_of_day"], "categorical_features": [],
+                                "num_proc": 1})
+    client = MlflowClient()
+    champion_before = int(client.get_model_version_by_alias(cfg.training.model_name, "champion").version)
+    weak = train(spark, cfg, conf, env="weak")
+    assert not weak["promoted"]
+    assert int(client.get_model_version_by_alias(cfg.training.model_name, "champion").version) == champion_before
+    assert int(client.get_model_version_by_alias(cfg.training.model_name, "challenger").version) == weak["model_version"]
+    tags = client.get_model_version(cfg.training.model_name, str(weak["model_version"])).tags
+    assert tags["tidewater.decision"] == "rejected" and tags["tidewater.compared_with"] == str(champion_before)
+    row = (read_table(spark, cfg.table("meta.model_decisions"))
+           .where(F.col("challenger_version") == weak["model_version"]).first())
+    assert not row["promoted"] and row["challenger_value"] < row["champion_value"]
+    assert row["champion_version"] == champion_before
