@@ -34,6 +34,8 @@ setup(
             "validate = quality.cli:validate",
             "quarantine = quality.cli:quarantine",
             "features = features.cli:features",
+            "mlflow-ui = training.cli:mlflow_ui",
+            "models = training.cli:models",
         ],
     },
 )

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 from lakehouse.config import Config
 from lakehouse.job_runner import JobSpec, progress
 from lakehouse.lineage import JobRun, inputs_unchanged, track_run
-from features.store import feature_refs, feature_store
+from features.serving import point_in_time_features
 
 JOB = "build_training_set"
 TRAINING_TABLE = "features.training_set"
@@ -22,12 +22,6 @@ def label_events(txns: DataFrame, labels: DataFrame) -> DataFrame:
                     F.col("is_fraud").cast("int").alias("label")))
 
 
-def with_context(training: DataFrame) -> DataFrame:
-    """Per-transaction context features: computed from the row itself, identically at serving time."""
-    return (training.withColumn("hour_of_day", F.hour("event_timestamp"))
-            .withColumn("amount_vs_30d_avg", F.round(F.try_divide("amount_eur", "avg_amount_30d"), 4)))
-
-
 def build_training_set(spark: SparkSession, cfg: Config) -> JobRun:
     """Write features.training_set as a new Delta version, recording every input version in lineage."""
     inputs = ["silver.transactions", "silver.labels", *(v.table for v in cfg.features.views.values())]
@@ -38,10 +32,7 @@ def build_training_set(spark: SparkSession, cfg: Config) -> JobRun:
         txns, labels = run.read("silver.transactions"), run.read("silver.labels")
         for view in cfg.features.views.values():
             run.read(view.table)  # Feast cannot pin a Delta version: lineage records the one read
-        entity_df = label_events(txns, labels)
-        store = feature_store(cfg)
-        joined = store.get_historical_features(entity_df=entity_df, features=feature_refs(cfg)).to_spark_df()
-        training = with_context(joined)
+        training = point_in_time_features(cfg, label_events(txns, labels))
         ref = cfg.table(TRAINING_TABLE)
         run.writing(TRAINING_TABLE)
         training.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)

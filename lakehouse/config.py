@@ -204,6 +204,42 @@ class TrainingConf(_Strict):
     promotion: PromotionConf = PromotionConf()
 
 
+class ScoringConf(_Strict):
+    """Batch and streaming scoring with a registered model alias."""
+
+    alias: str = "champion"
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # score >= threshold -> decision 1 (review)
+    frame_backend: Literal["auto", "pandas", "cudf"] = "auto"  # per-batch preprocessing
+    stream_trigger_seconds: int = Field(5, ge=1)
+    stream_max_files_per_trigger: int = Field(50, ge=1)
+
+
+class DriftConf(_Strict):
+    """The table-to-table drift job: reference = the champion's training set version."""
+
+    window: str = "1d"  # current windows, e.g. 1d or 12h
+    slice_column: str | None = None  # e.g. country: metrics per slice value as well as overall
+    bins: int = Field(10, ge=2)  # quantile bins of the reference for PSI / Jensen-Shannon
+    grid: int = Field(400, ge=20)  # CDF points for Kolmogorov-Smirnov and Wasserstein
+    min_rows: int = Field(50, ge=1)  # windows (or slices) with fewer rows are not judged
+    numeric_features: list[str] | None = None  # default: the model's numeric inputs
+    categorical_features: list[str] | None = None
+    # metric -> threshold: drifted when value > threshold (p-values: when value < threshold).
+    # A metric missing here is recorded but does not judge drift.
+    thresholds: dict[str, float] = {"psi": 0.2, "js_distance": 0.2, "null_rate_delta": 0.1}
+
+    @property
+    def window_seconds(self) -> int:
+        return int(self.window[:-1]) * {"h": 3600, "d": 86400}[self.window[-1]]
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        if v[-1:] not in ("h", "d") or not v[:-1].isdigit():
+            raise ValueError("window must look like 12h or 1d")
+        return v
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -230,6 +266,8 @@ class Config(_Strict):
     quality: dict[str, TableQualityConf] = {}
     features: FeaturesConf = FeaturesConf()
     training: TrainingConf | None = None
+    scoring: ScoringConf = ScoringConf()
+    drift: DriftConf = DriftConf()
 
     @model_validator(mode="before")
     @classmethod

@@ -68,6 +68,8 @@ def build_session(cfg: Config, register: bool = True) -> SparkSession:
         if register:
             register_tables(active, cfg)
         return active
+    # Python workers (UDFs, scoring) run this interpreter unless the user chose one.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     settings = {
         **DELTA_CONF,

@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from lakehouse.config import Config
+from lakehouse.model_store import artifact_location, experiment_name, tracking_uri
 
-ENV_URI = "MLFLOW_TRACKING_URI"
-
-
-def tracking_uri(cfg: Config) -> str:
-    """$MLFLOW_TRACKING_URI, else training.tracking_uri, else sqlite:///<root>/mlflow/mlflow.db."""
-    if os.environ.get(ENV_URI):
-        return os.environ[ENV_URI]
-    if cfg.training and cfg.training.tracking_uri:
-        return cfg.training.tracking_uri
-    (cfg.root / "mlflow").mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{cfg.root / 'mlflow' / 'mlflow.db'}"
-
-
-def artifact_location(cfg: Config) -> str:
-    # Absolute: Horovod and Spark workers run in other directories (and on other hosts).
-    return (cfg.root / "mlflow" / "artifacts").resolve().as_uri()
-
-
-def experiment_name(cfg: Config) -> str:
-    return (cfg.training.experiment if cfg.training and cfg.training.experiment else cfg.project)
+__all__ = ["artifact_location", "connect", "experiment_name", "tracking_uri"]
 
 
 def connect(cfg: Config):

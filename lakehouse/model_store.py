@@ -1,0 +1,35 @@
+"""Where this config's MLflow store lives (names only; the packages above import MLflow itself).
+
+Training writes there and scoring reads from there: the registry is their only meeting point.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lakehouse.config import Config
+
+ENV_URI = "MLFLOW_TRACKING_URI"
+
+
+def tracking_uri(cfg: Config) -> str:
+    """$MLFLOW_TRACKING_URI, else training.tracking_uri, else sqlite:///<root>/mlflow/mlflow.db."""
+    if os.environ.get(ENV_URI):
+        return os.environ[ENV_URI]
+    if cfg.training and cfg.training.tracking_uri:
+        return cfg.training.tracking_uri
+    (cfg.root / "mlflow").mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{cfg.root / 'mlflow' / 'mlflow.db'}"
+
+
+def artifact_location(cfg: Config) -> str:
+    # Absolute: Horovod and Spark workers run in other directories (and on other hosts).
+    return (cfg.root / "mlflow" / "artifacts").resolve().as_uri()
+
+
+def experiment_name(cfg: Config) -> str:
+    return cfg.training.experiment if cfg.training and cfg.training.experiment else cfg.project
+
+
+def model_name(cfg: Config) -> str:
+    return cfg.training.model_name if cfg.training else "fraud_detector"
