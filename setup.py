@@ -12,7 +12,7 @@ setup(
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
-        "mlflow", "torch", "scipy", "matplotlib",
+        "mlflow", "torch", "scipy", "scikit-learn", "matplotlib",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
@@ -27,6 +27,9 @@ setup(
             "build_training_set = features.training_set:BUILD_TRAINING_SET",
             "materialize_online = features.online:MATERIALIZE_ONLINE",
             "train = training.job:TRAIN",
+            "score_batch = scoring.batch:SCORE_BATCH",
+            "score_stream = scoring.stream:SCORE_STREAM",
+            "detect_drift = scoring.drift_job:DETECT_DRIFT",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
         "tidewater.demo_reports": ["online_lookup = features.online:demo_report"],
@@ -36,6 +39,8 @@ setup(
             "features = features.cli:features",
             "mlflow-ui = training.cli:mlflow_ui",
             "models = training.cli:models",
+            "stream = scoring.cli:stream",
+            "drift = scoring.drift_cli:drift",
         ],
     },
 )

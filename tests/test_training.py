@@ -168,3 +168,14 @@ def test_a_worse_challenger_does_not_take_the_champion_alias(spark, training_lak
            .where(F.col("challenger_version") == weak["model_version"]).first())
     assert not row["promoted"] and row["challenger_value"] < row["champion_value"]
     assert row["champion_version"] == champion_before
+
+
+@pytest.mark.slow
+def test_training_notebook_loads_the_run_its_data_versions_and_the_model(training_lake, horovod_run, monkeypatch):
+    from test_notebooks import execute
+
+    cfg, _ = training_lake
+    text = execute("03_training.ipynb", cfg.root, monkeypatch)
+    assert "is champion; trained by run" in text and "features.training_set@v" in text
+    assert "features.customer_features" in text  # the data versions behind the training set
+    assert "champion on its held-out slice" in text

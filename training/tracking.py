@@ -11,6 +11,9 @@ __all__ = ["artifact_location", "connect", "experiment_name", "tracking_uri"]
 def connect(cfg: Config):
     """Point MLflow at the configured store; return a client and the project's experiment id."""
     import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     import mlflow
     from mlflow import MlflowClient

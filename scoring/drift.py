@@ -1,0 +1,210 @@
+"""Drift as a table-to-table job: the champion's training set version vs windows of scoring inputs.
+
+Spark does the counting (approximate quantile bins and CDF grids, group-by counts per window and
+slice); only those counts reach the driver, where scoring.drift_stats turns them into PSI, KS,
+Jensen-Shannon, Wasserstein and chi-squared. Results: gold.drift_metrics (one row per window,
+slice, feature and metric), gold.model_performance (where labels have arrived), and
+meta.drift_events (a window with any judged metric over its threshold).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+from delta.tables import DeltaTable
+from pyspark.ml.feature import Bucketizer
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.config import Config, DriftConf
+from lakehouse.tables import create_if_missing
+from scoring import drift_stats
+
+ALL = "__all__"  # the slice that holds every row
+NULL = "__null__"  # a missing category
+P_VALUES = {"ks_pvalue", "chi2_pvalue"}  # drifted when BELOW the threshold
+
+METRIC_SCHEMA = T.StructType([
+    T.StructField("window_start", T.TimestampType(), False),
+    T.StructField("window_end", T.TimestampType(), False),
+    T.StructField("slice_column", T.StringType(), False),
+    T.StructField("slice_value", T.StringType(), False),
+    T.StructField("reference_table", T.StringType(), False),
+    T.StructField("reference_version", T.LongType(), True),
+    T.StructField("current_table", T.StringType(), False),
+    T.StructField("current_version", T.LongType(), True),
+    T.StructField("model_version", T.IntegerType(), True),
+    T.StructField("feature", T.StringType(), False),
+    T.StructField("kind", T.StringType(), False),  # numeric | categorical | prediction | dataset
+    T.StructField("metric", T.StringType(), False),
+    T.StructField("value", T.DoubleType(), True),
+    T.StructField("threshold", T.DoubleType(), True),
+    T.StructField("drifted", T.BooleanType(), True),  # null: not judged (no threshold, or too few rows)
+    T.StructField("reference_rows", T.LongType(), False),
+    T.StructField("current_rows", T.LongType(), False),
+    T.StructField("run_id", T.StringType(), False),
+    T.StructField("computed_at", T.TimestampType(), False),
+])
+
+
+@dataclass
+class Sides:
+    """Reference and current rows, each with a `_slice` column (exploded: every row also in ALL)."""
+
+    reference: DataFrame
+    current: DataFrame  # with `_window` (window start)
+
+
+def with_slices(df: DataFrame, slice_column: str | None) -> DataFrame:
+    slices = [F.lit(ALL)] + ([F.coalesce(F.col(slice_column).cast("string"), F.lit(NULL))] if slice_column else [])
+    return df.withColumn("_slice", F.explode(F.array(*slices)))
+
+
+def with_windows(df: DataFrame, time_column: str, seconds: int) -> DataFrame:
+    start = F.floor(F.unix_timestamp(time_column) / seconds) * seconds
+    return df.withColumn("_window", F.timestamp_seconds(start))
+
+
+def _splits(points) -> list[float]:
+    inner = sorted({float(p) for p in points if p is not None and np.isfinite(p)})
+    return [-float("inf"), *inner, float("inf")]
+
+
+def _bucket_counts(df: DataFrame, feature: str, splits: list[float], keys: list[str]) -> dict:
+    """{(key values..., bucket): count} for the feature's non-null values."""
+    data = df.where(F.col(feature).isNotNull() & ~F.isnan(F.col(feature))).select(*keys, F.col(feature).cast("double").alias("_x"))
+    bucketed = Bucketizer(splits=splits, inputCol="_x", outputCol="_b").transform(data)
+    rows = bucketed.groupBy(*keys, "_b").count().collect()
+    return {(*[r[k] for k in keys], int(r["_b"])): r["count"] for r in rows}
+
+
+def _vector(counts: dict, prefix: tuple, n: int) -> np.ndarray:
+    return np.array([counts.get((*prefix, i), 0) for i in range(n)], dtype=np.float64)
+
+
+def numeric_metrics(sides: Sides, feature: str, cfg: DriftConf) -> list[dict]:
+    """PSI and JS over reference-quantile bins; KS and Wasserstein over a pooled-quantile CDF grid."""
+    ref, cur = sides.reference, sides.current
+    bins = _splits(ref.approxQuantile(feature, [i / cfg.bins for i in range(1, cfg.bins)], 0.001))
+    pooled = ref.select(feature).unionByName(cur.select(feature))
+    grid_points = sorted({float(p) for p in pooled.approxQuantile(feature, list(np.linspace(0, 1, cfg.grid)), 0.001)
+                          if p is not None and np.isfinite(p)})
+    if not grid_points:
+        return []
+    grid = _splits(grid_points)
+    ref_bins = _bucket_counts(ref, feature, bins, ["_slice"])
+    cur_bins = _bucket_counts(cur, feature, bins, ["_window", "_slice"])
+    ref_grid = _bucket_counts(ref, feature, grid, ["_slice"])
+    cur_grid = _bucket_counts(cur, feature, grid, ["_window", "_slice"])
+    out = []
+    for window, slice_value in sorted({k[:2] for k in cur_bins}):
+        r_b, c_b = _vector(ref_bins, (slice_value,), len(bins) - 1), _vector(cur_bins, (window, slice_value), len(bins) - 1)
+        if r_b.sum() == 0:
+            continue  # a slice the reference never saw (a new country): the categorical metrics catch it
+        r_g, c_g = _vector(ref_grid, (slice_value,), len(grid) - 1), _vector(cur_grid, (window, slice_value), len(grid) - 1)
+        # CDF just below each inner grid point: buckets are [s_i, s_i+1)
+        r_cdf, c_cdf = np.cumsum(r_g)[:-1] / r_g.sum(), np.cumsum(c_g)[:-1] / c_g.sum()
+        d, p = drift_stats.ks(r_cdf, c_cdf, int(r_g.sum()), int(c_g.sum()))
+        values = {"psi": drift_stats.psi(r_b, c_b), "js_distance": drift_stats.js_distance(r_b, c_b),
+                  "ks_statistic": d, "ks_pvalue": p,
+                  "wasserstein": drift_stats.wasserstein(grid_points, r_cdf, c_cdf)}
+        out += [dict(window=window, slice_value=slice_value, feature=feature, metric=m, value=v,
+                     reference_rows=int(r_b.sum()), current_rows=int(c_b.sum())) for m, v in values.items()]
+    return out
+
+
+def categorical_metrics(sides: Sides, feature: str) -> list[dict]:
+    value = F.coalesce(F.col(feature).cast("string"), F.lit(NULL)).alias("_v")
+    ref = {(r["_slice"], r["_v"]): r["count"] for r in sides.reference.groupBy("_slice", value).count().collect()}
+    cur = {(r["_window"], r["_slice"], r["_v"]): r["count"]
+           for r in sides.current.groupBy("_window", "_slice", value).count().collect()}
+    out = []
+    for window, slice_value in sorted({k[:2] for k in cur}):
+        cats = sorted({k[1] for k in ref if k[0] == slice_value} | {k[2] for k in cur if k[:2] == (window, slice_value)})
+        r = np.array([ref.get((slice_value, c), 0) for c in cats], dtype=np.float64)
+        c = np.array([cur.get((window, slice_value, k), 0) for k in cats], dtype=np.float64)
+        if r.sum() == 0:
+            continue
+        chi2, p = drift_stats.chi_squared(r, c)
+        values = {"chi2_statistic": chi2, "chi2_pvalue": p, "js_distance": drift_stats.js_distance(r, c)}
+        out += [dict(window=window, slice_value=slice_value, feature=feature, metric=m, value=v,
+                     reference_rows=int(r.sum()), current_rows=int(c.sum())) for m, v in values.items()]
+    return out
+
+
+def null_and_count_metrics(sides: Sides, features: list[str]) -> list[dict]:
+    """Null-rate deltas per feature, and the window's row count against the previous window."""
+    nulls = [F.sum(F.col(f).isNull().cast("int")).alias(f) for f in features]
+    ref = {r["_slice"]: r for r in sides.reference.groupBy("_slice").agg(F.count("*").alias("_n"), *nulls).collect()}
+    cur = sides.current.groupBy("_window", "_slice").agg(F.count("*").alias("_n"), *nulls).collect()
+    out, previous = [], {}
+    for r in sorted(cur, key=lambda r: (r["_slice"], r["_window"])):
+        base = ref.get(r["_slice"])
+        if base is not None:
+            for f in features:
+                delta = abs(r[f] / r["_n"] - base[f] / base["_n"])
+                out.append(dict(window=r["_window"], slice_value=r["_slice"], feature=f, metric="null_rate_delta",
+                                value=delta, reference_rows=base["_n"], current_rows=r["_n"]))
+        before = previous.get(r["_slice"])
+        out.append(dict(window=r["_window"], slice_value=r["_slice"], feature="*", metric="row_count",
+                        value=float(r["_n"]), reference_rows=base["_n"] if base else 0, current_rows=r["_n"]))
+        if before:
+            out.append(dict(window=r["_window"], slice_value=r["_slice"], feature="*", metric="row_count_change",
+                            value=(r["_n"] - before) / before, reference_rows=base["_n"] if base else 0,
+                            current_rows=r["_n"]))
+        previous[r["_slice"]] = r["_n"]
+    return out
+
+
+def judge(row: dict, cfg: DriftConf) -> tuple[float | None, bool | None]:
+    threshold = cfg.thresholds.get(row["metric"])
+    if threshold is None or row["value"] is None:
+        return threshold, None
+    if row["reference_rows"] < cfg.min_rows or row["current_rows"] < cfg.min_rows:
+        return threshold, None
+    if row["metric"] in P_VALUES:
+        return threshold, row["value"] < threshold
+    return threshold, row["value"] > threshold
+
+
+def compare(reference: DataFrame, current: DataFrame, numeric: list[str], categorical: list[str],
+            cfg: DriftConf, time_column: str = "event_time") -> list[dict]:
+    """Every metric for every (window, slice, feature); `drifted` judged against cfg.thresholds."""
+    sides = Sides(with_slices(reference, cfg.slice_column).cache(),
+                  with_windows(with_slices(current, cfg.slice_column), time_column, cfg.window_seconds).cache())
+    rows = []
+    for f in numeric:
+        kind = "prediction" if f == "prediction_score" else "numeric"
+        rows += [{**r, "kind": kind} for r in numeric_metrics(sides, f, cfg)]
+    for f in categorical:
+        rows += [{**r, "kind": "categorical"} for r in categorical_metrics(sides, f)]
+    rows += [{**r, "kind": "dataset"} for r in null_and_count_metrics(sides, [*numeric, *categorical])]
+    sides.reference.unpersist()
+    sides.current.unpersist()
+    for r in rows:
+        r["threshold"], r["drifted"] = judge(r, cfg)
+        r["window_end"] = r["window"] + dt.timedelta(seconds=cfg.window_seconds)
+    return rows
+
+
+def drifted_features(rows: list[dict]) -> dict[tuple, list[str]]:
+    """(window, slice) -> the features with at least one judged metric over its threshold."""
+    out: dict[tuple, set] = {}
+    for r in rows:
+        if r["drifted"]:
+            out.setdefault((r["window"], r["slice_value"]), set()).add(r["feature"])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def merge_rows(spark: SparkSession, path: str, rows: DataFrame, schema: T.StructType, keys: list[str]) -> None:
+    create_if_missing(spark, path, schema)
+    cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
+    DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond) \
+        .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+
+
+METRIC_KEYS = ["window_start", "slice_column", "slice_value", "reference_table", "reference_version",
+               "current_table", "model_version", "feature", "metric"]

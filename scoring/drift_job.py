@@ -1,0 +1,174 @@
+"""detect_drift: reference (the champion's training set version) vs daily windows of gold.predictions."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from lakehouse.config import Config
+from lakehouse.console import progress
+from lakehouse.errors import ConfigError
+from lakehouse.job_runner import JobSpec
+from lakehouse.lineage import JobRun, track_run
+from lakehouse.tables import current_version, read_table
+from scoring.drift import ALL, METRIC_KEYS, METRIC_SCHEMA, compare, drifted_features, merge_rows
+from scoring.model import resolve
+from scoring.predictions import score_udf
+
+JOB = "detect_drift"
+PREDICTIONS = "gold.predictions"
+METRICS, PERFORMANCE, EVENTS = "gold.drift_metrics", "gold.model_performance", "meta.drift_events"
+
+PERFORMANCE_SCHEMA = T.StructType([
+    T.StructField("window_start", T.TimestampType(), False),
+    T.StructField("window_end", T.TimestampType(), False),
+    T.StructField("model_name", T.StringType(), False),
+    T.StructField("model_version", T.IntegerType(), False),
+    T.StructField("label_count", T.LongType(), False),
+    T.StructField("positives", T.LongType(), False),
+    T.StructField("precision", T.DoubleType(), True),
+    T.StructField("recall", T.DoubleType(), True),
+    T.StructField("f1", T.DoubleType(), True),
+    T.StructField("auc_pr", T.DoubleType(), True),
+    T.StructField("run_id", T.StringType(), False),
+    T.StructField("computed_at", T.TimestampType(), False),
+])
+
+EVENT_SCHEMA = T.StructType([
+    T.StructField("window_start", T.TimestampType(), False),
+    T.StructField("window_end", T.TimestampType(), False),
+    T.StructField("slice_column", T.StringType(), False),
+    T.StructField("slice_value", T.StringType(), False),
+    T.StructField("reference_table", T.StringType(), False),
+    T.StructField("reference_version", T.LongType(), True),
+    T.StructField("model_name", T.StringType(), False),
+    T.StructField("model_version", T.IntegerType(), False),
+    T.StructField("drifted_features", T.ArrayType(T.StringType()), False),
+    T.StructField("detected_at", T.TimestampType(), False),
+    T.StructField("run_id", T.StringType(), False),
+    T.StructField("consumed_at", T.TimestampType(), True),  # set by continuous training when it acts
+])
+
+
+def performance_rows(spark, cfg: Config, predictions, model, run_id: str, now) -> list[tuple]:
+    """Precision, recall, F1 and AUC-PR per window, over predictions whose labels have arrived."""
+    from sklearn.metrics import average_precision_score
+
+    labels_ref = cfg.table("silver.labels")
+    if current_version(spark, labels_ref) is None:
+        return []
+    seconds = cfg.drift.window_seconds
+    labelled = (predictions.join(read_table(spark, labels_ref).select("txn_id", "is_fraud"), "txn_id")
+                .select(F.timestamp_seconds(F.floor(F.unix_timestamp("event_time") / seconds) * seconds).alias("w"),
+                        "score", "decision", F.col("is_fraud").cast("int").alias("y")))
+    out = []
+    for window in sorted(r["w"] for r in labelled.select("w").distinct().collect()):
+        pdf = labelled.where(F.col("w") == F.lit(window)).toPandas()
+        tp = int(((pdf.decision == 1) & (pdf.y == 1)).sum())
+        fp, fn = int(((pdf.decision == 1) & (pdf.y == 0)).sum()), int(((pdf.decision == 0) & (pdf.y == 1)).sum())
+        precision = tp / (tp + fp) if tp + fp else None
+        recall = tp / (tp + fn) if tp + fn else None
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
+        auc = float(average_precision_score(pdf.y, pdf.score)) if pdf.y.sum() > 0 else None
+        out.append((window, window + dt.timedelta(seconds=seconds), model.name, model.version, len(pdf),
+                    int(pdf.y.sum()), precision, recall, f1, auc, run_id, now))
+    return out
+
+
+def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> JobRun:
+    model = resolve(cfg, getattr(args, "alias", None))
+    dc = cfg.drift
+    ref_table = getattr(args, "reference", None) or model.training_set
+    ref_version = getattr(args, "reference_version", None)
+    if ref_version is None and ref_table == model.training_set:
+        ref_version = model.training_set_version
+    if not ref_table:
+        raise ConfigError(f"{model.name} v{model.version} records no training set", hint="pass --reference TABLE")
+    numeric = dc.numeric_features or list(model.numeric)
+    categorical = dc.categorical_features or list(model.categorical)
+    if dc.slice_column and dc.slice_column not in [*numeric, *categorical]:
+        raise ConfigError(f"drift.slice_column {dc.slice_column!r} is not one of the compared features",
+                          hint=f"choose from {', '.join([*numeric, *categorical])}")
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with track_run(spark, cfg, JOB) as run:
+        reference = read_table(spark, cfg.table(ref_table), ref_version)
+        run.inputs[ref_table] = ref_version if ref_version is not None else current_version(spark, cfg.table(ref_table))
+        predictions = run.read(PREDICTIONS).where((F.col("model_name") == model.name) & (F.col("model_alias") == model.alias))
+        if getattr(args, "since", None):
+            predictions = predictions.where(F.to_date("event_time") >= F.lit(args.since))
+        if getattr(args, "until", None):
+            predictions = predictions.where(F.to_date("event_time") <= F.lit(args.until))
+        current = predictions.select(
+            "event_time", F.col("score").alias("prediction_score"),
+            *[F.col("inputs_numeric")[f].alias(f) for f in numeric],
+            *[F.col("inputs_categorical")[c].alias(c) for c in categorical])
+        ref_inputs = reference.select(*[F.col(f).cast("double").alias(f) for f in numeric],
+                                      *[F.col(c).cast("string").alias(c) for c in categorical])
+        ref_scored = ref_inputs.withColumn("prediction_score",
+                                           score_udf(model, cfg.scoring.frame_backend)(*[F.col(c) for c in model.inputs]))
+        rows = compare(ref_scored, current, [*numeric, "prediction_score"], categorical, dc)
+        cur_version = run.inputs[PREDICTIONS]
+        table_rows = [(r["window"], r["window_end"], dc.slice_column or "", r["slice_value"], ref_table, ref_version,
+                       PREDICTIONS, cur_version, model.version, r["feature"], r["kind"], r["metric"],
+                       None if r["value"] is None else float(r["value"]), r["threshold"], r["drifted"],
+                       int(r["reference_rows"]), int(r["current_rows"]), run.run_id, now) for r in rows]
+        for name, schema, data, keys in (
+                (METRICS, METRIC_SCHEMA, table_rows, METRIC_KEYS),
+                (PERFORMANCE, PERFORMANCE_SCHEMA, performance_rows(spark, cfg, predictions, model, run.run_id, now),
+                 ["window_start", "model_name", "model_version"])):
+            if data:
+                run.writing(name)
+                merge_rows(spark, cfg.table(name).path, spark.createDataFrame(data, schema), schema, keys)
+                run.wrote(name)
+        drifted = drifted_features(rows)
+        events = [(w, w + dt.timedelta(seconds=dc.window_seconds), dc.slice_column or "", s, ref_table, ref_version,
+                   model.name, model.version, feats, now, run.run_id, None) for (w, s), feats in drifted.items()]
+        if events:
+            from delta.tables import DeltaTable
+
+            from lakehouse.tables import create_if_missing
+
+            ref = cfg.table(EVENTS)
+            run.writing(EVENTS)
+            create_if_missing(spark, ref.path, EVENT_SCHEMA)
+            keys = ["window_start", "slice_value", "reference_table", "reference_version", "model_name", "model_version"]
+            (DeltaTable.forPath(spark, ref.path).alias("t")
+             .merge(spark.createDataFrame(events, EVENT_SCHEMA).alias("s"),
+                    " AND ".join(f"t.{k} <=> s.{k}" for k in keys))
+             .whenMatchedUpdate(set={"drifted_features": "s.drifted_features"}).whenNotMatchedInsertAll().execute())
+            run.wrote(EVENTS)
+        windows = sorted({r["window"] for r in rows})
+        run.count("windows", len(windows))
+        run.count("metric_rows", len(table_rows))
+        run.count("drift_events", len(events))
+        progress(f"{JOB}: {ref_table}@v{ref_version} vs {len(windows)} window(s) of {PREDICTIONS} "
+                 f"({model.name} v{model.version}); {len(table_rows)} metric rows -> {METRICS}")
+        for w in windows:
+            feats = drifted.get((w, ALL), [])
+            progress(f"{JOB}: window {w:%Y-%m-%d %H:%M}: " + (f"drifted: {', '.join(feats)}" if feats else "no drift"))
+    return run
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alias", help="whose predictions and training set to compare (default: scoring.alias)")
+    parser.add_argument("--reference", help="reference table (default: the training set the model was trained on)")
+    parser.add_argument("--reference-version", type=int, help="reference Delta version (default: the model's)")
+    parser.add_argument("--since", type=_date, help="first event date of the current windows (YYYY-MM-DD)")
+    parser.add_argument("--until", type=_date, help="last event date of the current windows (YYYY-MM-DD)")
+
+
+DETECT_DRIFT = JobSpec(
+    name=JOB,
+    summary="Compare the champion's training set with windows of scoring inputs and predictions "
+            "(PSI, KS, JS, Wasserstein, chi-squared, null rates) into gold.drift_metrics.",
+    run=detect_drift,
+    add_arguments=add_arguments,
+)

@@ -1,0 +1,113 @@
+"""score_stream: new silver transactions scored as they land, exactly once into gold.predictions_stream.
+
+A Delta stream over silver.transactions with a checkpoint under the storage root; each
+micro-batch computes its rows' features as of their own time (features.serving.features_as_of,
+the batch job's values by construction), scores them and MERGEs on (txn, model, alias). A batch
+replayed after a crash rewrites the same rows, so a restart neither loses nor duplicates one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+
+from lakehouse.config import Config
+from lakehouse.console import progress
+from lakehouse.job_runner import JobSpec
+from lakehouse.lineage import JobRun, track_run
+from lakehouse.refine import SILVER_LABELS_SCHEMA
+from lakehouse.tables import create_if_missing, current_version, read_table
+from features.serving import features_as_of, scoring_events
+from scoring.model import resolve
+from scoring.predictions import PREDICTION_SCHEMA, merge_predictions, score
+
+JOB = "score_stream"
+SOURCE = "silver.transactions"
+TARGET = "gold.predictions_stream"
+
+
+def stream_dir(cfg: Config):
+    return cfg.root / "streams" / JOB
+
+
+def write_status(cfg: Config, **status) -> None:
+    path = stream_dir(cfg) / "status.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"updated_at": time.time(), "pid": os.getpid(), **status}, default=str))
+    tmp.replace(path)
+
+
+def score_stream(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> JobRun:
+    model = resolve(cfg, getattr(args, "alias", None))
+    target = cfg.table(TARGET)
+    create_if_missing(spark, target.path, PREDICTION_SCHEMA)
+    counts = {"batches": 0, "rows": 0}
+
+    def each_batch(df: DataFrame, batch_id: int) -> None:
+        txns = read_table(spark, cfg.table(SOURCE))
+        customers = read_table(spark, cfg.table("silver.customers"))
+        labels_ref = cfg.table("silver.labels")
+        labels = read_table(spark, labels_ref) if current_version(spark, labels_ref) is not None \
+            else spark.createDataFrame([], SILVER_LABELS_SCHEMA)
+        events = scoring_events(df).cache()
+        n = events.count()
+        if n:
+            merge_predictions(spark, target.path, score(features_as_of(cfg, events, txns, customers, labels),
+                                                         model, cfg))
+        events.unpersist()
+        counts["batches"] += 1
+        counts["rows"] += n
+        write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}",
+                     last_batch_id=batch_id, last_batch_rows=n, **counts)
+        progress(f"{JOB}: batch {batch_id}: scored {n} transactions -> {TARGET}")
+
+    checkpoint = cfg.checkpoint_dir(JOB, "predictions")
+    with track_run(spark, cfg, JOB) as run:
+        run.inputs[SOURCE] = current_version(spark, cfg.table(SOURCE))
+        run.writing(TARGET)
+        writer = (spark.readStream.format("delta")
+                  .option("maxFilesPerTrigger", cfg.scoring.stream_max_files_per_trigger)
+                  .load(cfg.table(SOURCE).path)
+                  .writeStream.foreachBatch(each_batch).option("checkpointLocation", str(checkpoint)))
+        if getattr(args, "continuous", False):
+            query = writer.trigger(processingTime=f"{cfg.scoring.stream_trigger_seconds} seconds").start()
+            stop = {"requested": False}
+            signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+            write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}", **counts)
+            progress(f"{JOB}: streaming {SOURCE} -> {TARGET} every {cfg.scoring.stream_trigger_seconds}s "
+                     f"(checkpoint {checkpoint}); stop with `tidewater stream stop` or Ctrl-C")
+            try:
+                while query.isActive and not stop["requested"]:
+                    query.awaitTermination(1)
+            except KeyboardInterrupt:
+                pass
+            query.stop()
+        else:
+            writer.trigger(availableNow=True).start().awaitTermination()
+        write_status(cfg, state="stopped", **counts)
+        run.wrote(TARGET)
+        run.count("batches", counts["batches"])
+        run.count("scored", counts["rows"])
+        progress(f"{JOB}: {counts['rows']} transactions in {counts['batches']} micro-batches -> {TARGET}")
+    return run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--alias", help="registry alias to score with (default: scoring.alias, champion)")
+    parser.add_argument("--continuous", action="store_true",
+                        help="keep running (a micro-batch every scoring.stream_trigger_seconds) until stopped; "
+                             "default: process what has landed, then stop")
+
+
+SCORE_STREAM = JobSpec(
+    name=JOB,
+    summary="Structured Streaming: score new silver transactions into gold.predictions_stream, exactly once.",
+    run=score_stream,
+    add_arguments=add_arguments,
+)
