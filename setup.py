@@ -32,7 +32,8 @@ setup(
             "detect_drift = scoring.drift_job:DETECT_DRIFT",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
-        "tidewater.demo_reports": ["online_lookup = features.online:demo_report"],
+        "tidewater.demo_reports": ["online_lookup = features.online:demo_report",
+                                   "scoring = scoring.report:demo_report"],
         "tidewater.commands": [
             "validate = quality.cli:validate",
             "quarantine = quality.cli:quarantine",

@@ -58,6 +58,9 @@ class GeneratorConf(_Strict):
 
 class PipelineConf(_Strict):
     stages: list[str] = []
+    # The demo holds back the last days' batches, then lands them as a new arrival and runs these.
+    hold_back_days: int = Field(0, ge=0)
+    arrival_stages: list[str] = []
 
 
 ROW_CHECKS = {"not_null", "between", "in_set", "regex", "unique"}  # Great Expectations
@@ -227,6 +230,8 @@ class DriftConf(_Strict):
     # metric -> threshold: drifted when value > threshold (p-values: when value < threshold).
     # A metric missing here is recorded but does not judge drift.
     thresholds: dict[str, float] = {"psi": 0.2, "js_distance": 0.2, "null_rate_delta": 0.1}
+    # Scoring inputs to compare: batch and streaming predictions (one row per transaction, batch first).
+    current_tables: list[str] = ["gold.predictions", "gold.predictions_stream"]
 
     @property
     def window_seconds(self) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from pathlib import Path
 from importlib.metadata import entry_points
 
 from pyspark.sql import functions as F
@@ -31,6 +33,32 @@ def _ensure_landing(cfg, rows: int | None, days: int | None) -> None:
         return
     progress(f"demo: generating {settings['rows']} transactions over {settings['days']} days")
     generate(cfg.landing_dir, progress=progress, **settings)
+    hold_back(cfg)
+
+
+def arrivals_dir(cfg) -> Path:
+    return cfg.root / "arrivals"
+
+
+def hold_back(cfg) -> None:
+    """Move the last pipeline.hold_back_days batches aside: the demo lands them later, as new data."""
+    batches = sorted(p for p in cfg.landing_dir.glob("batch-*") if p.is_dir())
+    held = batches[len(batches) - cfg.pipeline.hold_back_days:] if cfg.pipeline.hold_back_days else []
+    if len(held) >= len(batches):
+        return
+    arrivals_dir(cfg).mkdir(parents=True, exist_ok=True)
+    for batch in held:
+        shutil.move(str(batch), arrivals_dir(cfg) / batch.name)
+    if held:
+        progress(f"demo: holding back {', '.join(b.name for b in held)} as the new arrival")
+
+
+def land_arrivals(cfg) -> list[str]:
+    """Land the held-back batches in the landing folder (as a source system would)."""
+    landed = sorted(p for p in arrivals_dir(cfg).glob("batch-*") if p.is_dir()) if arrivals_dir(cfg).exists() else []
+    for batch in landed:
+        shutil.move(str(batch), cfg.landing_dir / batch.name)
+    return [b.name for b in landed]
 
 
 def run_demo(env: str | None = None, root: str | None = None, rows: int | None = None,
@@ -42,12 +70,12 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
     spark = build_session(cfg)
     installed = installed_jobs()
     stages = [s for s in cfg.pipeline.stages if s in installed]
-    run_ids = []
-    for i, stage in enumerate(stages, 1):
-        progress(f"demo: stage {i}/{len(stages)}: {stage}")
-        spec = find_job(stage)
-        args = argparse.Namespace(env=env, root=root, conf_dir=None)
-        run_ids.append(spec.run(spark, cfg, _with_defaults(spec, args)).run_id)
+    run_ids = _run_stages(spark, cfg, stages, env, root, "stage")
+    landed = land_arrivals(cfg)
+    if landed:
+        progress(f"demo: new arrival landed: {', '.join(landed)}")
+        arrival = [s for s in cfg.pipeline.arrival_stages if s in installed]
+        run_ids += _run_stages(spark, cfg, arrival, env, root, "arrival stage")
     inventory = table_inventory(spark, cfg)
     _print_summary(spark, cfg, inventory, time.time() - started)
     _print_quality(spark, cfg, run_ids)
@@ -55,6 +83,16 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
         for line in report.load()(spark, cfg):
             print(line)
     return inventory
+
+
+def _run_stages(spark, cfg, stages: list[str], env, root, label: str) -> list[str]:
+    run_ids = []
+    for i, stage in enumerate(stages, 1):
+        progress(f"demo: {label} {i}/{len(stages)}: {stage}")
+        spec = find_job(stage)
+        args = argparse.Namespace(env=env, root=root, conf_dir=None)
+        run_ids.append(spec.run(spark, cfg, _with_defaults(spec, args)).run_id)
+    return run_ids
 
 
 def _with_defaults(spec, args: argparse.Namespace) -> argparse.Namespace:

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.config import Config, DriftConf
+from lakehouse.config import DriftConf
 from lakehouse.tables import create_if_missing
 from scoring import drift_stats
 

@@ -13,14 +13,13 @@ from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.errors import ConfigError
 from lakehouse.job_runner import JobSpec
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.lineage import JobRun, input_versions, last_successful_inputs, track_run
 from lakehouse.tables import current_version, read_table
 from scoring.drift import ALL, METRIC_KEYS, METRIC_SCHEMA, compare, drifted_features, merge_rows
 from scoring.model import resolve
 from scoring.predictions import score_udf
 
 JOB = "detect_drift"
-PREDICTIONS = "gold.predictions"
 METRICS, PERFORMANCE, EVENTS = "gold.drift_metrics", "gold.model_performance", "meta.drift_events"
 
 PERFORMANCE_SCHEMA = T.StructType([
@@ -79,6 +78,28 @@ def performance_rows(spark, cfg: Config, predictions, model, run_id: str, now) -
     return out
 
 
+def current_predictions(spark, cfg: Config, run: JobRun, model):
+    """The model's predictions from every configured table, one row per transaction (earlier tables win)."""
+    from pyspark.sql import Window
+
+    from lakehouse.errors import TableNotFound
+
+    frames = []
+    for rank, name in enumerate(cfg.drift.current_tables):
+        if current_version(spark, cfg.table(name)) is None:
+            continue
+        frames.append(run.read(name).where((F.col("model_name") == model.name) & (F.col("model_alias") == model.alias))
+                      .withColumn("_rank", F.lit(rank)))
+    if not frames:
+        raise TableNotFound(f"no predictions yet in {', '.join(cfg.drift.current_tables)}",
+                            hint="run score_batch or score_stream first")
+    union = frames[0]
+    for f in frames[1:]:
+        union = union.unionByName(f)
+    first = F.row_number().over(Window.partitionBy("txn_id").orderBy("_rank"))
+    return union.withColumn("_first", first).where("_first = 1").drop("_first", "_rank")
+
+
 def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> JobRun:
     model = resolve(cfg, getattr(args, "alias", None))
     dc = cfg.drift
@@ -94,10 +115,16 @@ def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> 
         raise ConfigError(f"drift.slice_column {dc.slice_column!r} is not one of the compared features",
                           hint=f"choose from {', '.join([*numeric, *categorical])}")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    inputs = [ref_table, *[t for t in dc.current_tables if current_version(spark, cfg.table(t)) is not None]]
+    if ref_version is not None and not (getattr(args, "since", None) or getattr(args, "until", None)):
+        last = last_successful_inputs(spark, cfg, JOB)
+        if last is not None and last == {**input_versions(spark, cfg, inputs), ref_table: ref_version}:
+            progress(f"{JOB}: reference and predictions unchanged since the last run; drift tables are up to date")
+            return JobRun(spark, cfg, JOB)
     with track_run(spark, cfg, JOB) as run:
         reference = read_table(spark, cfg.table(ref_table), ref_version)
         run.inputs[ref_table] = ref_version if ref_version is not None else current_version(spark, cfg.table(ref_table))
-        predictions = run.read(PREDICTIONS).where((F.col("model_name") == model.name) & (F.col("model_alias") == model.alias))
+        predictions = current_predictions(spark, cfg, run, model)
         if getattr(args, "since", None):
             predictions = predictions.where(F.to_date("event_time") >= F.lit(args.since))
         if getattr(args, "until", None):
@@ -111,9 +138,10 @@ def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> 
         ref_scored = ref_inputs.withColumn("prediction_score",
                                            score_udf(model, cfg.scoring.frame_backend)(*[F.col(c) for c in model.inputs]))
         rows = compare(ref_scored, current, [*numeric, "prediction_score"], categorical, dc)
-        cur_version = run.inputs[PREDICTIONS]
+        current_tables = [t for t in dc.current_tables if t in run.inputs]
+        cur_version = run.inputs[current_tables[0]]
         table_rows = [(r["window"], r["window_end"], dc.slice_column or "", r["slice_value"], ref_table, ref_version,
-                       PREDICTIONS, cur_version, model.version, r["feature"], r["kind"], r["metric"],
+                       "+".join(current_tables), cur_version, model.version, r["feature"], r["kind"], r["metric"],
                        None if r["value"] is None else float(r["value"]), r["threshold"], r["drifted"],
                        int(r["reference_rows"]), int(r["current_rows"]), run.run_id, now) for r in rows]
         for name, schema, data, keys in (
@@ -145,7 +173,7 @@ def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> 
         run.count("windows", len(windows))
         run.count("metric_rows", len(table_rows))
         run.count("drift_events", len(events))
-        progress(f"{JOB}: {ref_table}@v{ref_version} vs {len(windows)} window(s) of {PREDICTIONS} "
+        progress(f"{JOB}: {ref_table}@v{ref_version} vs {len(windows)} window(s) of {'+'.join(current_tables)} "
                  f"({model.name} v{model.version}); {len(table_rows)} metric rows -> {METRICS}")
         for w in windows:
             feats = drifted.get((w, ALL), [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message=".*noload.*loader strategy")  # MLflow's SQL store, not ours
     alias = alias or cfg.scoring.alias
     name = model_name(cfg)
     uri = tracking_uri(cfg)

@@ -1,79 +1,51 @@
 """Training: distributed runs that learn, agree across ranks and reruns, and register honestly.
 
-The runs go through `tidewater run train`'s own path: from this (platform) environment the job
-hands over to the training environment with spark-submit, as the demo does.
+The first run is the demo's own (conftest's demo_lake); the others go through the same path: from
+this (platform) environment the train job hands over to the training environment with spark-submit.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pytest
-import yaml
 from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
-from conftest import run_pipeline
-from features.offline import compute_features
-from features.training_set import build_training_set
-from lakehouse.config import DEFAULT_CONF_DIR, load_config
-from lakehouse.generator import generate
+from conftest import DEMO_ENV, conf_env
+from lakehouse.config import load_config
 from lakehouse.lineage import producer_of
-from lakehouse.session import build_session
 from lakehouse.tables import current_version, read_table
 from training.job import run_train
 from training.registry import signature_input
 from training.tracking import tracking_uri
 
-DATA = dict(seed=11, rows=8000, days=8, start_date="2026-03-01", defect_rate=0.01, fraud_rate=0.05)
-TEST_TRAINING = {"batch_size": 64, "max_epochs": 6, "patience": 6}
 SAME_RUN_TOLERANCE = 1e-6  # same version, seed and engine: per-epoch metrics agree to float rounding
 
 
-def conf_env(tmp: Path, name: str, training: dict) -> Path:
-    """A conf folder with one more env: local plus these training settings."""
-    conf = tmp / "conf"
-    if not conf.exists():
-        shutil.copytree(DEFAULT_CONF_DIR, conf)
-    local = yaml.safe_load((conf / "local.yaml").read_text())
-    local["env"] = name
-    local["training"] = {**local.get("training", {}), **training}
-    (conf / f"{name}.yaml").write_text(yaml.safe_dump(local))
-    return conf
-
-
-@pytest.fixture(scope="module")
-def training_lake(spark, tmp_path_factory):
-    """Given a lakehouse with features and a training set of about 4,000 labelled transactions."""
-    root = tmp_path_factory.mktemp("training")
-    conf = conf_env(root, "trainingtest", TEST_TRAINING)
-    cfg = load_config("trainingtest", root=root, conf_dir=conf)
-    generate(cfg.landing_dir, **DATA)
-    build_session(cfg)
-    run_pipeline(spark, cfg)
-    compute_features(spark, cfg)
-    build_training_set(spark, cfg)
-    mlflow.set_tracking_uri(tracking_uri(cfg))
-    return cfg, conf
-
-
-def train(spark, cfg, conf, env="trainingtest", **options):
-    args = argparse.Namespace(env=env, root=str(cfg.root), conf_dir=str(conf), engine=None, num_proc=None,
-                              max_epochs=None, training_set_version=None, result_file=None)
+def train(spark, lake, env=None, **options):
+    """`tidewater run train` from this environment: it hands over to the training environment."""
+    env = env or lake.env
+    args = argparse.Namespace(env=env, root=str(lake.root), conf_dir=str(lake.conf_dir), engine=None, num_proc=None,
+                              max_epochs=None, training_set_version=None, result_file=None, force=True)
     for key, value in options.items():
         setattr(args, key, value)
-    return run_train(spark, load_config(env, root=cfg.root, conf_dir=conf), args).summary
+    return run_train(spark, load_config(env, root=lake.root, conf_dir=lake.conf_dir), args).summary
 
 
 @pytest.fixture(scope="module")
-def horovod_run(spark, training_lake):
-    cfg, conf = training_lake
-    return train(spark, cfg, conf, engine="horovod")
+def horovod_run(demo_lake):
+    """The demo's own training run (engine horovod, 2 processes), as the train job reported it."""
+    mlflow.set_tracking_uri(tracking_uri(demo_lake.cfg))
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(demo_lake.cfg.project)
+    run = client.search_runs([exp.experiment_id], "tags.`tidewater.engine` = 'horovod'", order_by=["start_time ASC"])[0]
+    version = client.search_model_versions(f"run_id = '{run.info.run_id}'")[0]
+    return {"mlflow_run_id": run.info.run_id, "lineage_run_id": run.data.tags["tidewater.lineage_run_id"],
+            "model_version": int(version.version), "holdout": {"auc_pr": run.data.metrics["holdout_auc_pr"]}}
 
 
 def epochs(run_id: str, metric: str) -> list[float]:
@@ -103,8 +75,8 @@ def assert_distributed_run(spark, cfg, summary: dict, engine: str) -> None:
     assert {(i["table"], i["version"]) for i in lineage["inputs"]} == {("features.training_set", version)}
 
 
-def test_two_horovod_processes_learn_the_same_parameters_and_register_a_champion(spark, training_lake, horovod_run):
-    cfg, _ = training_lake
+def test_two_horovod_processes_learn_the_same_parameters_and_register_a_champion(spark, demo_lake, horovod_run):
+    cfg = demo_lake.cfg
     assert_distributed_run(spark, cfg, horovod_run, "horovod")
     client = MlflowClient()
     name = cfg.training.model_name
@@ -118,15 +90,14 @@ def test_two_horovod_processes_learn_the_same_parameters_and_register_a_champion
     assert decision["mlflow_run_id"] == horovod_run["mlflow_run_id"] and decision["holdout_positives"] > 0
 
 
-def test_torch_distributor_runs_the_same_training_function(spark, training_lake, horovod_run):
-    cfg, conf = training_lake
-    summary = train(spark, cfg, conf, engine="torch_distributor")
+def test_torch_distributor_runs_the_same_training_function(spark, demo_lake, horovod_run):
+    cfg = demo_lake.cfg
+    summary = train(spark, demo_lake, engine="torch_distributor")
     assert_distributed_run(spark, cfg, summary, "torch_distributor")
 
 
-def test_same_version_and_seed_give_the_same_metrics(spark, training_lake, horovod_run):
-    cfg, conf = training_lake
-    again = train(spark, cfg, conf, engine="horovod")
+def test_same_version_and_seed_give_the_same_metrics(spark, demo_lake, horovod_run):
+    again = train(spark, demo_lake, engine="horovod")
     for metric in ("train_loss", "val_auc_pr"):
         first, second = epochs(horovod_run["mlflow_run_id"], metric), epochs(again["mlflow_run_id"], metric)
         assert len(first) == len(second)
@@ -134,8 +105,8 @@ def test_same_version_and_seed_give_the_same_metrics(spark, training_lake, horov
     assert again["holdout"]["auc_pr"] == pytest.approx(horovod_run["holdout"]["auc_pr"], abs=SAME_RUN_TOLERANCE)
 
 
-def test_logged_pyfunc_scores_a_spark_dataframe_like_the_model_in_process(spark, training_lake, horovod_run):
-    cfg, _ = training_lake
+def test_logged_pyfunc_scores_a_spark_dataframe_like_the_model_in_process(spark, demo_lake, horovod_run):
+    cfg = demo_lake.cfg
     uri = f"models:/{cfg.training.model_name}/{horovod_run['model_version']}"
     model = mlflow.pyfunc.load_model(uri)
     rows = read_table(spark, cfg.table("features.training_set")).orderBy("txn_id").limit(300)
@@ -151,14 +122,14 @@ def test_logged_pyfunc_scores_a_spark_dataframe_like_the_model_in_process(spark,
     assert ((expected > 0) & (expected < 1)).all()
 
 
-def test_a_worse_challenger_does_not_take_the_champion_alias(spark, training_lake, horovod_run):
-    cfg, conf = training_lake
+def test_a_worse_challenger_does_not_take_the_champion_alias(spark, demo_lake, horovod_run):
+    cfg = demo_lake.cfg
     # Given a model that sees only the hour of the day (a far weaker signal than the champion's)
-    conf_env(cfg.root, "weak", {**TEST_TRAINING, "numeric_features": ["hour_of_day"], "categorical_features": [],
-                                "num_proc": 1})
+    conf_env(demo_lake.root, "weak", {**DEMO_ENV, "training": {**DEMO_ENV["training"], "num_proc": 1,
+                                      "numeric_features": ["hour_of_day"], "categorical_features": []}})
     client = MlflowClient()
     champion_before = int(client.get_model_version_by_alias(cfg.training.model_name, "champion").version)
-    weak = train(spark, cfg, conf, env="weak")
+    weak = train(spark, demo_lake, env="weak")
     assert not weak["promoted"]
     assert int(client.get_model_version_by_alias(cfg.training.model_name, "champion").version) == champion_before
     assert int(client.get_model_version_by_alias(cfg.training.model_name, "challenger").version) == weak["model_version"]
@@ -171,11 +142,10 @@ def test_a_worse_challenger_does_not_take_the_champion_alias(spark, training_lak
 
 
 @pytest.mark.slow
-def test_training_notebook_loads_the_run_its_data_versions_and_the_model(training_lake, horovod_run, monkeypatch):
+def test_training_notebook_loads_the_run_its_data_versions_and_the_model(demo_lake, horovod_run, monkeypatch):
     from test_notebooks import execute
 
-    cfg, _ = training_lake
-    text = execute("03_training.ipynb", cfg.root, monkeypatch)
+    text = execute("03_training.ipynb", demo_lake.root, monkeypatch)
     assert "is champion; trained by run" in text and "features.training_set@v" in text
     assert "features.customer_features" in text  # the data versions behind the training set
     assert "champion on its held-out slice" in text

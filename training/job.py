@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-epochs", type=int, help="override training.max_epochs")
     parser.add_argument("--training-set-version", type=int,
                         help="train on this Delta version of the training set (default: the latest)")
+    parser.add_argument("--force", action="store_true",
+                        help="train even if the last successful run used this training set version")
     parser.add_argument("--result-file", help=argparse.SUPPRESS)  # written for the handing-over process
 
 
@@ -94,7 +95,23 @@ def hand_over(cfg: Config, args: argparse.Namespace) -> HandedOverRun:
     return HandedOverRun(result["lineage_run_id"], result["outputs"], result)
 
 
+def already_trained(spark, cfg: Config, args: argparse.Namespace) -> bool:
+    """A rerun on an unchanged training set would only register a copy of the same model."""
+    from lakehouse.lineage import input_versions, last_successful_inputs
+
+    if getattr(args, "force", False) or getattr(args, "training_set_version", None) is not None:
+        return False
+    current = input_versions(spark, cfg, [cfg.training.training_set])
+    return None not in current.values() and last_successful_inputs(spark, cfg, JOB) == current
+
+
 def run_train(spark, cfg: Config, args: argparse.Namespace):
+    if cfg.training and already_trained(spark, cfg, args):
+        from lakehouse.lineage import JobRun
+
+        progress(f"{JOB}: {cfg.training.training_set} unchanged since the last training run; "
+                 "nothing to train (--force trains anyway)")
+        return JobRun(spark, cfg, JOB)
     if not in_training_env():
         return hand_over(cfg, args)
     from training.train import train

@@ -13,7 +13,10 @@ def connect(cfg: Config):
     import logging
     import os
 
+    import warnings
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    warnings.filterwarnings("ignore", message=".*noload.*loader strategy")  # MLflow's SQL store, not ours
 
     import mlflow
     from mlflow import MlflowClient
