@@ -72,7 +72,10 @@ train-env: $(HOROVOD_STAMP) $(TRAIN_DEFAULTS_STAMP)
 # For a cluster: one archive to pass as `--archives tidewater-train.tar.gz#env`
 # with spark.pyspark.python=./env/bin/python (see README, "Training on a cluster").
 pack-train-env: train-env
-	$(TRAIN_VENV)/bin/venv-pack -p $(TRAIN_VENV) -o tidewater-train.tar.gz --force
+	$(TRAIN_VENV)/bin/venv-pack -p $(TRAIN_VENV) -o tidewater-train.tar.gz --force \
+	  --exclude '*__editable__*tidewater*' --exclude '*tidewater-0.1.0.dist-info*'
+	mkdir -p dist && rm -f dist/tidewater.zip && zip -qr dist/tidewater.zip lakehouse features training scoring quality -x '*__pycache__*'
+	@echo "ship with: --archives tidewater-train.tar.gz#env --py-files dist/tidewater.zip"
 
 demo: setup
 	$(VENV)/bin/tidewater demo $(DEMO_ARGS)

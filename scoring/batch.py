@@ -18,7 +18,7 @@ from lakehouse.job_runner import JobSpec
 from lakehouse.lineage import JobRun, track_run
 from lakehouse.tables import current_version, read_table
 from features.serving import point_in_time_features, scoring_events
-from scoring.model import resolve
+from scoring.model import add_model_and_dates, resolve
 from scoring.predictions import merge_predictions, score
 
 JOB = "score_batch"
@@ -70,14 +70,8 @@ def score_batch(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> J
     return run
 
 
-def _date(text: str) -> dt.date:
-    return dt.date.fromisoformat(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alias", help="registry alias to score with (default: scoring.alias, champion)")
-    parser.add_argument("--since", type=_date, help="first event date to score (YYYY-MM-DD)")
-    parser.add_argument("--until", type=_date, help="last event date to score (YYYY-MM-DD)")
+    add_model_and_dates(parser, "registry alias to score with (default: scoring.alias, champion)", "to score")
 
 
 SCORE_BATCH = JobSpec(

@@ -16,7 +16,7 @@ from lakehouse.job_runner import JobSpec
 from lakehouse.lineage import JobRun, input_versions, last_successful_inputs, track_run
 from lakehouse.tables import current_version, read_table
 from scoring.drift import ALL, METRIC_KEYS, METRIC_SCHEMA, compare, drifted_features, merge_rows
-from scoring.model import resolve
+from scoring.model import add_model_and_dates, resolve
 from scoring.predictions import score_udf
 
 JOB = "detect_drift"
@@ -133,8 +133,10 @@ def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> 
             "event_time", F.col("score").alias("prediction_score"),
             *[F.col("inputs_numeric")[f].alias(f) for f in numeric],
             *[F.col("inputs_categorical")[c].alias(c) for c in categorical])
-        ref_inputs = reference.select(*[F.col(f).cast("double").alias(f) for f in numeric],
-                                      *[F.col(c).cast("string").alias(c) for c in categorical])
+        ref_numeric = list(dict.fromkeys([*numeric, *model.numeric]))
+        ref_categorical = [c for c in dict.fromkeys([*categorical, *model.categorical]) if c not in ref_numeric]
+        ref_inputs = reference.select(*[F.col(f).cast("double").alias(f) for f in ref_numeric],
+                                      *[F.col(c).cast("string").alias(c) for c in ref_categorical])
         ref_scored = ref_inputs.withColumn("prediction_score",
                                            score_udf(model, cfg.scoring.frame_backend)(*[F.col(c) for c in model.inputs]))
         rows = compare(ref_scored, current, [*numeric, "prediction_score"], categorical, dc)
@@ -181,16 +183,11 @@ def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> 
     return run
 
 
-def _date(text: str) -> dt.date:
-    return dt.date.fromisoformat(text)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alias", help="whose predictions and training set to compare (default: scoring.alias)")
+    add_model_and_dates(parser, "whose predictions and training set to compare (default: scoring.alias)",
+                        "of the current windows")
     parser.add_argument("--reference", help="reference table (default: the training set the model was trained on)")
     parser.add_argument("--reference-version", type=int, help="reference Delta version (default: the model's)")
-    parser.add_argument("--since", type=_date, help="first event date of the current windows (YYYY-MM-DD)")
-    parser.add_argument("--until", type=_date, help="last event date of the current windows (YYYY-MM-DD)")
 
 
 DETECT_DRIFT = JobSpec(

@@ -33,6 +33,22 @@ class ResolvedModel:
         return [*self.numeric, *self.categorical]
 
 
+def add_model_and_dates(parser, alias_help: str, dates_help: str) -> None:
+    """The options score_batch and detect_drift share: which alias, which event dates."""
+    import argparse
+    import datetime as dt
+
+    def iso_date(text: str) -> dt.date:
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+    parser.add_argument("--alias", help=alias_help)
+    parser.add_argument("--since", type=iso_date, help=f"first event date {dates_help} (YYYY-MM-DD)")
+    parser.add_argument("--until", type=iso_date, help=f"last event date {dates_help} (YYYY-MM-DD)")
+
+
 def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     """name@alias -> version, run, inputs and the training data version it was trained on."""
     import mlflow

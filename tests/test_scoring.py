@@ -22,9 +22,9 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from conftest import DRIFT_FROM_DAY
-from lakehouse.config import DriftConf, load_config
+from lakehouse.config import DriftConf
 from lakehouse.model_store import tracking_uri
-from lakehouse.tables import current_version, read_table
+from lakehouse.tables import read_table
 from scoring import drift_stats
 from scoring.batch import score_batch
 from scoring.drift import compare

@@ -60,9 +60,9 @@ def assert_distributed_run(spark, cfg, summary: dict, engine: str) -> None:
     digests = tags["tidewater.rank_digests"].split(",")
     assert tags["tidewater.world_size"] == "2" and len(digests) == 2 and digests[0] == digests[1]
     assert params["engine"] == engine and params["num_proc"] == "2"
-    version = current_version(spark, cfg.table("features.training_set"))
+    version = int(tags["tidewater.training_set_version"])  # the exact version it read
     assert tags["tidewater.training_set"] == "features.training_set"
-    assert tags["tidewater.training_set_version"] == str(version)
+    assert version <= current_version(spark, cfg.table("features.training_set"))
     built_by = producer_of(spark, cfg, "features.training_set", version)
     for inp in built_by["inputs"]:  # feature and label versions behind the training set
         assert tags[f"tidewater.input.{inp['table']}"] == str(inp["version"])
@@ -80,14 +80,17 @@ def test_two_horovod_processes_learn_the_same_parameters_and_register_a_champion
     assert_distributed_run(spark, cfg, horovod_run, "horovod")
     client = MlflowClient()
     name = cfg.training.model_name
-    assert int(client.get_model_version_by_alias(name, "challenger").version) == horovod_run["model_version"]
-    assert int(client.get_model_version_by_alias(name, "champion").version) == horovod_run["model_version"]
     tags = client.get_model_version(name, str(horovod_run["model_version"])).tags
     assert tags["tidewater.decision"] == "promoted" and tags["tidewater.compared_with"] == "none"
     decision = (read_table(spark, cfg.table("meta.model_decisions"))
                 .where(F.col("challenger_version") == horovod_run["model_version"]).first())
     assert decision["promoted"] and decision["champion_version"] is None
     assert decision["mlflow_run_id"] == horovod_run["mlflow_run_id"] and decision["holdout_positives"] > 0
+    # the aliases follow the decisions: champion is the latest promoted version, challenger the latest trained
+    decisions = read_table(spark, cfg.table("meta.model_decisions")).orderBy("decided_at").collect()
+    promoted = [d["challenger_version"] for d in decisions if d["promoted"]]
+    assert int(client.get_model_version_by_alias(name, "champion").version) == promoted[-1]
+    assert int(client.get_model_version_by_alias(name, "challenger").version) == decisions[-1]["challenger_version"]
 
 
 def test_torch_distributor_runs_the_same_training_function(spark, demo_lake, horovod_run):
@@ -97,7 +100,8 @@ def test_torch_distributor_runs_the_same_training_function(spark, demo_lake, hor
 
 
 def test_same_version_and_seed_give_the_same_metrics(spark, demo_lake, horovod_run):
-    again = train(spark, demo_lake, engine="horovod")
+    version = int(MlflowClient().get_run(horovod_run["mlflow_run_id"]).data.tags["tidewater.training_set_version"])
+    again = train(spark, demo_lake, engine="horovod", training_set_version=version)
     for metric in ("train_loss", "val_auc_pr"):
         first, second = epochs(horovod_run["mlflow_run_id"], metric), epochs(again["mlflow_run_id"], metric)
         assert len(first) == len(second)

@@ -5,33 +5,34 @@ from __future__ import annotations
 import numpy as np
 
 
-def average_precision(y_true, scores) -> float:
-    """AUC-PR as average precision: sum over positives of the precision at their rank (ties grouped)."""
+def _pr_curve(y_true, scores) -> tuple[np.ndarray, np.ndarray] | None:
+    """Precision and recall at each distinct score threshold, highest first (ties grouped); None without positives."""
     y = np.asarray(y_true, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     if y.sum() == 0:
-        return float("nan")
+        return None
     order = np.argsort(-s, kind="mergesort")
     y, s = y[order], s[order]
     last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
     tp = np.cumsum(y)[last_of_tie]
-    precision = tp / (last_of_tie + 1)
-    recall_step = np.diff(np.r_[0.0, tp]) / y.sum()
-    return float(np.sum(precision * recall_step))
+    return tp / (last_of_tie + 1), tp / y.sum()
+
+
+def average_precision(y_true, scores) -> float:
+    """AUC-PR as average precision: precision summed over the recall steps (scikit-learn's definition)."""
+    curve = _pr_curve(y_true, scores)
+    if curve is None:
+        return float("nan")
+    precision, recall = curve
+    return float(np.sum(precision * np.diff(np.r_[0.0, recall])))
 
 
 def recall_at_precision(y_true, scores, precision_target: float) -> float:
     """The best recall among thresholds whose precision reaches the target (0 when none does)."""
-    y = np.asarray(y_true, dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64)
-    if y.sum() == 0:
+    curve = _pr_curve(y_true, scores)
+    if curve is None:
         return float("nan")
-    order = np.argsort(-s, kind="mergesort")
-    y, s = y[order], s[order]
-    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
-    tp = np.cumsum(y)[last_of_tie]
-    precision = tp / (last_of_tie + 1)
-    recall = tp / y.sum()
+    precision, recall = curve
     ok = precision >= precision_target
     return float(recall[ok].max()) if ok.any() else 0.0
 
