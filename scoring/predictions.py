@@ -77,10 +77,14 @@ def score(features: DataFrame, model: ResolvedModel, cfg: Config) -> DataFrame:
 
 
 def merge_predictions(spark: SparkSession, path: str, predictions: DataFrame) -> None:
-    """One row per (transaction, model, alias): a rerun updates nothing it already wrote the same way."""
+    """One row per (transaction, model, alias): a rerun updates nothing it already wrote the same way.
+
+    A row is replaced when the model version or the score changed (a rescore after late events
+    changed the transaction's features), so a date-range rescore refreshes what it should.
+    """
     create_if_missing(spark, path, PREDICTION_SCHEMA)
     rows = predictions.select(*[F.col(f.name).cast(f.dataType) for f in PREDICTION_SCHEMA.fields])
     (DeltaTable.forPath(spark, path).alias("t")
      .merge(rows.alias("s"), "t.txn_id = s.txn_id AND t.model_name = s.model_name AND t.model_alias = s.model_alias")
-     .whenMatchedUpdateAll(condition="t.model_version <> s.model_version")
+     .whenMatchedUpdateAll(condition="t.model_version <> s.model_version OR NOT (t.score <=> s.score)")
      .whenNotMatchedInsertAll().execute())
