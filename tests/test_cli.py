@@ -18,14 +18,17 @@ def tw(*args, env=None, timeout=300):
                           timeout=timeout, env=full_env, cwd=PROJECT)
 
 
-@pytest.mark.parametrize("command", [[], ["demo"], ["run"], ["generate"], ["tables"], ["sql"], ["lineage"]])
+@pytest.mark.parametrize("command", [[], ["demo"], ["run"], ["generate"], ["tables"], ["sql"], ["lineage"],
+                                     ["models"], ["mlflow-ui"], ["stream"], ["stream", "start"], ["stream", "status"],
+                                     ["stream", "stop"], ["drift", "report"]])
 def test_every_command_has_help(command):
     result = tw(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout or "usage:" in result.stdout
 
 
-@pytest.mark.parametrize("job", ["ingest_bronze", "refine_silver", "build_gold"])
+@pytest.mark.parametrize("job", ["ingest_bronze", "refine_silver", "build_gold", "train", "score_batch",
+                                 "score_stream", "detect_drift"])
 def test_every_job_has_help_both_ways(job):
     via_cli = tw("run", job, "--help")
     assert via_cli.returncode == 0 and "--root" in via_cli.stdout and "--env" in via_cli.stdout
