@@ -68,8 +68,8 @@ def test_bronze_keeps_raw_payload_and_where_it_came_from(spark, lake):
 def test_no_pii_in_clear_text_in_silver_or_gold(spark, lake):
     clear = re.compile(r"\b4\d{15}\b|@example\.com|Customer \d+|\b10\.\d+\.\d+\.\d+\b")
     for name in lake.cfg.table_names():
-        if name.split(".")[0] not in ("silver", "gold"):
-            continue
+        if name.split(".")[0] not in ("silver", "gold") or current_version(spark, lake.cfg.table(name)) is None:
+            continue  # scoring and drift tables are written by later stages, not in this lakehouse
         df = read_table(spark, lake.cfg.table(name))
         assert not {"card_number", "email", "ip_address", "customer_name"} & set(df.columns), name
         strings = [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
