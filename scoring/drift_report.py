@@ -41,7 +41,8 @@ def drifted_windows(spark, cfg: Config, slice_value: str = "__all__") -> pd.Data
 
 def reference_and_current(spark, cfg: Config, feature: str, window_start: dt.datetime, bins: int = 30) -> pd.DataFrame:
     """Shares per bin (numeric) or per category for the reference and one current window."""
-    latest = read_table(spark, cfg.table(METRICS)).where(F.col("feature") == feature).orderBy(F.desc("computed_at")).first()
+    latest = (read_table(spark, cfg.table(METRICS)).where((F.col("feature") == feature) & (F.col("kind") != "dataset"))
+              .orderBy(F.desc("computed_at")).first())
     reference = read_table(spark, cfg.table(latest["reference_table"]), latest["reference_version"])
     tables = latest["current_table"].split("+")
     current = read_table(spark, cfg.table(tables[0]))

@@ -66,6 +66,8 @@ def forwarded_argv(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name, None)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
+    if getattr(args, "force", False):
+        argv.append("--force")
     return argv
 
 
@@ -111,7 +113,11 @@ def run_train(spark, cfg: Config, args: argparse.Namespace):
 
         progress(f"{JOB}: {cfg.training.training_set} unchanged since the last training run; "
                  "nothing to train (--force trains anyway)")
-        return JobRun(spark, cfg, JOB)
+        run = JobRun(spark, cfg, JOB)
+        if getattr(args, "result_file", None):
+            Path(args.result_file).write_text(json.dumps({"lineage_run_id": run.run_id, "skipped": True,
+                                                          "outputs": {}}))
+        return run
     if not in_training_env():
         return hand_over(cfg, args)
     from training.train import train

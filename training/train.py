@@ -7,6 +7,7 @@ environment, `tidewater run train` hands over to it (training.job).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -43,6 +44,11 @@ def _override(cfg: Config, args: argparse.Namespace) -> Config:
                                  "num_proc": getattr(args, "num_proc", None),
                                  "max_epochs": getattr(args, "max_epochs", None)}.items() if v is not None}
     return cfg.model_copy(update={"training": cfg.training.model_copy(update=changes)}) if changes else cfg
+
+
+def _iso(seconds: float) -> str:
+    """A split boundary (epoch seconds) as an ISO timestamp in UTC, readable by people and by Spark SQL."""
+    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def data_tags(spark: SparkSession, cfg: Config, table: str, version: int) -> dict[str, str]:
@@ -118,8 +124,8 @@ def train(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> tuple[J
             "numeric_features": ",".join(tc.numeric_features),
             "categorical_features": ",".join(tc.categorical_features), "pos_weight": round(spec.pos_weight, 4),
             "steps_per_epoch": steps, "train_rows": n_train, "validation_rows": len(validation),
-            "holdout_rows": len(holdout), "validation_from": str(split.validation_from),
-            "holdout_from": str(split.holdout_from)}
+            "holdout_rows": len(holdout), "validation_from": _iso(split.validation_from),
+            "holdout_from": _iso(split.holdout_from)}
         tags = {**data_tags(spark, cfg, tc.training_set, version), "tidewater.code_version": code_version(),
                 "tidewater.lineage_run_id": run.run_id, "tidewater.engine": tc.engine,
                 "tidewater.rank_digests": ",".join(result["digests"]), "tidewater.device": result["device"],
