@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config
+from features.compute import feature_rows
 from features.sources import SOURCES
 
 EVENT_COLUMNS = ["txn_id", "customer_id", "merchant_id", "event_timestamp", "amount_eur", "channel",
@@ -55,8 +56,6 @@ def features_as_of(cfg: Config, events: DataFrame, txns: DataFrame, customers: D
                 out = out.withColumn(f.name, F.lit(None).cast("long" if f.dtype == "int64" else "double"))
         return with_context(out)
     for view in cfg.features.views.values():
-        from features.compute import feature_rows
-
         longest = max(f.window_seconds for f in view.features)
         since = bounds["lo"] - dt.timedelta(seconds=longest)
         keys = events.select(view.key).distinct()

@@ -65,8 +65,9 @@ def performance_rows(spark, cfg: Config, predictions, model, run_id: str, now) -
                 .select(F.timestamp_seconds(F.floor(F.unix_timestamp("event_time") / seconds) * seconds).alias("w"),
                         "score", "decision", F.col("is_fraud").cast("int").alias("y")))
     out = []
-    for window in sorted(r["w"] for r in labelled.select("w").distinct().collect()):
-        pdf = labelled.where(F.col("w") == F.lit(window)).toPandas()
+    # One pass over the labelled predictions; the windows are grouped on the driver.
+    for w, pdf in sorted(labelled.toPandas().groupby("w"), key=lambda item: item[0]):
+        window = w.to_pydatetime()
         tp = int(((pdf.decision == 1) & (pdf.y == 1)).sum())
         fp, fn = int(((pdf.decision == 1) & (pdf.y == 0)).sum()), int(((pdf.decision == 0) & (pdf.y == 1)).sum())
         precision = tp / (tp + fp) if tp + fp else None
