@@ -9,16 +9,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config, FeatureViewConf
-from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, input_versions, last_successful_inputs, track_run
+from lakehouse.console import progress
+from lakehouse.job_runner import job
+from lakehouse.lineage import JobRun, last_successful_inputs
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, read_table
 from features.compute import feature_rows
 from features.sources import SOURCES
-
-JOB = "compute_features"
-INPUTS = ("silver.transactions", "silver.customers", "silver.labels")
-
 
 def _first_new_day(spark: SparkSession, cfg: Config, previous: dict, txns: DataFrame, labels: DataFrame):
     """The earliest day with events that arrived since the last run (None: compute everything)."""
@@ -42,35 +39,31 @@ def merge_features(spark: SparkSession, table_path: str, rows: DataFrame, view: 
      .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
 
 
-def compute_features(spark: SparkSession, cfg: Config) -> JobRun:
-    versions = input_versions(spark, cfg, INPUTS)
-    previous = last_successful_inputs(spark, cfg, JOB)
-    if previous == versions:
-        progress(f"{JOB}: silver unchanged since the last run; features are up to date")
-        return JobRun(spark, cfg, JOB)
-    with track_run(spark, cfg, JOB) as run:
-        txns, customers = run.read("silver.transactions"), run.read("silver.customers")
-        labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
-        from_day = _first_new_day(spark, cfg, previous or {}, txns, labels)
-        if from_day == dt.date.max:
-            progress(f"{JOB}: no new events since the last run")
-            return run
-        for name, view in cfg.features.views.items():
-            events = SOURCES[view.source](txns, customers, labels)
-            if from_day is not None:  # the longest window's history is all a new day needs
-                longest = max(f.window_seconds for f in view.features)
-                events = events.where(F.col(view.timestamp) >=
-                                      F.lit(dt.datetime.combine(from_day, dt.time())) - F.expr(f"INTERVAL {longest} SECONDS"))
-            rows = feature_rows(events, view, from_day)
-            run.writing(view.table)
-            merge_features(spark, cfg.table(view.table).path, rows, view)
-            run.wrote(view.table)
-            progress(f"{JOB}: {name} -> {view.table} (from {from_day or 'the first event'})")
-    return run
+SILVER = ("silver.transactions", "silver.customers", "silver.labels")
 
 
-COMPUTE_FEATURES = JobSpec(
-    name=JOB,
-    summary="Compute the offline feature tables (trailing-window aggregates as of each event) from silver.",
-    run=lambda spark, cfg, args: compute_features(spark, cfg),
-)
+@job(name="compute_features",
+     summary="Compute the offline feature tables (trailing-window aggregates as of each event) from silver.",
+     inputs=SILVER,
+     outputs=lambda cfg: {view.table: SILVER for view in cfg.features.views.values()})
+def compute_features(run: JobRun, args) -> None:
+    """MERGE feature rows from the first day with new events (the runner skips it when silver is unchanged)."""
+    spark, cfg = run.spark, run.cfg
+    previous = last_successful_inputs(spark, cfg, run.job) or {}
+    txns, customers = run.read("silver.transactions"), run.read("silver.customers")
+    labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
+    from_day = _first_new_day(spark, cfg, previous, txns, labels)
+    if from_day == dt.date.max:
+        progress(f"{run.job}: no new events since the last run")
+        return
+    for name, view in cfg.features.views.items():
+        events = SOURCES[view.source](txns, customers, labels)
+        if from_day is not None:  # the longest window's history is all a new day needs
+            longest = max(f.window_seconds for f in view.features)
+            events = events.where(F.col(view.timestamp) >=
+                                  F.lit(dt.datetime.combine(from_day, dt.time())) - F.expr(f"INTERVAL {longest} SECONDS"))
+        rows = feature_rows(events, view, from_day)
+        run.writing(view.table)
+        merge_features(spark, cfg.table(view.table).path, rows, view)
+        run.wrote(view.table)
+        progress(f"{run.job}: {name} -> {view.table} (from {from_day or 'the first event'})")

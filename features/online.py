@@ -14,13 +14,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config
-from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, last_successful_inputs, track_run
+from lakehouse.console import progress
+from lakehouse.job_runner import job
+from lakehouse.lineage import JobRun, last_successful_inputs
 from lakehouse.tables import read_table
 from features.store import feature_store
-
-JOB = "materialize_online"
-
 
 def _changed_since(spark: SparkSession, cfg: Config, table: str, before: int | None, now_df):
     """The earliest event time among rows new or changed since version `before` (None: all rows)."""
@@ -28,32 +26,30 @@ def _changed_since(spark: SparkSession, cfg: Config, table: str, before: int | N
     return changed.agg(F.min("event_timestamp")).first()[0]
 
 
-def materialize_online(spark: SparkSession, cfg: Config) -> JobRun:
+@job(name="materialize_online",
+     summary="Materialize the latest feature values to the online store (SQLite, or Redis when configured).",
+     inputs=lambda cfg: [v.table for v in cfg.features.views.values()],
+     outputs=lambda cfg: {f"online:{name}": (v.table,) for name, v in cfg.features.views.items()})
+def materialize_online(run: JobRun, args) -> None:
+    """Each view whose offline table moved: from its earliest changed event time to now."""
+    spark, cfg = run.spark, run.cfg
     store = feature_store(cfg)
-    previous = last_successful_inputs(spark, cfg, JOB) or {}
+    previous = last_successful_inputs(spark, cfg, run.job) or {}
     now = dt.datetime.now(dt.timezone.utc)
-    with track_run(spark, cfg, JOB) as run:
-        for name, view in cfg.features.views.items():
-            offline = run.read(view.table)
-            if previous.get(view.table) == run.inputs[view.table]:
-                progress(f"{JOB}: {name} unchanged since the last materialization")
-                continue
-            start = _changed_since(spark, cfg, view.table, previous.get(view.table), offline)
-            if start is None:
-                continue
-            store.materialize(start_date=start.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
-                              end_date=now, feature_views=[name])
-            run.count(f"{name}_entities", offline.where(F.col("event_timestamp") >= start)
-                      .select(view.key).distinct().count())
-            progress(f"{JOB}: {name} from {start} -> {cfg.features.online_store} online store")
-    return run
-
-
-MATERIALIZE_ONLINE = JobSpec(
-    name=JOB,
-    summary="Materialize the latest feature values to the online store (SQLite, or Redis when configured).",
-    run=lambda spark, cfg, args: materialize_online(spark, cfg),
-)
+    for name, view in cfg.features.views.items():
+        offline = run.read(view.table)
+        if previous.get(view.table) == run.inputs[view.table]:
+            progress(f"{run.job}: {name} unchanged since the last materialization")
+            continue
+        start = _changed_since(spark, cfg, view.table, previous.get(view.table), offline)
+        if start is None:
+            continue
+        store.materialize(start_date=start.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
+                          end_date=now, feature_views=[name])
+        run.wrote_asset(f"online:{name}", run.inputs[view.table], previous.get(view.table))
+        run.count(f"{name}_entities", offline.where(F.col("event_timestamp") >= start)
+                  .select(view.key).distinct().count())
+        progress(f"{run.job}: {name} from {start} -> {cfg.features.online_store} online store")
 
 
 def demo_report(spark: SparkSession, cfg: Config) -> list[str]:

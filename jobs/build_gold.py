@@ -6,7 +6,6 @@
 import sys
 
 from lakehouse.job_runner import main
-from lakehouse.gold import BUILD_GOLD
 
 if __name__ == "__main__":
-    sys.exit(main(BUILD_GOLD, sys.argv[1:]))
+    sys.exit(main("build_gold", sys.argv[1:]))

@@ -1,12 +1,11 @@
 """spark-submit entry point for the build_training_set job (same as `tidewater run build_training_set`).
 
-    spark-submit jobs/build_training_set.py [--env local] [--root DIR]
+    spark-submit jobs/build_training_set.py [--env local] [--root DIR] [job options]
 """
 
 import sys
 
-from features.training_set import BUILD_TRAINING_SET
 from lakehouse.job_runner import main
 
 if __name__ == "__main__":
-    sys.exit(main(BUILD_TRAINING_SET, sys.argv[1:]))
+    sys.exit(main("build_training_set", sys.argv[1:]))

@@ -1,12 +1,11 @@
 """spark-submit entry point for the detect_drift job (same as `tidewater run detect_drift`).
 
-    spark-submit jobs/detect_drift.py [--env local] [--root DIR] [--since D] [--until D]
+    spark-submit jobs/detect_drift.py [--env local] [--root DIR] [job options]
 """
 
 import sys
 
 from lakehouse.job_runner import main
-from scoring.drift_job import DETECT_DRIFT
 
 if __name__ == "__main__":
-    sys.exit(main(DETECT_DRIFT, sys.argv[1:]))
+    sys.exit(main("detect_drift", sys.argv[1:]))

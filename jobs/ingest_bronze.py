@@ -6,7 +6,6 @@
 import sys
 
 from lakehouse.job_runner import main
-from lakehouse.bronze import INGEST_BRONZE
 
 if __name__ == "__main__":
-    sys.exit(main(INGEST_BRONZE, sys.argv[1:]))
+    sys.exit(main("ingest_bronze", sys.argv[1:]))

@@ -6,7 +6,6 @@
 import sys
 
 from lakehouse.job_runner import main
-from lakehouse.silver import REFINE_SILVER
 
 if __name__ == "__main__":
-    sys.exit(main(REFINE_SILVER, sys.argv[1:]))
+    sys.exit(main("refine_silver", sys.argv[1:]))

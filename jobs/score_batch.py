@@ -1,12 +1,11 @@
 """spark-submit entry point for the score_batch job (same as `tidewater run score_batch`).
 
-    spark-submit jobs/score_batch.py [--env local] [--root DIR] [--alias champion] [--since D] [--until D]
+    spark-submit jobs/score_batch.py [--env local] [--root DIR] [job options]
 """
 
 import sys
 
 from lakehouse.job_runner import main
-from scoring.batch import SCORE_BATCH
 
 if __name__ == "__main__":
-    sys.exit(main(SCORE_BATCH, sys.argv[1:]))
+    sys.exit(main("score_batch", sys.argv[1:]))

@@ -1,14 +1,11 @@
 """spark-submit entry point for the score_stream job (same as `tidewater run score_stream`).
 
-    spark-submit jobs/score_stream.py [--env local] [--root DIR] [--continuous]
-
-`tidewater stream start|status|stop` runs it in the background for a user at a terminal.
+    spark-submit jobs/score_stream.py [--env local] [--root DIR] [job options]
 """
 
 import sys
 
 from lakehouse.job_runner import main
-from scoring.stream import SCORE_STREAM
 
 if __name__ == "__main__":
-    sys.exit(main(SCORE_STREAM, sys.argv[1:]))
+    sys.exit(main("score_stream", sys.argv[1:]))

@@ -8,7 +8,6 @@ Run it with the training environment's Spark so driver and executors get torch, 
 import sys
 
 from lakehouse.job_runner import main
-from training.job import TRAIN
 
 if __name__ == "__main__":
-    sys.exit(main(TRAIN, sys.argv[1:]))
+    sys.exit(main("train", sys.argv[1:]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -10,12 +9,10 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config, SourceConf
 from lakehouse.errors import LandingNotFound
-from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.console import progress
+from lakehouse.job_runner import job, option
+from lakehouse.lineage import JobRun
 from lakehouse.tables import commit_metrics
-
-JOB = "ingest_bronze"
-
 
 def with_ingest_metadata(lines: DataFrame, src: SourceConf) -> DataFrame:
     """Raw lines -> bronze rows: payload as received plus _source_file, _batch_id, _ingested_at."""
@@ -38,8 +35,8 @@ def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, 
     run.writing(src.bronze)
     lines = spark.readStream.format("text").load(str(landing / "*" / src.file_glob))
     query = (with_ingest_metadata(lines, src).writeStream.format("delta")
-             .queryName(f"{JOB}_{name}")
-             .option("checkpointLocation", str(cfg.checkpoint_dir(JOB, name)))
+             .queryName(f"{run.job}_{name}")
+             .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, name)))
              .trigger(availableNow=True).start(ref.path))
     query.awaitTermination()
     before, after = run.outputs[src.bronze][0], run.wrote(src.bronze)
@@ -50,26 +47,24 @@ def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, 
     return rows
 
 
-def ingest_bronze(spark: SparkSession, cfg: Config, landing: str | None = None) -> JobRun:
+def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:
+    return {src.bronze: (f"landing:{name}",) for name, src in cfg.sources.items()}
+
+
+@job(name="ingest_bronze",
+     summary="Append new landing files to the bronze tables, each file exactly once.",
+     inputs=lambda cfg: [f"landing:{name}" for name in cfg.sources],
+     outputs=_outputs,
+     options=[option("--landing", help="landing folder (default: <root>/landing)")],
+     skip_unchanged=False)  # new files, not table versions, are its input: the checkpoint knows which
+def ingest_bronze(run: JobRun, args) -> None:
     """Ingest every configured source from the landing folder into its bronze table."""
-    landing_dir = Path(landing) if landing else cfg.landing_dir
+    cfg = run.cfg
+    landing_dir = Path(args.landing) if args.landing else cfg.landing_dir
     if not landing_dir.is_dir():
         raise LandingNotFound(f"landing folder {landing_dir} does not exist",
                               hint="run `tidewater generate` first, or pass --root/--landing")
-    with track_run(spark, cfg, JOB) as run:
-        for name, src in cfg.sources.items():
-            rows = ingest_source(spark, cfg, run, landing_dir, name, src)
-            progress(f"{JOB}: {name}: {rows} new rows -> {src.bronze}")
-    return run
-
-
-def _add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--landing", help="landing folder (default: <root>/landing)")
-
-
-INGEST_BRONZE = JobSpec(
-    name=JOB,
-    summary="Append new landing files to the bronze tables, each file exactly once.",
-    add_arguments=_add_args,
-    run=lambda spark, cfg, args: ingest_bronze(spark, cfg, args.landing),
-)
+    for name, src in cfg.sources.items():
+        run.uses(f"landing:{name}")
+        rows = ingest_source(run.spark, cfg, run, landing_dir, name, src)
+        progress(f"{run.job}: {name}: {rows} new rows -> {src.bronze}")

@@ -87,14 +87,33 @@ def run(job, job_args):
 
     `tidewater run JOB --help` lists the job's options; `tidewater run` lists the jobs.
     """
-    from lakehouse.job_runner import find_job, installed_jobs, main as job_main
+    from lakehouse.job_runner import installed_jobs, main as job_main
     if not job or job in ("-h", "--help"):
         click.echo(click.get_current_context().get_help())
         click.echo("\nJobs:")
         for name, ep in sorted(installed_jobs().items()):
             click.echo(f"  {name:<20} {ep.load().summary}")
         return
-    sys.exit(job_main(find_job(job), list(job_args)))
+    sys.exit(job_main(job, list(job_args)))
+
+
+@cli.command()
+@FORMAT_OPT
+@ENV_OPT
+@one_line_errors
+def jobs(fmt, env):
+    """List every job with the tables it reads and writes (from the jobs' own declarations)."""
+    from lakehouse.config import load_config
+    from lakehouse.job_runner import job_catalog
+    catalog = job_catalog(load_config(env))
+    if fmt == "json":
+        click.echo(json.dumps(catalog, indent=2))
+        return
+    for entry in catalog:
+        click.echo(f"{entry['job']}: {entry['summary']}")
+        click.echo(f"  reads:  {', '.join(entry['inputs']) or '-'}")
+        for out, built_from in entry["outputs"].items():
+            click.echo(f"  writes: {out}  <- {', '.join(built_from) or '-'}")
 
 
 @cli.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
@@ -89,17 +88,8 @@ def _run_stages(spark, cfg, stages: list[str], env, root, label: str) -> list[st
     run_ids = []
     for i, stage in enumerate(stages, 1):
         progress(f"demo: {label} {i}/{len(stages)}: {stage}")
-        spec = find_job(stage)
-        args = argparse.Namespace(env=env, root=root, conf_dir=None)
-        run_ids.append(spec.run(spark, cfg, _with_defaults(spec, args)).run_id)
+        run_ids.append(find_job(stage)(spark, cfg, env=env, root=root).run_id)
     return run_ids
-
-
-def _with_defaults(spec, args: argparse.Namespace) -> argparse.Namespace:
-    """The job's own option defaults, as if it had been run with no options."""
-    from lakehouse.job_runner import job_parser
-    defaults = job_parser(spec).parse_args([])
-    return argparse.Namespace(**{**vars(defaults), **{k: v for k, v in vars(args).items() if v is not None}})
 
 
 def quality_summary(spark, cfg, run_ids: list[str]) -> dict[str, int]:

@@ -31,6 +31,10 @@ class JobNotFound(TidewaterError):
     """No installed job has the requested name."""
 
 
+class UndeclaredTable(TidewaterError):
+    """A job read or wrote a table its declaration does not name."""
+
+
 class QualityGateFailed(TidewaterError):
     """A check with policy `fail` failed: the job stopped before writing its target."""
 

@@ -7,14 +7,11 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.gates import quality_gate
-from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, inputs_unchanged, track_run
+from lakehouse.console import progress
+from lakehouse.job_runner import job
+from lakehouse.lineage import JobRun
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import SILVER_LABELS_SCHEMA
-
-JOB = "build_gold"
-INPUTS = ("silver.transactions", "silver.labels")
-
 
 def customer_daily_spend(txns: DataFrame) -> DataFrame:
     return (txns.groupBy("customer_id", "event_date")
@@ -51,40 +48,43 @@ def fraud_kpis(txns: DataFrame, labels: DataFrame) -> DataFrame:
             .withColumn("fraud_rate", F.round(F.try_divide("fraud_count", "labelled_count"), 6)))
 
 
-def build_gold(spark: SparkSession, cfg: Config, force: bool = False) -> JobRun:
-    """Rebuild the gold tables from silver unless silver is unchanged since the last build."""
-    if not force and inputs_unchanged(spark, cfg, JOB, INPUTS):
-        progress(f"{JOB}: silver unchanged since the last build; gold is up to date")
-        return JobRun(spark, cfg, JOB)
-    with track_run(spark, cfg, JOB) as run:
-        txns = run.read("silver.transactions")
-        labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
-        tables = {
-            "gold.customer_daily_spend": customer_daily_spend(txns),
-            "gold.merchant_daily": merchant_daily(txns, labels),
-            "gold.fraud_kpis": fraud_kpis(txns, labels),
-        }
-        gate = quality_gate()
-        # Every gate runs before any table is written: a failing check leaves all of gold as it was.
-        verdicts = {name: gate.check(spark, cfg, name, df.localCheckpoint(), job=JOB, run_id=run.run_id,
-                                     batch="full")
-                    for name, df in tables.items()}
-        for name, verdict in verdicts.items():
-            ref = cfg.table(name)
-            run.writing(name)
-            verdict.passed.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
-            version = run.wrote(name)
-            if verdict.quarantined is not None:
-                append_quarantine(spark, cfg, name, verdict.quarantined, run_id=run.run_id, source_table=name)
-            gate.record(spark, cfg, verdict, version)
-            progress(f"{JOB}: wrote {name}")
-    return run
+SILVER = ("silver.transactions", "silver.labels")
 
 
-BUILD_GOLD = JobSpec(
-    name=JOB,
-    summary="Rebuild the gold business tables (daily spend, merchant daily, fraud KPIs) from silver.",
-    add_arguments=lambda p: p.add_argument("--force", action="store_true",
-                                           help="rebuild even if silver did not change"),
-    run=lambda spark, cfg, args: build_gold(spark, cfg, args.force),
-)
+@job(name="build_gold",
+     summary="Rebuild the gold business tables (daily spend, merchant daily, fraud KPIs) from silver.",
+     inputs=SILVER,
+     outputs={"gold.customer_daily_spend": ("silver.transactions",),
+              "gold.merchant_daily": SILVER, "gold.fraud_kpis": SILVER,
+              "quarantine.customer_daily_spend": ("silver.transactions",),
+              "quarantine.merchant_daily": SILVER, "quarantine.fraud_kpis": SILVER,
+              "gold.quality_results": SILVER})
+def build_gold(run: JobRun, args) -> None:
+    """Rebuild the gold tables from silver (the runner skips it when silver is unchanged)."""
+    spark, cfg = run.spark, run.cfg
+    txns = run.read("silver.transactions")
+    labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
+    tables = {
+        "gold.customer_daily_spend": customer_daily_spend(txns),
+        "gold.merchant_daily": merchant_daily(txns, labels),
+        "gold.fraud_kpis": fraud_kpis(txns, labels),
+    }
+    gate = quality_gate()
+    # Every gate runs before any table is written: a failing check leaves all of gold as it was.
+    verdicts = {name: gate.check(spark, cfg, name, df.localCheckpoint(), job=run.job, run_id=run.run_id,
+                                 batch="full")
+                for name, df in tables.items()}
+    run.writing("gold.quality_results")
+    for name, verdict in verdicts.items():
+        ref = cfg.table(name)
+        run.writing(name)
+        verdict.passed.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
+        version = run.wrote(name)
+        if verdict.quarantined is not None:
+            quarantine = f"quarantine.{name.split('.', 1)[1]}"
+            run.writing(quarantine)
+            append_quarantine(spark, cfg, name, verdict.quarantined, run_id=run.run_id, source_table=name)
+            run.wrote(quarantine)
+        gate.record(spark, cfg, verdict, version)
+        progress(f"{run.job}: wrote {name}")
+    run.wrote("gold.quality_results")

@@ -1,8 +1,11 @@
-"""Jobs as data: a JobSpec names a library function; one runner gives every job the same CLI.
+"""Jobs as declarations: name, summary, the tables read and written, options, one function.
 
-`spark-submit jobs/<name>.py ...` and `tidewater run <name> ...` both end in `main(spec, argv)`.
-Other packages add jobs through the `tidewater.jobs` entry-point group in setup.py, so this
-floor package never imports the layers above it.
+The runner owns what every job would otherwise repeat: the session, the skip rule ("no input
+changed since my last successful run", `--force` to run anyway), lineage rows per output table,
+progress and one-line errors. `spark-submit jobs/<name>.py ...`, `tidewater run <name> ...`, the
+demo and the tests all end in `JobSpec.__call__` or `main(name, argv)`. Jobs register in one
+place, the `tidewater.jobs` entry-point group in setup.py, so this floor package never imports
+the layers above it.
 """
 
 from __future__ import annotations
@@ -12,20 +15,72 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
-from lakehouse.console import configure_logging, progress  # noqa: F401 (re-exported for jobs)
+from lakehouse.console import progress
 from lakehouse.errors import JobNotFound, TidewaterError, describe
+
+Tables = Sequence[str] | Callable[[Any], Sequence[str]]
+Outputs = Mapping[str, Sequence[str]] | Callable[[Any], Mapping[str, Sequence[str]]]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of a job, as argparse takes it."""
+
+    flags: tuple[str, ...]
+    kwargs: dict
+
+
+def option(*flags: str, **kwargs) -> Option:
+    return Option(flags, kwargs)
 
 
 @dataclass(frozen=True)
 class JobSpec:
+    """A job: what it reads (`inputs`), what it writes and from which inputs (`outputs`), how to run it.
+
+    `outputs` maps each table written to the inputs it is built from: lineage records exactly that.
+    Either may be a function of the config where the tables come from configuration. Names are
+    configured tables (`layer.name`) or assets outside Delta: `model:<name>` (a registered model
+    version), `online:<view>` (the online store), `landing:<source>` (arrival files).
+    """
+
     name: str
     summary: str
-    run: Callable[[Any, Any, argparse.Namespace], Any]
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    run: Callable[[Any, argparse.Namespace], Any]
+    inputs: Tables = ()
+    outputs: Outputs = field(default_factory=dict)
+    options: Sequence[Option] = ()
+    skip_unchanged: bool = True  # skip when every input is at the version the last success read
+    rerun_options: tuple[str, ...] = ()  # options that ask for a specific run: never skipped
+    plan: Callable[[Any, argparse.Namespace], dict[str, int | None]] | None = None
+    hand_over: Callable[[Any, argparse.Namespace], Any] | None = None  # runs it elsewhere when it returns
+
+    def input_tables(self, cfg) -> list[str]:
+        return list(self.inputs(cfg) if callable(self.inputs) else self.inputs)
+
+    def output_tables(self, cfg) -> dict[str, list[str]]:
+        declared = self.outputs(cfg) if callable(self.outputs) else self.outputs
+        return {out: list(ins) for out, ins in declared.items()}
+
+    def __call__(self, spark, cfg, args: argparse.Namespace | None = None, **options) -> Any:
+        """Run the job in this session (the demo and tests): options as keywords, defaults for the rest."""
+        values = vars(job_parser(self).parse_args([]))
+        values.update({k: v for k, v in vars(args or argparse.Namespace()).items() if v is not None})
+        values.update(options)
+        return run_job(self, spark, cfg, argparse.Namespace(**values))
+
+
+def job(name: str, summary: str, inputs: Tables = (), outputs: Outputs | None = None,
+        options: Sequence[Option] = (), **behaviour) -> Callable[[Callable], JobSpec]:
+    """Declare the function below as a job: `@job(name=..., inputs=..., outputs=...)`."""
+    def declare(fn: Callable) -> JobSpec:
+        return JobSpec(name=name, summary=summary, run=fn, inputs=inputs, outputs=outputs or {},
+                       options=tuple(options), **behaviour)
+    return declare
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +93,16 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 def job_parser(spec: JobSpec) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=spec.name, description=spec.summary)
     add_common_arguments(parser)
-    if spec.add_arguments:
-        spec.add_arguments(parser)
+    for opt in spec.options:
+        parser.add_argument(*opt.flags, **opt.kwargs)
+    if spec.skip_unchanged:
+        parser.add_argument("--force", action="store_true",
+                            help="run even if no input changed since the last successful run")
     return parser
 
 
-def installed_jobs() -> dict[str, JobSpec]:
+def installed_jobs() -> dict[str, Any]:
+    """name -> entry point of every registered job (load() gives its JobSpec)."""
     return {ep.name: ep for ep in entry_points(group="tidewater.jobs")}
 
 
@@ -54,10 +113,58 @@ def find_job(name: str) -> JobSpec:
     return jobs[name].load()
 
 
+def job_catalog(cfg) -> list[dict]:
+    """Every job with its declared inputs and outputs (what `tidewater jobs` prints)."""
+    out = []
+    for name, ep in sorted(installed_jobs().items()):
+        spec = ep.load()
+        out.append({"job": name, "summary": spec.summary, "inputs": spec.input_tables(cfg),
+                    "outputs": spec.output_tables(cfg), "skips_when_unchanged": spec.skip_unchanged})
+    return out
+
+
 def summarize(spec: JobSpec, run: Any, seconds: float) -> str:
     changed = getattr(run, "changed_outputs", lambda: {})()
     wrote = ", ".join(f"{t}@v{v}" for t, v in changed.items()) or "no table changed"
     return f"{spec.name}: done in {seconds:.1f}s; {wrote}"
+
+
+def should_skip(spec: JobSpec, run, args: argparse.Namespace) -> bool:
+    """The skip rule: the last successful run read exactly the versions this run would read."""
+    from lakehouse.lineage import last_successful_inputs
+
+    if not spec.skip_unchanged or getattr(args, "force", False):
+        return False
+    if any(getattr(args, name, None) is not None for name in spec.rerun_options):
+        return False
+    last = last_successful_inputs(run.spark, run.cfg, spec.name)
+    if last is None:
+        return False
+    existing = {name: version for name, version in run.planned.items() if version is not None}
+    return {name: version for name, version in last.items() if version is not None} == existing
+
+
+def run_job(spec: JobSpec, spark, cfg, args: argparse.Namespace) -> Any:
+    """Plan the input versions, skip or run the job inside a lineage record, report progress."""
+    from lakehouse.lineage import JobRun, track_run
+
+    started = time.time()
+    run = JobRun(spark, cfg, spec.name, declared_inputs=spec.input_tables(cfg),
+                 declared_outputs=spec.output_tables(cfg))
+    run.planned = spec.plan(run, args) if spec.plan else run.current_versions(run.declared_inputs)
+    if should_skip(spec, run, args):
+        run.skipped = True
+        progress(f"{spec.name}: no input changed since the last successful run; nothing to do "
+                 "(--force runs anyway)")
+        return run
+    if spec.hand_over is not None:
+        elsewhere = spec.hand_over(run, args)
+        if elsewhere is not None:
+            return elsewhere
+    with track_run(run):
+        spec.run(run, args)
+    progress(summarize(spec, run, time.time() - started))
+    return run
 
 
 def execute(spec: JobSpec, args: argparse.Namespace) -> Any:
@@ -66,17 +173,19 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> Any:
     from lakehouse.session import build_session
 
     cfg = load_config(args.env, args.root, args.conf_dir)
-    spark = build_session(cfg)
-    started = time.time()
-    run = spec.run(spark, cfg, args)
-    progress(summarize(spec, run, time.time() - started))
-    return run
+    return run_job(spec, build_session(cfg), cfg, args)
 
 
-def main(spec: JobSpec, argv: list[str] | None = None) -> int:
-    """Entry point for jobs/<name>.py: parse, run, and turn errors into one line plus a hint."""
-    args = job_parser(spec).parse_args(argv)
+def main(name: str, argv: list[str] | None = None) -> int:
+    """Entry point for jobs/<name>.py and `tidewater run`: parse, run, errors as one line plus a hint."""
+    from lakehouse.console import configure_logging
+
     configure_logging()
+    try:
+        spec = find_job(name)
+    except TidewaterError as err:
+        return report_error(err)
+    args = job_parser(spec).parse_args(argv)
     try:
         execute(spec, args)
     except Exception as err:  # ours and Spark's alike: one line, not a Java stack trace

@@ -12,9 +12,10 @@ from typing import Iterator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from lakehouse import lineage_graph
 from lakehouse.catalog import register_table
 from lakehouse.config import PROJECT_DIR, Config
-from lakehouse.errors import root_cause
+from lakehouse.errors import UndeclaredTable, root_cause
 from lakehouse.tables import current_version, read_table
 
 LINEAGE_TABLE = "meta.lineage"
@@ -36,6 +37,7 @@ LINEAGE_SCHEMA = T.StructType([
         T.StructField("table", T.StringType(), False),
         T.StructField("version_before", T.LongType(), True),
         T.StructField("version", T.LongType(), True),
+        T.StructField("built_from", T.ArrayType(T.StringType()), True),
     ])), False),
     T.StructField("metrics", T.MapType(T.StringType(), T.LongType()), False),
 ])
@@ -54,40 +56,83 @@ def code_version() -> str:
         return f"tidewater-{__version__}"
 
 
+def asset_kind(name: str) -> str:
+    """`table` for a configured Delta table, else the asset's prefix (`model`, `online`, `landing`)."""
+    return name.split(":", 1)[0] if ":" in name else "table"
+
+
 @dataclass
 class JobRun:
-    """What one run read and wrote; filled in by the job, saved by `track_run`."""
+    """What one run read and wrote: filled in by the job through these methods, saved by `track_run`.
+
+    Reads are pinned to the versions planned when the run started (one consistent snapshot), and
+    only declared tables may be read or written: the declaration is the job's contract.
+    """
 
     spark: SparkSession
     cfg: Config
     job: str
+    declared_inputs: list[str] = field(default_factory=list)
+    declared_outputs: dict[str, list[str]] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    planned: dict[str, int | None] = field(default_factory=dict)
     inputs: dict[str, int | None] = field(default_factory=dict)
     outputs: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)
+    skipped: bool = False
+
+    def current_versions(self, names) -> dict[str, int | None]:
+        """The latest version of each input: Delta tables, and the scoring alias's model version."""
+        from lakehouse.model_store import alias_version
+
+        out = {}
+        for name in names:
+            kind = asset_kind(name)
+            if kind == "table":
+                out[name] = current_version(self.spark, self.cfg.table(name))
+            elif kind == "model":
+                out[name] = alias_version(self.cfg, self.cfg.scoring.alias)
+            else:
+                out[name] = None
+        return out
+
+    def _declared(self, name: str, declared, what: str) -> None:
+        if name not in declared:
+            raise UndeclaredTable(f"job {self.job} {what} {name}, which it does not declare",
+                                  hint=f"add it to the job's {what.split()[0]} list (declared: {', '.join(declared)})")
+
+    def version_to_read(self, name: str) -> int | None:
+        self._declared(name, self.declared_inputs, "reads")
+        return self.planned[name] if name in self.planned else self.current_versions([name])[name]
 
     def read(self, name: str) -> DataFrame:
-        """Read a table at its current version and remember that version as an input."""
-        ref = self.cfg.table(name)
-        version = current_version(self.spark, ref)
+        """Read a declared table at its planned version and record that version as an input."""
+        version = self.version_to_read(name)
         self.inputs[name] = version
-        return read_table(self.spark, ref, version)
+        return read_table(self.spark, self.cfg.table(name), version)
 
-    def read_or_empty(self, name: str, schema: str) -> DataFrame:
+    def read_or_empty(self, name: str, schema) -> DataFrame:
         """Like `read`, but a table not written yet reads as no rows (labels arrive days later)."""
-        if current_version(self.spark, self.cfg.table(name)) is None:
+        if self.version_to_read(name) is None:
             self.inputs[name] = None
             return self.spark.createDataFrame([], schema)
         return self.read(name)
 
+    def uses(self, name: str, version: int | None = None) -> int | None:
+        """Record an input read by other means (Feast, a stream, the registry) at `version` or its planned one."""
+        self.inputs[name] = version if version is not None else self.version_to_read(name)
+        return self.inputs[name]
+
     def writing(self, name: str) -> None:
         """Note an output's version before the job writes it."""
+        self._declared(name, self.declared_outputs, "writes")
         if name not in self.outputs:
             self.outputs[name] = (current_version(self.spark, self.cfg.table(name)), None)
 
     def wrote(self, name: str) -> int | None:
         """Note an output's version after the job wrote it (and register it by name)."""
+        self._declared(name, self.declared_outputs, "writes")
         ref = self.cfg.table(name)
         before = self.outputs.get(name, (None, None))[0]
         after = current_version(self.spark, ref)
@@ -96,34 +141,51 @@ class JobRun:
             register_table(self.spark, ref)
         return after
 
+    def wrote_asset(self, name: str, version: int | None, before: int | None = None) -> None:
+        """Note an output outside Delta: a registered model version, the online store."""
+        self._declared(name, self.declared_outputs, "writes")
+        self.outputs[name] = (before, version)
+
     def count(self, metric: str, n: int) -> None:
         self.metrics[metric] = self.metrics.get(metric, 0) + int(n)
 
     def changed_outputs(self) -> dict[str, int]:
         return {t: v for t, (b, v) in self.outputs.items() if v is not None and v != b}
 
+    def built_from(self, output: str) -> list[str]:
+        """The inputs this output was built from: declared for it, and actually read by this run."""
+        return [t for t in self.declared_outputs.get(output, []) if t in self.inputs]
+
 
 def _save(run: JobRun, status: str, error: str | None) -> None:
     ended = dt.datetime.now(dt.timezone.utc)
     row = (run.run_id, run.job, run.cfg.env, code_version(), run.started_at, ended, status, error,
            [(t, v) for t, v in run.inputs.items()],
-           [(t, b, a) for t, (b, a) in run.outputs.items()],
+           [(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
            run.metrics)
     ref = run.cfg.table(LINEAGE_TABLE)
-    run.spark.createDataFrame([row], LINEAGE_SCHEMA).write.format("delta").mode("append").save(ref.path)
+    (run.spark.createDataFrame([row], LINEAGE_SCHEMA).write.format("delta").mode("append")
+     .option("mergeSchema", "true").save(ref.path))
     register_table(run.spark, ref)
 
 
 @contextlib.contextmanager
-def track_run(spark: SparkSession, cfg: Config, job: str) -> Iterator[JobRun]:
-    """Record a lineage row for the job run inside the block, failed runs included."""
-    run = JobRun(spark, cfg, job)
+def track_run(run: JobRun) -> Iterator[JobRun]:
+    """Record a lineage row for the run inside the block, failed runs included."""
     try:
         yield run
     except BaseException as err:
         _save(run, "failed", root_cause(err))
         raise
     _save(run, "succeeded", None)
+
+
+def lineage_rows(spark: SparkSession, cfg: Config) -> list[dict]:
+    """Every meta.lineage row as a dict (the table is small: one row per job run)."""
+    ref = cfg.table(LINEAGE_TABLE)
+    if current_version(spark, ref) is None:
+        return []
+    return [r.asDict(recursive=True) for r in read_table(spark, ref).collect()]
 
 
 def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[str, int | None] | None:
@@ -136,42 +198,9 @@ def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[s
     return None if row is None else {i["table"]: i["version"] for i in row["inputs"]}
 
 
-def input_versions(spark: SparkSession, cfg: Config, tables) -> dict[str, int | None]:
-    return {t: current_version(spark, cfg.table(t)) for t in tables}
-
-
-def inputs_unchanged(spark: SparkSession, cfg: Config, job: str, tables) -> bool:
-    """True when the job's last successful run read exactly the tables' current versions."""
-    return last_successful_inputs(spark, cfg, job) == input_versions(spark, cfg, tables)
-
-
 def producer_of(spark: SparkSession, cfg: Config, table: str, version: int) -> dict | None:
-    """The successful run that wrote `table` at `version` (its first version after the run's start)."""
-    ref = cfg.table(LINEAGE_TABLE)
-    if current_version(spark, ref) is None:
-        return None
-    rows = (read_table(spark, ref).where("status = 'succeeded'")
-            .selectExpr("*", "explode(outputs) AS o").where(f"o.table = '{table}'")
-            .where(f"o.version >= {version} AND coalesce(o.version_before, -1) < {version}")
-            .orderBy("ended_at").limit(1).collect())
-    if not rows:
-        return None
-    r = rows[0].asDict(recursive=True)
-    r.pop("o")
-    return r
+    return lineage_graph.producer_of(lineage_rows(spark, cfg), table, version)
 
 
-def upstream_chain(spark: SparkSession, cfg: Config, table: str, version: int, depth: int = 10) -> dict:
-    """The tree of runs behind table@version: its producer, then each input's producer, recursively."""
-    node: dict = {"table": table, "version": version, "produced_by": None, "inputs": []}
-    run = producer_of(spark, cfg, table, version)
-    if run is None or depth == 0:
-        return node
-    node["produced_by"] = {k: run[k] for k in ("job", "run_id", "code_version", "started_at", "ended_at")}
-    node["produced_by"]["metrics"] = run["metrics"]
-    for inp in run["inputs"]:
-        if inp["version"] is None:
-            node["inputs"].append({"table": inp["table"], "version": None, "produced_by": None, "inputs": []})
-        else:
-            node["inputs"].append(upstream_chain(spark, cfg, inp["table"], inp["version"], depth - 1))
-    return node
+def upstream_chain(spark: SparkSession, cfg: Config, table: str, version: int) -> dict:
+    return lineage_graph.upstream_chain(lineage_rows(spark, cfg), table, version)

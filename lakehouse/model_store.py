@@ -33,3 +33,22 @@ def experiment_name(cfg: Config) -> str:
 
 def model_name(cfg: Config) -> str:
     return cfg.training.model_name if cfg.training else "fraud_detector"
+
+
+def model_asset(cfg: Config) -> str:
+    """The registered model as a lineage asset: its versions are registry versions."""
+    return f"model:{model_name(cfg)}"
+
+
+def alias_version(cfg: Config, alias: str) -> int | None:
+    """The registered model version behind `alias`, or None (no store, no model, no alias yet)."""
+    if not (cfg.root / "mlflow").exists() and not os.environ.get(ENV_URI) and not (cfg.training and cfg.training.tracking_uri):
+        return None
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = tracking_uri(cfg)
+    try:
+        return int(MlflowClient(uri, uri).get_model_version_by_alias(model_name(cfg), alias).version)
+    except MlflowException:
+        return None

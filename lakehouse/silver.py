@@ -21,8 +21,9 @@ from pyspark.sql import functions as F
 
 from lakehouse.catalog import delta_exists
 from lakehouse.config import Config, TableRef
-from lakehouse.job_runner import JobSpec, progress
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.console import progress
+from lakehouse.job_runner import job
+from lakehouse.lineage import JobRun
 from lakehouse.pii import pii_key
 from lakehouse.gates import SchemaScreen, quality_gate
 from lakehouse.quarantine import append_quarantine
@@ -193,8 +194,7 @@ class EntityRefiner:
 
     def run_stream(self) -> None:
         bronze_ref = self.cfg.table(self.bronze)
-        version = current_version(self.spark, bronze_ref)
-        self.run.inputs[self.bronze] = version
+        version = self.run.uses(self.bronze)
         if version is None:
             progress(f"{JOB}: {self.entity}: {self.bronze} is empty, nothing to refine")
             return
@@ -234,16 +234,23 @@ def refiners(spark: SparkSession, cfg: Config, run: JobRun) -> list[EntityRefine
             for entity, rules, write, derive in entities if entity in cfg.sources]
 
 
-def refine_silver(spark: SparkSession, cfg: Config) -> JobRun:
+def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for entity, src in cfg.sources.items():
+        out[f"silver.{entity}"] = (src.bronze,)
+        out[f"quarantine.{entity}"] = (src.bronze,)
+    out["gold.quality_results"] = tuple(src.bronze for src in cfg.sources.values())
+    return out
+
+
+@job(name="refine_silver",
+     summary="Parse, type, deduplicate and PII-hash new bronze rows into silver; quarantine the rest.",
+     inputs=lambda cfg: [src.bronze for src in cfg.sources.values()],
+     outputs=_outputs,
+     skip_unchanged=False)  # a Delta stream per entity: its checkpoint already reads only new bronze rows
+def refine_silver(run: JobRun, args) -> None:
     """Refine every entity's new bronze rows into silver and quarantine."""
-    with track_run(spark, cfg, JOB) as run:
-        for refiner in refiners(spark, cfg, run):
-            refiner.run_stream()
-    return run
-
-
-REFINE_SILVER = JobSpec(
-    name=JOB,
-    summary="Parse, type, deduplicate and PII-hash new bronze rows into silver; quarantine the rest.",
-    run=lambda spark, cfg, args: refine_silver(spark, cfg),
-)
+    run.writing("gold.quality_results")
+    for refiner in refiners(run.spark, run.cfg, run):
+        refiner.run_stream()
+    run.wrote("gold.quality_results")

@@ -49,7 +49,7 @@ def replay(table, reason, root, env):
     """Send TABLE's quarantined rows (after a fix) back through the gate; passing rows reach silver once."""
     from quality.replay import replay_quarantine
     cfg, spark = session(env, root)
-    run = replay_quarantine(spark, cfg, table, reason)
+    run = replay_quarantine(spark, cfg, table=table, reason=reason)
     entity = table.split(".", 1)[-1]
     m = run.metrics
     click.echo(f"replayed {m.get(f'{entity}_replayed', 0)} rows: {m.get(f'{entity}_inserted', 0)} reached "

@@ -14,43 +14,55 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.errors import TableNotFound
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.job_runner import job, option
+from lakehouse.lineage import JobRun
 from lakehouse.silver import refiners
 from lakehouse.tables import read_table
 
-JOB = "quarantine_replay"
+def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:
+    out: dict[str, tuple[str, ...]] = {}
+    for entity in cfg.sources:
+        out[f"silver.{entity}"] = out[f"quarantine.{entity}"] = (f"quarantine.{entity}",)
+    out["gold.quality_results"] = tuple(f"quarantine.{e}" for e in cfg.sources)
+    return out
 
 
-def replay_quarantine(spark: SparkSession, cfg: Config, table: str, reason: str | None = None) -> JobRun:
+@job(name="quarantine_replay",
+     summary="Send quarantined rows (optionally of one reason) back through the silver gate.",
+     inputs=lambda cfg: [f"quarantine.{e}" for e in cfg.sources],
+     outputs=_outputs,
+     options=[option("--table", required=True, help="silver table whose quarantine to replay, e.g. silver.transactions"),
+              option("--reason", help="replay only rows quarantined for this reason")],
+     skip_unchanged=False)
+def replay_quarantine(run: JobRun, args) -> None:
     """Replay the not-yet-replayed quarantine rows of a silver table (optionally one reason)."""
-    entity = table.split(".", 1)[-1]
+    spark, cfg = run.spark, run.cfg
+    entity = args.table.split(".", 1)[-1]
     target = f"silver.{entity}"
+    by_entity = {r.entity: r for r in refiners(spark, cfg, run)}
+    if entity not in by_entity:
+        raise TableNotFound(f"{target} is not a refined silver table",
+                            hint=f"replayable: {', '.join('silver.' + e for e in by_entity)}")
     quarantine = cfg.table(f"quarantine.{entity}")
-    with track_run(spark, cfg, JOB) as run:
-        by_entity = {r.entity: r for r in refiners(spark, cfg, run)}
-        if entity not in by_entity:
-            raise TableNotFound(f"{target} is not a refined silver table",
-                                hint=f"replayable: {', '.join('silver.' + e for e in by_entity)}")
-        pending = run.read(quarantine.name).where(F.col("replayed_at").isNull())
-        if reason:
-            pending = pending.where(F.col("reason") == reason)
-        pending = pending.localCheckpoint()  # the quarantine table changes below
-        n = pending.count()
-        run.count(f"{entity}_replayed", n)
-        if n == 0:
-            return run
-        refiner = by_entity[entity]
-        run.writing(target)
-        run.writing(quarantine.name)
-        refiner.process_rows(pending.select("raw", "_source_file", "_batch_id", "_ingested_at"),
-                             txn=(f"{JOB}:{entity}:{run.run_id}", 0))
-        (DeltaTable.forPath(spark, quarantine.path).alias("t")
-         .merge(pending.select("quarantine_id").alias("s"), "t.quarantine_id = s.quarantine_id")
-         .whenMatchedUpdate(set={"replayed_at": F.current_timestamp(), "replay_run_id": F.lit(run.run_id)})
-         .execute())
-        run.wrote(target)
-        run.wrote(quarantine.name)
-    return run
+    pending = run.read(quarantine.name).where(F.col("replayed_at").isNull())
+    if args.reason:
+        pending = pending.where(F.col("reason") == args.reason)
+    pending = pending.localCheckpoint()  # the quarantine table changes below
+    n = pending.count()
+    run.count(f"{entity}_replayed", n)
+    if n == 0:
+        return
+    refiner = by_entity[entity]
+    for name in (target, quarantine.name, "gold.quality_results"):
+        run.writing(name)
+    refiner.process_rows(pending.select("raw", "_source_file", "_batch_id", "_ingested_at"),
+                         txn=(f"{run.job}:{entity}:{run.run_id}", 0))
+    (DeltaTable.forPath(spark, quarantine.path).alias("t")
+     .merge(pending.select("quarantine_id").alias("s"), "t.quarantine_id = s.quarantine_id")
+     .whenMatchedUpdate(set={"replayed_at": F.current_timestamp(), "replay_run_id": F.lit(run.run_id)})
+     .execute())
+    for name in (target, quarantine.name, "gold.quality_results"):
+        run.wrote(name)
 
 
 def still_quarantined(spark: SparkSession, cfg: Config, entity: str):

@@ -6,7 +6,6 @@ the offline tables), so run compute_features first; the demo's stage order does.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 
 from pyspark.sql import DataFrame, SparkSession
@@ -14,14 +13,14 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.console import progress
-from lakehouse.job_runner import JobSpec
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.job_runner import job
+from lakehouse.lineage import JobRun
+from lakehouse.model_store import model_asset
 from lakehouse.tables import current_version, read_table
 from features.serving import point_in_time_features, scoring_events
-from scoring.model import add_model_and_dates, resolve
+from scoring.model import model_and_date_options, resolve
 from scoring.predictions import merge_predictions, score
 
-JOB = "score_batch"
 PREDICTIONS = "gold.predictions"
 
 
@@ -42,42 +41,38 @@ def select_slice(spark: SparkSession, cfg: Config, txns: DataFrame, model, since
     return txns.join(done, "txn_id", "left_anti")
 
 
-def score_batch(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> JobRun:
-    model = resolve(cfg, getattr(args, "alias", None))
-    with track_run(spark, cfg, JOB) as run:
-        txns = run.read("silver.transactions")
-        for view in cfg.features.views.values():
-            run.read(view.table)  # Feast reads the current versions; lineage records which
-        todo = select_slice(spark, cfg, txns, model, getattr(args, "since", None), getattr(args, "until", None))
-        todo = todo.cache()
-        n = todo.count()
-        if n == 0:
-            progress(f"{JOB}: nothing new to score with {model.name} v{model.version} (@{model.alias})")
-            todo.unpersist()
-            return run
-        predictions = score(point_in_time_features(cfg, scoring_events(todo)), model, cfg)
-        run.writing(PREDICTIONS)
-        merge_predictions(spark, cfg.table(PREDICTIONS).path, predictions)
-        run.wrote(PREDICTIONS)
+def _inputs(cfg: Config) -> list[str]:
+    return ["silver.transactions", *(v.table for v in cfg.features.views.values()), model_asset(cfg)]
+
+
+@job(name="score_batch",
+     summary="Score silver transactions (a date range, or all not yet scored) with the registered model "
+             "into gold.predictions.",
+     inputs=_inputs,
+     outputs=lambda cfg: {PREDICTIONS: _inputs(cfg)},
+     options=model_and_date_options("registry alias to score with (default: scoring.alias, champion)", "to score"),
+     skip_unchanged=False)  # it scores only what this model version has not scored yet
+def score_batch(run: JobRun, args) -> None:
+    spark, cfg = run.spark, run.cfg
+    model = resolve(cfg, args.alias)
+    run.uses(model_asset(cfg), model.version)
+    txns = run.read("silver.transactions")
+    for view in cfg.features.views.values():
+        run.uses(view.table)  # Feast reads the current versions; lineage records which
+    todo = select_slice(spark, cfg, txns, model, args.since, args.until).cache()
+    n = todo.count()
+    if n == 0:
+        progress(f"{run.job}: nothing new to score with {model.name} v{model.version} (@{model.alias})")
         todo.unpersist()
-        run.count("scored", n)
-        run.count("model_version", model.version)
-        flagged = (read_table(spark, cfg.table(PREDICTIONS))
-                   .where((F.col("model_version") == model.version) & (F.col("model_alias") == model.alias))
-                   .agg(F.sum("decision")).first()[0] or 0)
-        progress(f"{JOB}: scored {n} transactions with {model.name} v{model.version} (@{model.alias}) "
-                 f"-> {PREDICTIONS}; {flagged} flagged at threshold {cfg.scoring.threshold} so far")
-    return run
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_and_dates(parser, "registry alias to score with (default: scoring.alias, champion)", "to score")
-
-
-SCORE_BATCH = JobSpec(
-    name=JOB,
-    summary="Score silver transactions (a date range, or all not yet scored) with the registered model "
-            "into gold.predictions.",
-    run=score_batch,
-    add_arguments=add_arguments,
-)
+        return
+    predictions = score(point_in_time_features(cfg, scoring_events(todo)), model, cfg, run.run_id).cache()
+    flagged = predictions.agg(F.sum("decision")).first()[0] or 0
+    run.writing(PREDICTIONS)
+    merge_predictions(spark, cfg.table(PREDICTIONS).path, predictions)
+    run.wrote(PREDICTIONS)
+    predictions.unpersist()
+    todo.unpersist()
+    run.count("scored", n)
+    run.count("model_version", model.version)
+    progress(f"{run.job}: scored {n} transactions with {model.name} v{model.version} (@{model.alias}) "
+             f"-> {PREDICTIONS}; {flagged} flagged at threshold {cfg.scoring.threshold}")

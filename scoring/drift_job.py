@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 
 from pyspark.sql import SparkSession
@@ -12,14 +11,13 @@ from pyspark.sql import types as T
 from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.errors import ConfigError
-from lakehouse.job_runner import JobSpec
-from lakehouse.lineage import JobRun, input_versions, last_successful_inputs, track_run
-from lakehouse.tables import current_version, read_table
+from lakehouse.job_runner import job, option
+from lakehouse.lineage import JobRun
+from lakehouse.model_store import model_asset
 from scoring.drift import ALL, METRIC_KEYS, METRIC_SCHEMA, compare, drifted_features, merge_rows
-from scoring.model import add_model_and_dates, resolve
+from scoring.model import model_and_date_options, resolve
 from scoring.predictions import score_udf
 
-JOB = "detect_drift"
 METRICS, PERFORMANCE, EVENTS = "gold.drift_metrics", "gold.model_performance", "meta.drift_events"
 
 PERFORMANCE_SCHEMA = T.StructType([
@@ -53,15 +51,14 @@ EVENT_SCHEMA = T.StructType([
 ])
 
 
-def performance_rows(spark, cfg: Config, predictions, model, run_id: str, now) -> list[tuple]:
+def performance_rows(run: JobRun, predictions, model, now) -> list[tuple]:
     """Precision, recall, F1 and AUC-PR per window, over predictions whose labels have arrived."""
     from sklearn.metrics import average_precision_score
 
-    labels_ref = cfg.table("silver.labels")
-    if current_version(spark, labels_ref) is None:
+    if run.version_to_read("silver.labels") is None:
         return []
-    seconds = cfg.drift.window_seconds
-    labelled = (predictions.join(read_table(spark, labels_ref).select("txn_id", "is_fraud"), "txn_id")
+    seconds, run_id = run.cfg.drift.window_seconds, run.run_id
+    labelled = (predictions.join(run.read("silver.labels").select("txn_id", "is_fraud"), "txn_id")
                 .select(F.timestamp_seconds(F.floor(F.unix_timestamp("event_time") / seconds) * seconds).alias("w"),
                         "score", "decision", F.col("is_fraud").cast("int").alias("y")))
     out = []
@@ -87,7 +84,7 @@ def current_predictions(spark, cfg: Config, run: JobRun, model):
 
     frames = []
     for rank, name in enumerate(cfg.drift.current_tables):
-        if current_version(spark, cfg.table(name)) is None:
+        if run.version_to_read(name) is None:
             continue
         frames.append(run.read(name).where((F.col("model_name") == model.name) & (F.col("model_alias") == model.alias))
                       .withColumn("_rank", F.lit(rank)))
@@ -101,100 +98,115 @@ def current_predictions(spark, cfg: Config, run: JobRun, model):
     return union.withColumn("_first", first).where("_first = 1").drop("_first", "_rank")
 
 
-def detect_drift(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> JobRun:
-    model = resolve(cfg, getattr(args, "alias", None))
-    dc = cfg.drift
-    ref_table = getattr(args, "reference", None) or model.training_set
-    ref_version = getattr(args, "reference_version", None)
-    if ref_version is None and ref_table == model.training_set:
-        ref_version = model.training_set_version
+def _inputs(cfg: Config) -> list[str]:
+    training = cfg.training.training_set if cfg.training else "features.training_set"
+    return [training, *cfg.drift.current_tables, "silver.labels", model_asset(cfg)]
+
+
+def _outputs(cfg: Config) -> dict[str, list[str]]:
+    inputs = _inputs(cfg)
+    return {METRICS: [t for t in inputs if t != "silver.labels"], EVENTS: [t for t in inputs if t != "silver.labels"],
+            PERFORMANCE: [*cfg.drift.current_tables, "silver.labels", model_asset(cfg)]}
+
+
+def _reference(cfg: Config, model, args) -> tuple[str, int | None]:
+    """The reference table and version: --reference, else the training set the model was trained on."""
+    ref_table = args.reference or model.training_set
     if not ref_table:
         raise ConfigError(f"{model.name} v{model.version} records no training set", hint="pass --reference TABLE")
+    ref_version = args.reference_version
+    if ref_version is None and ref_table == model.training_set:
+        ref_version = model.training_set_version
+    return ref_table, ref_version
+
+
+def _plan(run: JobRun, args) -> dict[str, int | None]:
+    """What this run compares: the model's own training set version, the predictions' latest versions."""
+    model = resolve(run.cfg, args.alias)
+    ref_table, ref_version = _reference(run.cfg, model, args)
+    planned = run.current_versions([t for t in run.declared_inputs if t != ref_table and not t.startswith("model:")])
+    planned[model_asset(run.cfg)] = model.version
+    planned[ref_table] = ref_version if ref_version is not None else run.current_versions([ref_table])[ref_table]
+    return planned
+
+
+@job(name="detect_drift",
+     summary="Compare the champion's training set with windows of scoring inputs and predictions "
+             "(PSI, KS, JS, Wasserstein, chi-squared, null rates) into gold.drift_metrics.",
+     inputs=_inputs,
+     outputs=_outputs,
+     options=[*model_and_date_options("whose predictions and training set to compare (default: scoring.alias)",
+                                      "of the current windows"),
+              option("--reference", help="reference table (default: the training set the model was trained on)"),
+              option("--reference-version", type=int, help="reference Delta version (default: the model's)")],
+     rerun_options=("since", "until"),
+     plan=_plan)
+def detect_drift(run: JobRun, args) -> None:
+    spark, cfg = run.spark, run.cfg
+    model = resolve(cfg, args.alias)
+    run.uses(model_asset(cfg), model.version)
+    dc = cfg.drift
+    ref_table, ref_version = _reference(cfg, model, args)
     numeric = dc.numeric_features or list(model.numeric)
     categorical = dc.categorical_features or list(model.categorical)
     if dc.slice_column and dc.slice_column not in [*numeric, *categorical]:
         raise ConfigError(f"drift.slice_column {dc.slice_column!r} is not one of the compared features",
                           hint=f"choose from {', '.join([*numeric, *categorical])}")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    inputs = [ref_table, *[t for t in dc.current_tables if current_version(spark, cfg.table(t)) is not None]]
-    if ref_version is not None and not (getattr(args, "since", None) or getattr(args, "until", None)):
-        last = last_successful_inputs(spark, cfg, JOB)
-        if last is not None and last == {**input_versions(spark, cfg, inputs), ref_table: ref_version}:
-            progress(f"{JOB}: reference and predictions unchanged since the last run; drift tables are up to date")
-            return JobRun(spark, cfg, JOB)
-    with track_run(spark, cfg, JOB) as run:
-        reference = read_table(spark, cfg.table(ref_table), ref_version)
-        run.inputs[ref_table] = ref_version if ref_version is not None else current_version(spark, cfg.table(ref_table))
-        predictions = current_predictions(spark, cfg, run, model)
-        if getattr(args, "since", None):
-            predictions = predictions.where(F.to_date("event_time") >= F.lit(args.since))
-        if getattr(args, "until", None):
-            predictions = predictions.where(F.to_date("event_time") <= F.lit(args.until))
-        current = predictions.select(
-            "event_time", F.col("score").alias("prediction_score"),
-            *[F.col("inputs_numeric")[f].alias(f) for f in numeric],
-            *[F.col("inputs_categorical")[c].alias(c) for c in categorical])
-        ref_numeric = list(dict.fromkeys([*numeric, *model.numeric]))
-        ref_categorical = [c for c in dict.fromkeys([*categorical, *model.categorical]) if c not in ref_numeric]
-        ref_inputs = reference.select(*[F.col(f).cast("double").alias(f) for f in ref_numeric],
-                                      *[F.col(c).cast("string").alias(c) for c in ref_categorical])
-        ref_scored = ref_inputs.withColumn("prediction_score",
-                                           score_udf(model, cfg.scoring.frame_backend)(*[F.col(c) for c in model.inputs]))
-        rows = compare(ref_scored, current, [*numeric, "prediction_score"], categorical, dc)
-        current_tables = [t for t in dc.current_tables if t in run.inputs]
-        cur_version = run.inputs[current_tables[0]]
-        table_rows = [(r["window"], r["window_end"], dc.slice_column or "", r["slice_value"], ref_table, ref_version,
-                       "+".join(current_tables), cur_version, model.version, r["feature"], r["kind"], r["metric"],
-                       None if r["value"] is None else float(r["value"]), r["threshold"], r["drifted"],
-                       int(r["reference_rows"]), int(r["current_rows"]), run.run_id, now) for r in rows]
-        for name, schema, data, keys in (
-                (METRICS, METRIC_SCHEMA, table_rows, METRIC_KEYS),
-                (PERFORMANCE, PERFORMANCE_SCHEMA, performance_rows(spark, cfg, predictions, model, run.run_id, now),
-                 ["window_start", "model_name", "model_version"])):
-            if data:
-                run.writing(name)
-                merge_rows(spark, cfg.table(name).path, spark.createDataFrame(data, schema), schema, keys)
-                run.wrote(name)
-        drifted = drifted_features(rows)
-        events = [(w, w + dt.timedelta(seconds=dc.window_seconds), dc.slice_column or "", s, ref_table, ref_version,
-                   model.name, model.version, feats, now, run.run_id, None) for (w, s), feats in drifted.items()]
-        if events:
-            from delta.tables import DeltaTable
+    reference = run.read(ref_table)
+    predictions = current_predictions(spark, cfg, run, model)
+    if args.since:
+        predictions = predictions.where(F.to_date("event_time") >= F.lit(args.since))
+    if args.until:
+        predictions = predictions.where(F.to_date("event_time") <= F.lit(args.until))
+    current = predictions.select(
+        "event_time", F.col("score").alias("prediction_score"),
+        *[F.col("inputs_numeric")[f].alias(f) for f in numeric],
+        *[F.col("inputs_categorical")[c].alias(c) for c in categorical])
+    ref_numeric = list(dict.fromkeys([*numeric, *model.numeric]))
+    ref_categorical = [c for c in dict.fromkeys([*categorical, *model.categorical]) if c not in ref_numeric]
+    ref_inputs = reference.select(*[F.col(f).cast("double").alias(f) for f in ref_numeric],
+                                  *[F.col(c).cast("string").alias(c) for c in ref_categorical])
+    ref_scored = ref_inputs.withColumn("prediction_score",
+                                       score_udf(model, cfg.scoring.frame_backend)(*[F.col(c) for c in model.inputs]))
+    rows = compare(ref_scored, current, [*numeric, "prediction_score"], categorical, dc)
+    current_tables = [t for t in dc.current_tables if t in run.inputs]
+    cur_version = run.inputs[current_tables[0]]
+    table_rows = [(r["window"], r["window_end"], dc.slice_column or "", r["slice_value"], ref_table, ref_version,
+                   "+".join(current_tables), cur_version, model.version, r["feature"], r["kind"], r["metric"],
+                   None if r["value"] is None else float(r["value"]), r["threshold"], r["drifted"],
+                   int(r["reference_rows"]), int(r["current_rows"]), run.run_id, now) for r in rows]
+    for name, schema, data, keys in (
+            (METRICS, METRIC_SCHEMA, table_rows, METRIC_KEYS),
+            (PERFORMANCE, PERFORMANCE_SCHEMA, performance_rows(run, predictions, model, now),
+             ["window_start", "model_name", "model_version"])):
+        if data:
+            run.writing(name)
+            merge_rows(spark, cfg.table(name).path, spark.createDataFrame(data, schema), schema, keys)
+            run.wrote(name)
+    drifted = drifted_features(rows)
+    events = [(w, w + dt.timedelta(seconds=dc.window_seconds), dc.slice_column or "", s, ref_table, ref_version,
+               model.name, model.version, feats, now, run.run_id, None) for (w, s), feats in drifted.items()]
+    if events:
+        from delta.tables import DeltaTable
 
-            from lakehouse.tables import create_if_missing
+        from lakehouse.tables import create_if_missing
 
-            ref = cfg.table(EVENTS)
-            run.writing(EVENTS)
-            create_if_missing(spark, ref.path, EVENT_SCHEMA)
-            keys = ["window_start", "slice_value", "reference_table", "reference_version", "model_name", "model_version"]
-            (DeltaTable.forPath(spark, ref.path).alias("t")
-             .merge(spark.createDataFrame(events, EVENT_SCHEMA).alias("s"),
-                    " AND ".join(f"t.{k} <=> s.{k}" for k in keys))
-             .whenMatchedUpdate(set={"drifted_features": "s.drifted_features"}).whenNotMatchedInsertAll().execute())
-            run.wrote(EVENTS)
-        windows = sorted({r["window"] for r in rows})
-        run.count("windows", len(windows))
-        run.count("metric_rows", len(table_rows))
-        run.count("drift_events", len(events))
-        progress(f"{JOB}: {ref_table}@v{ref_version} vs {len(windows)} window(s) of {'+'.join(current_tables)} "
-                 f"({model.name} v{model.version}); {len(table_rows)} metric rows -> {METRICS}")
-        for w in windows:
-            feats = drifted.get((w, ALL), [])
-            progress(f"{JOB}: window {w:%Y-%m-%d %H:%M}: " + (f"drifted: {', '.join(feats)}" if feats else "no drift"))
-    return run
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_and_dates(parser, "whose predictions and training set to compare (default: scoring.alias)",
-                        "of the current windows")
-    parser.add_argument("--reference", help="reference table (default: the training set the model was trained on)")
-    parser.add_argument("--reference-version", type=int, help="reference Delta version (default: the model's)")
-
-
-DETECT_DRIFT = JobSpec(
-    name=JOB,
-    summary="Compare the champion's training set with windows of scoring inputs and predictions "
-            "(PSI, KS, JS, Wasserstein, chi-squared, null rates) into gold.drift_metrics.",
-    run=detect_drift,
-    add_arguments=add_arguments,
-)
+        ref = cfg.table(EVENTS)
+        run.writing(EVENTS)
+        create_if_missing(spark, ref.path, EVENT_SCHEMA)
+        keys = ["window_start", "slice_value", "reference_table", "reference_version", "model_name", "model_version"]
+        (DeltaTable.forPath(spark, ref.path).alias("t")
+         .merge(spark.createDataFrame(events, EVENT_SCHEMA).alias("s"),
+                " AND ".join(f"t.{k} <=> s.{k}" for k in keys))
+         .whenMatchedUpdate(set={"drifted_features": "s.drifted_features"}).whenNotMatchedInsertAll().execute())
+        run.wrote(EVENTS)
+    windows = sorted({r["window"] for r in rows})
+    run.count("windows", len(windows))
+    run.count("metric_rows", len(table_rows))
+    run.count("drift_events", len(events))
+    progress(f"{run.job}: {ref_table}@v{ref_version} vs {len(windows)} window(s) of {'+'.join(current_tables)} "
+             f"({model.name} v{model.version}); {len(table_rows)} metric rows -> {METRICS}")
+    for w in windows:
+        feats = drifted.get((w, ALL), [])
+        progress(f"{run.job}: window {w:%Y-%m-%d %H:%M}: " + (f"drifted: {', '.join(feats)}" if feats else "no drift"))

@@ -21,7 +21,7 @@ class ResolvedModel:
     name: str
     version: int
     alias: str
-    run_id: str
+    mlflow_run_id: str
     path: str  # a local copy of the model directory
     numeric: tuple[str, ...]  # inputs the signature types as numbers
     categorical: tuple[str, ...]  # inputs the signature types as strings
@@ -33,20 +33,23 @@ class ResolvedModel:
         return [*self.numeric, *self.categorical]
 
 
-def add_model_and_dates(parser, alias_help: str, dates_help: str) -> None:
-    """The options score_batch and detect_drift share: which alias, which event dates."""
+def iso_date(text: str):
     import argparse
     import datetime as dt
 
-    def iso_date(text: str) -> dt.date:
-        try:
-            return dt.date.fromisoformat(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
-    parser.add_argument("--alias", help=alias_help)
-    parser.add_argument("--since", type=iso_date, help=f"first event date {dates_help} (YYYY-MM-DD)")
-    parser.add_argument("--until", type=iso_date, help=f"last event date {dates_help} (YYYY-MM-DD)")
+
+def model_and_date_options(alias_help: str, dates_help: str) -> list:
+    """The options score_batch and detect_drift share: which alias, which event dates."""
+    from lakehouse.job_runner import option
+
+    return [option("--alias", help=alias_help),
+            option("--since", type=iso_date, help=f"first event date {dates_help} (YYYY-MM-DD)"),
+            option("--until", type=iso_date, help=f"last event date {dates_help} (YYYY-MM-DD)")]
 
 
 def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:

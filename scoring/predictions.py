@@ -32,7 +32,8 @@ PREDICTION_SCHEMA = T.StructType([
     T.StructField("model_name", T.StringType(), False),
     T.StructField("model_version", T.IntegerType(), False),
     T.StructField("model_alias", T.StringType(), False),
-    T.StructField("run_id", T.StringType(), False),
+    T.StructField("mlflow_run_id", T.StringType(), False),  # the training run behind the model version
+    T.StructField("run_id", T.StringType(), False),  # the scoring job's run (meta.lineage)
     T.StructField("scored_at", T.TimestampType(), False),
     T.StructField("inputs_numeric", T.MapType(T.StringType(), T.DoubleType()), True),
     T.StructField("inputs_categorical", T.MapType(T.StringType(), T.StringType()), True),
@@ -57,7 +58,7 @@ def score_udf(model: ResolvedModel, frame_backend: str):
     return predict
 
 
-def score(features: DataFrame, model: ResolvedModel, cfg: Config) -> DataFrame:
+def score(features: DataFrame, model: ResolvedModel, cfg: Config, run_id: str) -> DataFrame:
     """Feature rows (txn_id, keys, event_timestamp, inputs) -> rows of gold.predictions."""
     udf = score_udf(model, cfg.scoring.frame_backend)
     threshold = cfg.scoring.threshold
@@ -71,7 +72,7 @@ def score(features: DataFrame, model: ResolvedModel, cfg: Config) -> DataFrame:
         "txn_id", "customer_id", "merchant_id", F.col("event_timestamp").alias("event_time"), "score",
         (F.col("score") >= threshold).cast("int").alias("decision"), F.lit(threshold).alias("threshold"),
         F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
-        F.lit(model.alias).alias("model_alias"), F.lit(model.run_id).alias("run_id"),
+        F.lit(model.alias).alias("model_alias"), F.lit(model.mlflow_run_id).alias("mlflow_run_id"), F.lit(run_id).alias("run_id"),
         F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp").alias("scored_at"),
         numeric_map.alias("inputs_numeric"), cat_map.alias("inputs_categorical"))
 

@@ -8,7 +8,6 @@ replayed after a crash rewrites the same rows, so a restart neither loses nor du
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -18,21 +17,21 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.config import Config
 from lakehouse.console import progress
-from lakehouse.job_runner import JobSpec
-from lakehouse.lineage import JobRun, track_run
+from lakehouse.job_runner import job, option
+from lakehouse.lineage import JobRun
+from lakehouse.model_store import model_asset
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, current_version, read_table
 from features.serving import features_as_of, scoring_events
 from scoring.model import resolve
 from scoring.predictions import PREDICTION_SCHEMA, merge_predictions, score
 
-JOB = "score_stream"
 SOURCE = "silver.transactions"
 TARGET = "gold.predictions_stream"
 
 
 def stream_dir(cfg: Config):
-    return cfg.root / "streams" / JOB
+    return cfg.root / "streams" / "score_stream"
 
 
 def write_status(cfg: Config, **status) -> None:
@@ -43,11 +42,31 @@ def write_status(cfg: Config, **status) -> None:
     tmp.replace(path)
 
 
-def score_stream(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> JobRun:
-    model = resolve(cfg, getattr(args, "alias", None))
+SILVER = ("silver.transactions", "silver.customers", "silver.labels")
+
+
+def _inputs(cfg: Config) -> list[str]:
+    return [*SILVER, model_asset(cfg)]
+
+
+@job(name="score_stream",
+     summary="Structured Streaming: score new silver transactions into gold.predictions_stream, exactly once.",
+     inputs=_inputs,
+     outputs=lambda cfg: {TARGET: _inputs(cfg)},
+     options=[option("--alias", help="registry alias to score with (default: scoring.alias, champion)"),
+              option("--continuous", action="store_true",
+                     help="keep running (a micro-batch every scoring.stream_trigger_seconds) until stopped; "
+                          "default: process what has landed, then stop")],
+     skip_unchanged=False)  # the stream's checkpoint knows which rows it has scored
+def score_stream(run: JobRun, args) -> None:
+    spark, cfg = run.spark, run.cfg
+    model = resolve(cfg, args.alias)
+    run.uses(model_asset(cfg), model.version)
     target = cfg.table(TARGET)
     create_if_missing(spark, target.path, PREDICTION_SCHEMA)
     counts = {"batches": 0, "rows": 0}
+    for name in SILVER:
+        run.uses(name)  # each micro-batch reads their latest versions; lineage records them at the start
 
     def each_batch(df: DataFrame, batch_id: int) -> None:
         txns = read_table(spark, cfg.table(SOURCE))
@@ -59,55 +78,37 @@ def score_stream(spark: SparkSession, cfg: Config, args: argparse.Namespace) -> 
         n = events.count()
         if n:
             merge_predictions(spark, target.path, score(features_as_of(cfg, events, txns, customers, labels),
-                                                         model, cfg))
+                                                         model, cfg, run.run_id))
         events.unpersist()
         counts["batches"] += 1
         counts["rows"] += n
         write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}",
                      last_batch_id=batch_id, last_batch_rows=n, **counts)
-        progress(f"{JOB}: batch {batch_id}: scored {n} transactions -> {TARGET}")
+        progress(f"{run.job}: batch {batch_id}: scored {n} transactions -> {TARGET}")
 
-    checkpoint = cfg.checkpoint_dir(JOB, "predictions")
-    with track_run(spark, cfg, JOB) as run:
-        run.inputs[SOURCE] = current_version(spark, cfg.table(SOURCE))
-        run.writing(TARGET)
-        writer = (spark.readStream.format("delta")
-                  .option("maxFilesPerTrigger", cfg.scoring.stream_max_files_per_trigger)
-                  .load(cfg.table(SOURCE).path)
-                  .writeStream.foreachBatch(each_batch).option("checkpointLocation", str(checkpoint)))
-        if getattr(args, "continuous", False):
-            query = writer.trigger(processingTime=f"{cfg.scoring.stream_trigger_seconds} seconds").start()
-            stop = {"requested": False}
-            signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-            write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}", **counts)
-            progress(f"{JOB}: streaming {SOURCE} -> {TARGET} every {cfg.scoring.stream_trigger_seconds}s "
-                     f"(checkpoint {checkpoint}); stop with `tidewater stream stop` or Ctrl-C")
-            try:
-                while query.isActive and not stop["requested"]:
-                    query.awaitTermination(1)
-            except KeyboardInterrupt:
-                pass
-            query.stop()
-        else:
-            writer.trigger(availableNow=True).start().awaitTermination()
-        write_status(cfg, state="stopped", **counts)
-        run.wrote(TARGET)
-        run.count("batches", counts["batches"])
-        run.count("scored", counts["rows"])
-        progress(f"{JOB}: {counts['rows']} transactions in {counts['batches']} micro-batches -> {TARGET}")
-    return run
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--alias", help="registry alias to score with (default: scoring.alias, champion)")
-    parser.add_argument("--continuous", action="store_true",
-                        help="keep running (a micro-batch every scoring.stream_trigger_seconds) until stopped; "
-                             "default: process what has landed, then stop")
-
-
-SCORE_STREAM = JobSpec(
-    name=JOB,
-    summary="Structured Streaming: score new silver transactions into gold.predictions_stream, exactly once.",
-    run=score_stream,
-    add_arguments=add_arguments,
-)
+    checkpoint = cfg.checkpoint_dir(run.job, "predictions")
+    run.writing(TARGET)
+    writer = (spark.readStream.format("delta")
+              .option("maxFilesPerTrigger", cfg.scoring.stream_max_files_per_trigger)
+              .load(cfg.table(SOURCE).path)
+              .writeStream.foreachBatch(each_batch).option("checkpointLocation", str(checkpoint)))
+    if args.continuous:
+        query = writer.trigger(processingTime=f"{cfg.scoring.stream_trigger_seconds} seconds").start()
+        stop = {"requested": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+        write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}", **counts)
+        progress(f"{run.job}: streaming {SOURCE} -> {TARGET} every {cfg.scoring.stream_trigger_seconds}s "
+                 f"(checkpoint {checkpoint}); stop with `tidewater stream stop` or Ctrl-C")
+        try:
+            while query.isActive and not stop["requested"]:
+                query.awaitTermination(1)
+        except KeyboardInterrupt:
+            pass
+        query.stop()
+    else:
+        writer.trigger(availableNow=True).start().awaitTermination()
+    write_status(cfg, state="stopped", **counts)
+    run.wrote(TARGET)
+    run.count("batches", counts["batches"])
+    run.count("scored", counts["rows"])
+    progress(f"{run.job}: {counts['rows']} transactions in {counts['batches']} micro-batches -> {TARGET}")

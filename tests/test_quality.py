@@ -143,18 +143,18 @@ def test_fixed_quarantined_rows_replay_into_silver_exactly_once(spark, tmp_path)
                   SET raw = regexp_replace(raw, '"currency": "[A-Z]+"', '"currency": "EUR"')
                   WHERE reason = 'unknown_currency'""")
     # ... when the rows are replayed, then they reach silver once and leave the active quarantine.
-    run = replay_quarantine(spark, cfg, "silver.transactions", reason="unknown_currency")
+    run = replay_quarantine(spark, cfg, table="silver.transactions", reason="unknown_currency")
     assert run.metrics["transactions_replayed"] == bad_currency
     assert read_table(spark, cfg.table("silver.transactions")).count() == silver_before + bad_currency
     assert still_quarantined(spark, cfg, "transactions").where("reason = 'unknown_currency'").count() == 0
 
-    again = replay_quarantine(spark, cfg, "silver.transactions", reason="unknown_currency")
+    again = replay_quarantine(spark, cfg, table="silver.transactions", reason="unknown_currency")
     assert again.metrics["transactions_replayed"] == 0
     assert read_table(spark, cfg.table("silver.transactions")).count() == silver_before + bad_currency
 
     # Unfixed rows replayed stay quarantined (as new rows with today's reason), nothing is lost.
     negative = still_quarantined(spark, cfg, "transactions").where("reason = 'negative_amount'").count()
-    replay_quarantine(spark, cfg, "silver.transactions", reason="negative_amount")
+    replay_quarantine(spark, cfg, table="silver.transactions", reason="negative_amount")
     assert still_quarantined(spark, cfg, "transactions").where("reason = 'negative_amount'").count() == negative
     bronze = read_table(spark, cfg.table("bronze.transactions_raw")).count()
     silver = read_table(spark, cfg.table("silver.transactions")).count()

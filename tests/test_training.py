@@ -19,7 +19,7 @@ from conftest import DEMO_ENV, conf_env
 from lakehouse.config import load_config
 from lakehouse.lineage import producer_of
 from lakehouse.tables import current_version, read_table
-from training.job import run_train
+from training.job import train as train_job
 from training.registry import signature_input
 from training.tracking import tracking_uri
 
@@ -33,7 +33,7 @@ def train(spark, lake, env=None, **options):
                               max_epochs=None, training_set_version=None, result_file=None, force=True)
     for key, value in options.items():
         setattr(args, key, value)
-    return run_train(spark, load_config(env, root=lake.root, conf_dir=lake.conf_dir), args).summary
+    return train_job(spark, load_config(env, root=lake.root, conf_dir=lake.conf_dir), args).summary
 
 
 @pytest.fixture(scope="module")

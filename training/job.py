@@ -18,7 +18,9 @@ from pathlib import Path
 
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete, TidewaterError
-from lakehouse.job_runner import JobSpec, progress
+from lakehouse.console import progress
+from lakehouse.job_runner import JobSpec, option
+from lakehouse.model_store import model_asset
 
 JOB = "train"
 
@@ -48,16 +50,14 @@ def training_python(cfg: Config) -> Path:
     return python if python.is_absolute() else PROJECT_DIR / python
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=["horovod", "horovodrun", "torch_distributor"],
-                        help="override training.engine")
-    parser.add_argument("--num-proc", type=int, help="override training.num_proc (workers)")
-    parser.add_argument("--max-epochs", type=int, help="override training.max_epochs")
-    parser.add_argument("--training-set-version", type=int,
-                        help="train on this Delta version of the training set (default: the latest)")
-    parser.add_argument("--force", action="store_true",
-                        help="train even if the last successful run used this training set version")
-    parser.add_argument("--result-file", help=argparse.SUPPRESS)  # written for the handing-over process
+OPTIONS = [
+    option("--engine", choices=["horovod", "horovodrun", "torch_distributor"], help="override training.engine"),
+    option("--num-proc", type=int, help="override training.num_proc (workers)"),
+    option("--max-epochs", type=int, help="override training.max_epochs"),
+    option("--training-set-version", type=int,
+           help="train on this Delta version of the training set (default: the latest)"),
+    option("--result-file", help=argparse.SUPPRESS),  # written for the handing-over process
+]
 
 
 def forwarded_argv(args: argparse.Namespace) -> list[str]:
@@ -90,52 +90,52 @@ def hand_over(cfg: Config, args: argparse.Namespace) -> HandedOverRun:
                *forwarded_argv(args), "--result-file", str(result_file)]
         progress(f"{JOB}: handing over to the training environment ({python.parent.parent.name})")
         done = subprocess.run(cmd, env=env, cwd=PROJECT_DIR)
-        if done.returncode != 0 or not result_file.exists():
+        if done.returncode == 0 and not result_file.exists():  # it found nothing to train
+            return HandedOverRun("", {}, {"skipped": True})
+        if done.returncode != 0:
             raise TrainingFailed(f"training exited with status {done.returncode}",
                                  hint="its own error is printed above; TIDEWATER_DEBUG=1 shows the trace")
         result = json.loads(result_file.read_text())
     return HandedOverRun(result["lineage_run_id"], result["outputs"], result)
 
 
-def already_trained(spark, cfg: Config, args: argparse.Namespace) -> bool:
-    """A rerun on an unchanged training set would only register a copy of the same model."""
-    from lakehouse.lineage import input_versions, last_successful_inputs
-
-    if getattr(args, "force", False) or getattr(args, "training_set_version", None) is not None:
-        return False
-    current = input_versions(spark, cfg, [cfg.training.training_set])
-    return None not in current.values() and last_successful_inputs(spark, cfg, JOB) == current
+def _training_set(cfg: Config) -> str:
+    return cfg.training.training_set if cfg.training else "features.training_set"
 
 
-def run_train(spark, cfg: Config, args: argparse.Namespace):
-    if cfg.training and already_trained(spark, cfg, args):
-        from lakehouse.lineage import JobRun
+def _plan(run, args: argparse.Namespace) -> dict[str, int | None]:
+    table = _training_set(run.cfg)
+    version = args.training_set_version
+    return {table: version if version is not None else run.current_versions([table])[table]}
 
-        progress(f"{JOB}: {cfg.training.training_set} unchanged since the last training run; "
-                 "nothing to train (--force trains anyway)")
-        run = JobRun(spark, cfg, JOB)
-        if getattr(args, "result_file", None):
-            Path(args.result_file).write_text(json.dumps({"lineage_run_id": run.run_id, "skipped": True,
-                                                          "outputs": {}}))
-        return run
-    if not in_training_env():
-        return hand_over(cfg, args)
+
+def _hand_over(run, args: argparse.Namespace) -> HandedOverRun | None:
+    """Outside the training environment, run it there; inside, return None and train here."""
+    return None if in_training_env() else hand_over(run.cfg, args)
+
+
+def _train(run, args: argparse.Namespace) -> None:
     from training.train import train
 
-    run, outcome = train(spark, cfg, args)
-    if getattr(args, "result_file", None):
+    outcome = train(run, args)
+    if args.result_file:
         Path(args.result_file).write_text(json.dumps({
             "lineage_run_id": outcome.lineage_run_id, "mlflow_run_id": outcome.mlflow_run_id,
             "model_version": outcome.model_version, "promoted": outcome.decision.promoted,
             "reason": outcome.decision.reason, "holdout": outcome.holdout,
             "outputs": run.changed_outputs()}))
-    return run
 
 
-TRAIN = JobSpec(
+train = JobSpec(
     name=JOB,
     summary="Train the fraud model (Petastorm -> Horovod or TorchDistributor), log it to MLflow, "
             "register it and promote it to champion when it beats the current one.",
-    run=run_train,
-    add_arguments=add_arguments,
+    run=_train,
+    inputs=lambda cfg: [_training_set(cfg)],
+    outputs=lambda cfg: {model_asset(cfg): [_training_set(cfg)],
+                         "meta.model_decisions": [_training_set(cfg), model_asset(cfg)]},
+    options=OPTIONS,
+    rerun_options=("training_set_version",),
+    plan=_plan,
+    hand_over=_hand_over,
 )
