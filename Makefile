@@ -74,7 +74,7 @@ train-env: $(HOROVOD_STAMP) $(TRAIN_DEFAULTS_STAMP)
 pack-train-env: train-env
 	$(TRAIN_VENV)/bin/venv-pack -p $(TRAIN_VENV) -o tidewater-train.tar.gz --force \
 	  --exclude '*__editable__*tidewater*' --exclude '*tidewater-0.1.0.dist-info*'
-	mkdir -p dist && rm -f dist/tidewater.zip && zip -qr dist/tidewater.zip lakehouse features training scoring quality -x '*__pycache__*'
+	mkdir -p dist && rm -f dist/tidewater.zip && zip -qr dist/tidewater.zip lakehouse registry features training scoring monitoring quality -x '*__pycache__*'
 	@echo "ship with: --archives tidewater-train.tar.gz#env --py-files dist/tidewater.zip"
 
 demo: setup

@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="Lakehouse ML platform on Apache Spark and Delta Lake",
     python_requires=">=3.11",
-    packages=["lakehouse", "features", "training", "scoring", "quality"],
+    packages=["lakehouse", "registry", "features", "training", "scoring", "monitoring", "quality"],
     # Exact versions live in constraints.txt (see STACK.md for why each one).
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",

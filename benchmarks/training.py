@@ -26,7 +26,7 @@ from lakehouse.tables import read_table  # noqa: E402
 from training.data import encode, make_converter, prepare  # noqa: E402
 from training.launchers import run_horovod_spark  # noqa: E402
 from training.loop import WorkerSpec  # noqa: E402
-from training.metrics import average_precision  # noqa: E402
+from registry.metrics import average_precision  # noqa: E402
 from training.network import FraudMLP  # noqa: E402
 from training.pyfunc_model import predict_proba  # noqa: E402
 

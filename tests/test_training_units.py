@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from training.metrics import average_precision, recall_at_precision, threshold_metrics
+from registry.metrics import average_precision, recall_at_precision, threshold_metrics
 from training.preprocessing import fit_preprocessor
 from training.registry import decide
 

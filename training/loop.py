@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.metrics import average_precision
+from registry.metrics import average_precision
 from training.network import FraudMLP, parameter_digest
 
 

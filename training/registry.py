@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from lakehouse.config import Config
-from training.metrics import model_metrics
+from registry.metrics import model_metrics
 
 DECISIONS_TABLE = "meta.model_decisions"
 CHAMPION, CHALLENGER = "champion", "challenger"

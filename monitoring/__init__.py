@@ -1,0 +1,1 @@
+"""Monitoring: drift and live model performance over the scoring tables, and their report."""
