@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Scenario:
     root: Path
     inventory: list
     output: str
+    finished_at: "dt.datetime"  # UTC, naive like Spark's timestamps: what the demo itself wrote ends here
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +90,8 @@ def demo_lake(spark, tmp_path_factory) -> Scenario:
         del os.environ["TIDEWATER_CONF_DIR"]
     print(out.getvalue())
     cfg = load_config("demotest", root=root, conf_dir=conf)
-    return Scenario(cfg, conf, "demotest", root, inventory, out.getvalue())
+    finished = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return Scenario(cfg, conf, "demotest", root, inventory, out.getvalue(), finished)
 
 
 @dataclass

@@ -133,7 +133,7 @@ train = JobSpec(
     run=_train,
     inputs=lambda cfg: [_training_set(cfg)],
     outputs=lambda cfg: {model_asset(cfg): [_training_set(cfg)],
-                         "meta.model_decisions": [_training_set(cfg), model_asset(cfg)]},
+                         "meta.model_decisions": [_training_set(cfg)]},
     options=OPTIONS,
     rerun_options=("training_set_version",),
     plan=_plan,
