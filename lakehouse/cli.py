@@ -9,14 +9,8 @@ import sys
 
 import click
 
+from lakehouse.cli_options import ENV_OPT, FORMAT_OPT, ROOT_OPT  # noqa: F401 (shared with plugin commands)
 from lakehouse.console import configure_logging
-
-ENV_OPT = click.option("--env", "--conf-env", "env", default=None,
-                       help="Configuration env (conf/<env>.yaml; default local or $TIDEWATER_ENV).")
-ROOT_OPT = click.option("--root", default=None,
-                        help="Storage root for tables, checkpoints and catalog (default from config or $TIDEWATER_ROOT).")
-FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
-                          show_default=True, help="Output format.")
 
 
 def one_line_errors(fn):

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping, Sequence
 
+import click
+
+from lakehouse.cli_options import common_job_params
 from lakehouse.console import progress
 from lakehouse.errors import JobNotFound, TidewaterError, describe
 
@@ -28,7 +31,7 @@ Outputs = Mapping[str, Sequence[str]] | Callable[[Any], Mapping[str, Sequence[st
 
 @dataclass(frozen=True)
 class Option:
-    """One command-line option of a job, as argparse takes it."""
+    """One command-line option of a job, as click takes it (`option("--since", type=..., help=...)`)."""
 
     flags: tuple[str, ...]
     kwargs: dict
@@ -68,7 +71,7 @@ class JobSpec:
 
     def __call__(self, spark, cfg, args: argparse.Namespace | None = None, **options) -> Any:
         """Run the job in this session (the demo and tests): options as keywords, defaults for the rest."""
-        values = vars(job_parser(self).parse_args([]))
+        values = job_defaults(self)
         values.update({k: v for k, v in vars(args or argparse.Namespace()).items() if v is not None})
         values.update(options)
         return run_job(self, spark, cfg, argparse.Namespace(**values))
@@ -83,22 +86,21 @@ def job(name: str, summary: str, inputs: Tables = (), outputs: Outputs | None = 
     return declare
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", "--conf-env", dest="env",
-                        help="configuration env: conf/<env>.yaml over conf/base.yaml (default: local, or $TIDEWATER_ENV)")
-    parser.add_argument("--root", help="storage root for tables, checkpoints and catalog (default from config, or $TIDEWATER_ROOT)")
-    parser.add_argument("--conf-dir", help="configuration folder (default: the project's conf/)")
-
-
-def job_parser(spec: JobSpec) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=spec.name, description=spec.summary)
-    add_common_arguments(parser)
-    for opt in spec.options:
-        parser.add_argument(*opt.flags, **opt.kwargs)
+def job_command(spec: JobSpec, action: Callable[[argparse.Namespace], Any] = lambda args: args) -> click.Command:
+    """The job's command line: the shared options, its declared ones, and --force where it may skip."""
+    params = [*common_job_params(), *(click.Option(list(o.flags), **o.kwargs) for o in spec.options)]
     if spec.skip_unchanged:
-        parser.add_argument("--force", action="store_true",
-                            help="run even if no input changed since the last successful run")
-    return parser
+        params.append(click.Option(["--force"], is_flag=True,
+                                   help="Run even if no input changed since the last successful run."))
+    return click.Command(spec.name, params=params, help=spec.summary,
+                         callback=lambda **values: action(argparse.Namespace(**values)),
+                         context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def job_defaults(spec: JobSpec) -> dict[str, Any]:
+    """Every option's default, as if the job had been run with none."""
+    ctx = job_command(spec).make_context(spec.name, [], resilient_parsing=True)
+    return dict(ctx.params)
 
 
 def installed_jobs() -> dict[str, Any]:
@@ -185,12 +187,19 @@ def main(name: str, argv: list[str] | None = None) -> int:
         spec = find_job(name)
     except TidewaterError as err:
         return report_error(err)
-    args = job_parser(spec).parse_args(argv)
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            execute(spec, args)
+        except Exception as err:  # ours and Spark's alike: one line, not a Java stack trace
+            return report_error(err)
+        return 0
+
     try:
-        execute(spec, args)
-    except Exception as err:  # ours and Spark's alike: one line, not a Java stack trace
-        return report_error(err)
-    return 0
+        return job_command(spec, run).main(args=argv, prog_name=name, standalone_mode=False) or 0
+    except click.ClickException as err:  # a usage error: click's own message and hint
+        err.show()
+        return err.exit_code
 
 
 def report_error(err: BaseException) -> int:

@@ -10,37 +10,45 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
 from lakehouse import lineage_graph
 from lakehouse.catalog import register_table
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import UndeclaredTable, root_cause
+from lakehouse.schemas import row_values, spark_schema
 from lakehouse.tables import current_version, read_table
 
 LINEAGE_TABLE = "meta.lineage"
 
-LINEAGE_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType(), False),
-    T.StructField("job", T.StringType(), False),
-    T.StructField("env", T.StringType(), True),
-    T.StructField("code_version", T.StringType(), True),
-    T.StructField("started_at", T.TimestampType(), False),
-    T.StructField("ended_at", T.TimestampType(), False),
-    T.StructField("status", T.StringType(), False),
-    T.StructField("error", T.StringType(), True),
-    T.StructField("inputs", T.ArrayType(T.StructType([
-        T.StructField("table", T.StringType(), False),
-        T.StructField("version", T.LongType(), True),
-    ])), False),
-    T.StructField("outputs", T.ArrayType(T.StructType([
-        T.StructField("table", T.StringType(), False),
-        T.StructField("version_before", T.LongType(), True),
-        T.StructField("version", T.LongType(), True),
-        T.StructField("built_from", T.ArrayType(T.StringType()), True),
-    ])), False),
-    T.StructField("metrics", T.MapType(T.StringType(), T.LongType()), False),
-])
+@dataclass
+class TableVersion:
+    table: str
+    version: int | None
+
+
+@dataclass
+class OutputVersion:
+    table: str
+    version_before: int | None
+    version: int | None
+    built_from: list[str] | None  # the inputs this output was built from (declared and read)
+
+
+@dataclass
+class LineageRow:
+    """One job run: who ran what code, which versions it read, and per output what it wrote from them."""
+
+    run_id: str
+    job: str
+    env: str | None
+    code_version: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    status: str  # succeeded | failed
+    error: str | None
+    inputs: list[TableVersion]
+    outputs: list[OutputVersion]
+    metrics: dict[str, int]
 
 
 def code_version() -> str:
@@ -158,13 +166,13 @@ class JobRun:
 
 
 def _save(run: JobRun, status: str, error: str | None) -> None:
-    ended = dt.datetime.now(dt.timezone.utc)
-    row = (run.run_id, run.job, run.cfg.env, code_version(), run.started_at, ended, status, error,
-           [(t, v) for t, v in run.inputs.items()],
-           [(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
-           run.metrics)
+    row = LineageRow(run.run_id, run.job, run.cfg.env, code_version(), run.started_at,
+                     dt.datetime.now(dt.timezone.utc), status, error,
+                     [TableVersion(t, v) for t, v in run.inputs.items()],
+                     [OutputVersion(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
+                     run.metrics)
     ref = run.cfg.table(LINEAGE_TABLE)
-    (run.spark.createDataFrame([row], LINEAGE_SCHEMA).write.format("delta").mode("append")
+    (run.spark.createDataFrame([row_values(row)], spark_schema(LineageRow)).write.format("delta").mode("append")
      .option("mergeSchema", "true").save(ref.path))
     register_table(run.spark, ref)
 

@@ -3,37 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
-from pyspark.sql import types as T
 
 from lakehouse.catalog import register_table
 from lakehouse.config import Config
+from lakehouse.schemas import row_values, spark_schema
 
 RESULTS_TABLE = "gold.quality_results"
-
-RESULTS_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType(), False),
-    T.StructField("job", T.StringType(), False),
-    T.StructField("table", T.StringType(), False),
-    T.StructField("table_version", T.LongType(), True),
-    T.StructField("batch", T.StringType(), True),
-    T.StructField("engine", T.StringType(), False),
-    T.StructField("check", T.StringType(), False),
-    T.StructField("policy", T.StringType(), False),
-    T.StructField("status", T.StringType(), False),  # passed | warned | quarantined | failed
-    T.StructField("observed_value", T.StringType(), True),
-    T.StructField("rows_checked", T.LongType(), True),
-    T.StructField("rows_failing", T.LongType(), True),
-    T.StructField("checked_at", T.TimestampType(), False),
-])
 
 STATUS_FOR_POLICY = {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}
 
 
 @dataclass
 class ResultRow:
+    """One check's outcome on one table version, in one run."""
+
     run_id: str
     job: str
     table: str
@@ -42,7 +28,7 @@ class ResultRow:
     engine: str
     check: str
     policy: str
-    status: str
+    status: str  # passed | warned | quarantined | failed
     observed_value: str | None
     rows_checked: int | None
     rows_failing: int | None
@@ -53,6 +39,5 @@ def write_results(spark: SparkSession, cfg: Config, rows: list[ResultRow]) -> No
     if not rows:
         return
     ref = cfg.table(RESULTS_TABLE)
-    data = [tuple(asdict(r).values()) for r in rows]
-    spark.createDataFrame(data, RESULTS_SCHEMA).write.format("delta").mode("append").save(ref.path)
+    spark.createDataFrame([row_values(r) for r in rows], spark_schema(ResultRow)).write.format("delta").mode("append").save(ref.path)
     register_table(spark, ref)

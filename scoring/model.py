@@ -33,14 +33,17 @@ class ResolvedModel:
         return [*self.numeric, *self.categorical]
 
 
-def iso_date(text: str):
-    import argparse
+def iso_date(text):
     import datetime as dt
 
+    import click
+
+    if isinstance(text, dt.date):
+        return text
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def model_and_date_options(alias_help: str, dates_help: str) -> list:

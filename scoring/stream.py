@@ -54,7 +54,7 @@ def _inputs(cfg: Config) -> list[str]:
      inputs=_inputs,
      outputs=lambda cfg: {TARGET: _inputs(cfg)},
      options=[option("--alias", help="registry alias to score with (default: scoring.alias, champion)"),
-              option("--continuous", action="store_true",
+              option("--continuous", is_flag=True,
                      help="keep running (a micro-batch every scoring.stream_trigger_seconds) until stopped; "
                           "default: process what has landed, then stop")],
      skip_unchanged=False)  # the stream's checkpoint knows which rows it has scored

@@ -16,6 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
+
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete, TidewaterError
 from lakehouse.console import progress
@@ -51,12 +53,12 @@ def training_python(cfg: Config) -> Path:
 
 
 OPTIONS = [
-    option("--engine", choices=["horovod", "horovodrun", "torch_distributor"], help="override training.engine"),
+    option("--engine", type=click.Choice(["horovod", "horovodrun", "torch_distributor"]), help="override training.engine"),
     option("--num-proc", type=int, help="override training.num_proc (workers)"),
     option("--max-epochs", type=int, help="override training.max_epochs"),
     option("--training-set-version", type=int,
            help="train on this Delta version of the training set (default: the latest)"),
-    option("--result-file", help=argparse.SUPPRESS),  # written for the handing-over process
+    option("--result-file", hidden=True),  # written for the handing-over process
 ]
 
 

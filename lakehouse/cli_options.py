@@ -1,0 +1,21 @@
+"""The options every command and every job shares, declared once for both (click)."""
+
+from __future__ import annotations
+
+import click
+
+ENV_HELP = "Configuration env (conf/<env>.yaml over conf/base.yaml; default local or $TIDEWATER_ENV)."
+ROOT_HELP = "Storage root for tables, checkpoints and catalog (default from config or $TIDEWATER_ROOT)."
+CONF_DIR_HELP = "Configuration folder (default: the project's conf/)."
+
+ENV_OPT = click.option("--env", "--conf-env", "env", default=None, help=ENV_HELP)
+ROOT_OPT = click.option("--root", default=None, help=ROOT_HELP)
+FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                          show_default=True, help="Output format.")
+
+
+def common_job_params() -> list[click.Option]:
+    """--env, --root and --conf-dir, which every job takes."""
+    return [click.Option(["--env", "--conf-env", "env"], default=None, help=ENV_HELP),
+            click.Option(["--root"], default=None, help=ROOT_HELP),
+            click.Option(["--conf-dir"], default=None, help=CONF_DIR_HELP)]

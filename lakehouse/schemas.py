@@ -1,0 +1,55 @@
+"""Table schemas declared once, as dataclasses: the Spark StructType is derived from the type hints.
+
+A row type names each column, its Python type and whether it may be null (`X | None`), so the
+code that builds rows and the table's schema cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from typing import Annotated, Any
+
+from pyspark.sql import types as T
+
+Int32 = Annotated[int, T.IntegerType()]  # columns BI tools already read as 32-bit integers
+
+_ATOMS = {str: T.StringType(), int: T.LongType(), float: T.DoubleType(), bool: T.BooleanType(),
+          dt.datetime: T.TimestampType(), dt.date: T.DateType()}
+
+
+def _spark_type(hint: Any) -> tuple[T.DataType, bool]:
+    """(Spark type, nullable) for one type hint."""
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return _spark_type(inner[0])[0], True
+    if origin is Annotated:
+        return args[1], False
+    if origin is list:
+        element, nullable = _spark_type(args[0])
+        return T.ArrayType(element, nullable), False
+    if origin is dict:
+        value, nullable = _spark_type(args[1])
+        return T.MapType(_spark_type(args[0])[0], value, nullable), False
+    if dataclasses.is_dataclass(hint):
+        return spark_schema(hint), False
+    return _ATOMS[hint], False
+
+
+def spark_schema(row_type: type) -> T.StructType:
+    """The StructType of a dataclass row type, fields in declaration order."""
+    hints = typing.get_type_hints(row_type, include_extras=True)
+    fields = []
+    for f in dataclasses.fields(row_type):
+        data_type, nullable = _spark_type(hints[f.name])
+        fields.append(T.StructField(f.name, data_type, nullable))
+    return T.StructType(fields)
+
+
+def row_values(row: Any) -> tuple:
+    """A dataclass row as the tuple `createDataFrame(rows, spark_schema(type))` takes."""
+    return tuple(dataclasses.asdict(row).values())
