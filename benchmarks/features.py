@@ -100,7 +100,7 @@ def main() -> None:
             now = dt.datetime.now(dt.timezone.utc)
             t = time.perf_counter()
             for name, view in rcfg.features.views.items():  # a full backfill, timed like the SQLite one
-                first = read_table(spark, rcfg.table(view.table)).agg(F.min("event_timestamp")).first()[0]
+                first = read_table(spark, rcfg.table(view.table)).agg(F.min("event_time")).first()[0]
                 store.materialize(start_date=first.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
                                   end_date=now, feature_views=[name])
             redis_s = time.perf_counter() - t

@@ -11,6 +11,8 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import FeatureConf, FeatureViewConf
 
+EVENT_TIME = "event_time"  # the time column of every event, feature and prediction table
+
 
 def _aggregate(f: FeatureConf, window) -> Column:
     col = F.col(f.column) if f.column else F.lit(1)
@@ -32,8 +34,8 @@ def feature_rows(events: DataFrame, view: FeatureViewConf, from_day=None) -> Dat
         value = _aggregate(f, window)
         out = out.withColumn(f.name, value.cast("long" if f.dtype == "int64" else "double"))
         cols.append(f.name)
-    out = out.select(*cols).withColumnRenamed(view.timestamp, "event_timestamp")
+    out = out.select(*cols).withColumnRenamed(view.timestamp, EVENT_TIME)
     if from_day is not None:
-        out = out.where(F.to_date("event_timestamp") >= F.lit(from_day))
+        out = out.where(F.to_date(EVENT_TIME) >= F.lit(from_day))
     # Events sharing a timestamp see the same window: one row per entity and time.
-    return out.dropDuplicates([view.key, "event_timestamp"])
+    return out.dropDuplicates([view.key, EVENT_TIME])

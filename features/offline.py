@@ -14,7 +14,7 @@ from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun, last_successful_inputs
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, read_table
-from features.compute import feature_rows
+from features.compute import EVENT_TIME, feature_rows
 from features.sources import SOURCES
 
 def _first_new_day(spark: SparkSession, cfg: Config, previous: dict, txns: DataFrame, labels: DataFrame):
@@ -31,11 +31,11 @@ def _first_new_day(spark: SparkSession, cfg: Config, previous: dict, txns: DataF
 
 
 def merge_features(spark: SparkSession, table_path: str, rows: DataFrame, view: FeatureViewConf) -> None:
-    """Upsert on (entity, event_timestamp): a rerun rewrites nothing, late events fix their days."""
+    """Upsert on (entity, event_time): a rerun rewrites nothing, late events fix their days."""
     create_if_missing(spark, table_path, rows.schema)
     changed = " OR ".join(f"NOT (t.{f.name} <=> s.{f.name})" for f in view.features)
     (DeltaTable.forPath(spark, table_path).alias("t")
-     .merge(rows.alias("s"), f"t.{view.key} = s.{view.key} AND t.event_timestamp = s.event_timestamp")
+     .merge(rows.alias("s"), f"t.{view.key} = s.{view.key} AND t.{EVENT_TIME} = s.{EVENT_TIME}")
      .whenMatchedUpdateAll(condition=changed).whenNotMatchedInsertAll().execute())
 
 

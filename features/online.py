@@ -18,12 +18,13 @@ from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun, last_successful_inputs
 from lakehouse.tables import read_table
+from features.compute import EVENT_TIME
 from features.store import feature_store
 
 def _changed_since(spark: SparkSession, cfg: Config, table: str, before: int | None, now_df):
     """The earliest event time among rows new or changed since version `before` (None: all rows)."""
     changed = now_df if before is None else now_df.exceptAll(read_table(spark, cfg.table(table), before))
-    return changed.agg(F.min("event_timestamp")).first()[0]
+    return changed.agg(F.min(EVENT_TIME)).first()[0]
 
 
 @job(name="materialize_online",
@@ -47,7 +48,7 @@ def materialize_online(run: JobRun, args) -> None:
         store.materialize(start_date=start.replace(tzinfo=dt.timezone.utc) - dt.timedelta(seconds=1),
                           end_date=now, feature_views=[name])
         run.wrote_asset(f"online:{name}", run.inputs[view.table], previous.get(view.table))
-        run.count(f"{name}_entities", offline.where(F.col("event_timestamp") >= start)
+        run.count(f"{name}_entities", offline.where(F.col(EVENT_TIME) >= start)
                   .select(view.key).distinct().count())
         progress(f"{run.job}: {name} from {start} -> {cfg.features.online_store} online store")
 
@@ -57,7 +58,7 @@ def demo_report(spark: SparkSession, cfg: Config) -> list[str]:
     from features.store import online_features
 
     name, view = next(iter(cfg.features.views.items()))
-    row = read_table(spark, cfg.table(view.table)).orderBy(F.desc("event_timestamp")).select(view.key).first()
+    row = read_table(spark, cfg.table(view.table)).orderBy(F.desc(EVENT_TIME)).select(view.key).first()
     if row is None:
         return []
     values = online_features(cfg, view.key, [row[0]])

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 from lakehouse.config import Config, FeatureViewConf
+from features.compute import EVENT_TIME
 
 
 
@@ -61,7 +62,7 @@ def definitions(cfg: Config) -> list:
     for name, view in cfg.features.views.items():
         entity = Entity(name=view.entity, join_keys=[view.key], value_type=ValueType.STRING)
         source = SparkSource(name=f"{name}_source", path=cfg.table(view.table).path, table_format=DeltaFormat(),
-                             timestamp_field="event_timestamp")
+                             timestamp_field=EVENT_TIME)
         schema = [Field(name=f.name, dtype=Int64 if f.dtype == "int64" else Float64) for f in view.features]
         objects += [entity, source, FeatureView(name=name, entities=[entity], ttl=dt.timedelta(days=view.ttl_days),
                                                 schema=schema, source=source, online=True)]

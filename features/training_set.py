@@ -17,9 +17,9 @@ TRAINING_TABLE = "features.training_set"
 def label_events(txns: DataFrame, labels: DataFrame) -> DataFrame:
     """One row per labelled transaction: entity keys, its event time, context and the label."""
     return (labels.select("txn_id", "is_fraud", "label_time").join(txns, "txn_id")
-            .select("txn_id", "customer_id", "merchant_id", F.col("event_time").alias("event_timestamp"),
+            .select("txn_id", "customer_id", "merchant_id", "event_time",
                     "amount_eur", "channel", "merchant_category", "country", "label_time",
-                    F.col("is_fraud").cast("int").alias("label")))
+                    F.col("is_fraud").cast("int").alias("is_fraud")))
 
 
 def _inputs(cfg: Config) -> list[str]:

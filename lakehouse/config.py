@@ -186,8 +186,8 @@ class TrainingConf(_Strict):
     nics: list[str] = []  # Horovod rendezvous interfaces (lo for local runs)
     use_gpu: bool = True  # when CUDA is present
     training_set: str = "features.training_set"
-    label: str = "label"
-    timestamp: str = "event_timestamp"
+    label: str = "is_fraud"
+    timestamp: str = "event_time"
     id_column: str = "txn_id"
     numeric_features: list[str]
     categorical_features: list[str] = []

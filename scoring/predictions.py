@@ -59,7 +59,7 @@ def score_udf(model: ResolvedModel, frame_backend: str):
 
 
 def score(features: DataFrame, model: ResolvedModel, cfg: Config, run_id: str) -> DataFrame:
-    """Feature rows (txn_id, keys, event_timestamp, inputs) -> rows of gold.predictions."""
+    """Feature rows (txn_id, keys, event_time, inputs) -> rows of gold.predictions."""
     udf = score_udf(model, cfg.scoring.frame_backend)
     threshold = cfg.scoring.threshold
     cols = [F.col(c) for c in model.inputs]
@@ -69,7 +69,7 @@ def score(features: DataFrame, model: ResolvedModel, cfg: Config, run_id: str) -
         if model.categorical else F.lit(None).cast("map<string,string>")
     scored = features.withColumn("score", udf(*cols))
     return scored.select(
-        "txn_id", "customer_id", "merchant_id", F.col("event_timestamp").alias("event_time"), "score",
+        "txn_id", "customer_id", "merchant_id", "event_time", "score",
         (F.col("score") >= threshold).cast("int").alias("decision"), F.lit(threshold).alias("threshold"),
         F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
         F.lit(model.alias).alias("model_alias"), F.lit(model.mlflow_run_id).alias("mlflow_run_id"), F.lit(run_id).alias("run_id"),

@@ -29,7 +29,7 @@ def test_a_feature_never_sees_events_after_its_time(spark):
         ("C1", T0 + dt.timedelta(minutes=30), 30.0, "M2", 1.0),
         ("C1", T0 + dt.timedelta(days=2), 500.0, "M3", 1.0),  # after the label below
     ], "customer_id string, event_time timestamp, amount_eur double, merchant_id string, is_foreign double")
-    rows = {r["event_timestamp"]: r for r in feature_rows(events, view).collect()}
+    rows = {r["event_time"]: r for r in feature_rows(events, view).collect()}
     second = rows[T0 + dt.timedelta(minutes=30)]
     assert second["txn_count_1h"] == 2 and second["avg_amount_30d"] == 20.0 and second["max_amount_30d"] == 30.0
     assert second["distinct_merchants_7d"] == 2 and second["foreign_share_30d"] == 0.5
@@ -44,15 +44,15 @@ def test_point_in_time_join_uses_the_last_value_at_or_before_the_label(spark, tm
                                    "customer_id string, event_time timestamp, amount_eur double, merchant_id string, is_foreign double")
     feature_rows(events, view).write.format("delta").save(cfg.table(view.table).path)
     merchant = cfg.features.views["merchant_features"]
-    spark.createDataFrame([("M1", T0, 1, 0.0)], "merchant_id string, event_timestamp timestamp, merchant_txn_count_24h long, "
+    spark.createDataFrame([("M1", T0, 1, 0.0)], "merchant_id string, event_time timestamp, merchant_txn_count_24h long, "
                           "merchant_fraud_rate_30d double").write.format("delta").save(cfg.table(merchant.table).path)
     labels_at = spark.createDataFrame(
         [("C1", "M1", T0 - dt.timedelta(hours=1)), ("C1", "M1", T0 + dt.timedelta(hours=2)),
          ("C1", "M1", T0 + dt.timedelta(hours=5)), ("C1", "M1", T0 + dt.timedelta(hours=6))],
-        "customer_id string, merchant_id string, event_timestamp timestamp")
+        "customer_id string, merchant_id string, event_time timestamp")
     store = feature_store(cfg)
     joined = store.get_historical_features(entity_df=labels_at, features=["customer_features:avg_amount_30d"]).to_spark_df()
-    seen = {r["event_timestamp"]: r["avg_amount_30d"] for r in joined.collect()}
+    seen = {r["event_time"]: r["avg_amount_30d"] for r in joined.collect()}
     assert seen[T0 - dt.timedelta(hours=1)] is None  # before any event: nothing, not a future value
     assert seen[T0 + dt.timedelta(hours=2)] == 10.0  # the 90.0 event at +5h is not visible yet
     assert seen[T0 + dt.timedelta(hours=5)] == 50.0
@@ -78,13 +78,13 @@ def _recompute_from_silver(spark, cfg, customer, at):
 def test_online_equals_offline_equals_a_recomputation_from_silver(spark, featured):
     cfg = featured.cfg
     offline = read_table(spark, cfg.table("features.customer_features"))
-    latest = (offline.groupBy("customer_id").agg(F.max("event_timestamp").alias("event_timestamp"))
-              .join(offline, ["customer_id", "event_timestamp"]).orderBy("customer_id").limit(5).collect())
+    latest = (offline.groupBy("customer_id").agg(F.max("event_time").alias("event_time"))
+              .join(offline, ["customer_id", "event_time"]).orderBy("customer_id").limit(5).collect())
     online = online_features(cfg, "customer_id", [r["customer_id"] for r in latest])
     for i, row in enumerate(latest):
         for name in ("txn_count_7d", "max_amount_30d", "avg_amount_30d", "distinct_merchants_7d"):
             assert online[name][i] == pytest.approx(row[name]), (row["customer_id"], name)
-        plain = _recompute_from_silver(spark, cfg, row["customer_id"], row["event_timestamp"])
+        plain = _recompute_from_silver(spark, cfg, row["customer_id"], row["event_time"])
         assert row["txn_count_7d"] == plain["txn_count_7d"]
         assert row["max_amount_30d"] == pytest.approx(plain["max_amount_30d"])
 
@@ -95,7 +95,7 @@ def test_training_set_has_one_row_per_labelled_transaction_and_records_versions(
     labelled = read_table(spark, cfg.table("silver.labels")).join(
         read_table(spark, cfg.table("silver.transactions")), "txn_id").count()
     assert training.count() == labelled == training.select("txn_id").distinct().count()
-    assert {"label", "txn_count_24h", "merchant_fraud_rate_30d", "amount_vs_30d_avg", "hour_of_day"} <= set(training.columns)
+    assert {"is_fraud", "txn_count_24h", "merchant_fraud_rate_30d", "amount_vs_30d_avg", "hour_of_day"} <= set(training.columns)
     run = read_table(spark, cfg.table("meta.lineage")).where("job = 'build_training_set'").first()
     inputs = {i["table"]: i["version"] for i in run["inputs"]}
     for table in ("silver.labels", "features.customer_features", "features.merchant_features"):
@@ -107,9 +107,9 @@ def test_merchant_fraud_rate_only_counts_labels_already_known(spark, featured):
     training = read_table(spark, cfg.table("features.training_set"))
     labels = read_table(spark, cfg.table("silver.labels")).join(
         read_table(spark, cfg.table("silver.transactions")).select("txn_id", "merchant_id"), "txn_id")
-    row = training.where("merchant_fraud_rate_30d IS NOT NULL").orderBy("event_timestamp").first()
-    known = labels.where((F.col("merchant_id") == row["merchant_id"]) & (F.col("label_time") <= row["event_timestamp"])
-                         & (F.col("label_time") > row["event_timestamp"] - dt.timedelta(days=30)))
+    row = training.where("merchant_fraud_rate_30d IS NOT NULL").orderBy("event_time").first()
+    known = labels.where((F.col("merchant_id") == row["merchant_id"]) & (F.col("label_time") <= row["event_time"])
+                         & (F.col("label_time") > row["event_time"] - dt.timedelta(days=30)))
     assert known.count() > 0
     assert row["merchant_fraud_rate_30d"] == pytest.approx(known.agg(F.avg(F.col("is_fraud").cast("double"))).first()[0])
 
@@ -154,7 +154,7 @@ def test_reruns_do_not_duplicate_and_new_data_reaches_the_online_store(spark, tm
 
     compute_features(spark, cfg)  # nothing new: no new version, no duplicate rows
     assert current_version(spark, table) == version and read_table(spark, table).count() == rows
-    assert read_table(spark, table).select("customer_id", "event_timestamp").distinct().count() == rows
+    assert read_table(spark, table).select("customer_id", "event_time").distinct().count() == rows
 
     customer = read_table(spark, table).orderBy(F.desc("txn_count_7d")).first()["customer_id"]
     before = online_features(cfg, "customer_id", [customer])["txn_count_7d"][0]
@@ -165,7 +165,7 @@ def test_reruns_do_not_duplicate_and_new_data_reaches_the_online_store(spark, tm
     compute_features(spark, cfg)
     materialize_online(spark, cfg)
     offline = read_table(spark, table).where(F.col("customer_id") == customer)
-    newest = offline.orderBy(F.desc("event_timestamp")).first()
-    assert newest["event_timestamp"].date() == dt.date(2026, 7, 3)
+    newest = offline.orderBy(F.desc("event_time")).first()
+    assert newest["event_time"].date() == dt.date(2026, 7, 3)
     after = online_features(cfg, "customer_id", [customer])["txn_count_7d"][0]
     assert after == newest["txn_count_7d"] and after != before
