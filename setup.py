@@ -30,11 +30,12 @@ setup(
             "train = training.job:train",
             "score_batch = scoring.batch:score_batch",
             "score_stream = scoring.stream:score_stream",
-            "detect_drift = scoring.drift_job:detect_drift",
+            "detect_drift = monitoring.drift_job:detect_drift",
         ],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
         "tidewater.demo_reports": ["online_lookup = features.online:demo_report",
-                                   "scoring = scoring.report:demo_report"],
+                                   "scoring = scoring.report:demo_report",
+                                   "drift = monitoring.report:demo_report"],
         "tidewater.commands": [
             "validate = quality.cli:validate",
             "quarantine = quality.cli:quarantine",
@@ -42,7 +43,7 @@ setup(
             "mlflow-ui = training.cli:mlflow_ui",
             "models = training.cli:models",
             "stream = scoring.cli:stream",
-            "drift = scoring.drift_cli:drift",
+            "drift = monitoring.cli:drift",
         ],
     },
 )

@@ -38,12 +38,14 @@ def recall_at_precision(y_true, scores, precision_target: float) -> float:
 
 
 def threshold_metrics(y_true, scores, threshold: float) -> dict[str, float]:
+    """Precision, recall and F1 of `score >= threshold`; NaN where a ratio is 0/0 (undefined, not zero)."""
     y = np.asarray(y_true).astype(bool)
     pred = np.asarray(scores) >= threshold
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    nan = float("nan")
+    precision = tp / (tp + fp) if tp + fp else nan
+    recall = tp / (tp + fn) if tp + fn else nan
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan
     return {"precision": precision, "recall": recall, "f1": f1}
 
 

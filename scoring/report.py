@@ -1,4 +1,4 @@
-"""Lines the demo prints about scoring and drift (a `tidewater.demo_reports` entry point)."""
+"""Lines the demo prints about scoring (a `tidewater.demo_reports` entry point)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,4 @@ def demo_report(spark, cfg) -> list[str]:
                                        F.max("model_version").alias("v")).first()
         lines.append(f"{name}: {r['n']} predictions by {cfg.training.model_name if cfg.training else 'model'} "
                      f"v{r['v']}, {r['flagged'] or 0} flagged for review")
-    events = cfg.table("meta.drift_events")
-    if current_version(spark, events) is not None:
-        rows = (read_table(spark, events).where(F.col("slice_value") == "__all__")
-                .orderBy("window_start").collect())
-        for r in rows:
-            lines.append(f"drift {r['window_start']:%Y-%m-%d}: {', '.join(r['drifted_features'])}")
-        if not rows:
-            lines.append("drift: no window drifted overall")
     return lines

@@ -26,9 +26,9 @@ from lakehouse.config import DriftConf
 from lakehouse.model_store import tracking_uri
 from lakehouse.tables import read_table
 from features.training_set import build_training_set
-from scoring import drift_stats
+from monitoring import drift_stats
 from scoring.batch import score_batch
-from scoring.drift import compare
+from monitoring.drift import compare
 from scoring.stream import score_stream, stream_dir
 
 SCORE_TOLERANCE = 1e-6  # float32 network: the same inputs give the same score to ~1e-7
@@ -157,7 +157,7 @@ def test_planted_drift_is_found_after_day_k_and_not_before(spark, demo_lake):
     metrics = read_table(spark, cfg.table("gold.drift_metrics")).where("slice_value = '__all__'")
     first_day = read_table(spark, cfg.table("silver.transactions")).agg(F.min(F.to_date("event_time"))).first()[0]
     drift_day = pd.Timestamp(dt.datetime(2026, 3, 1) + dt.timedelta(days=DRIFT_FROM_DAY))
-    judged = (metrics.where("drifted IS NOT NULL AND feature <> 'prediction_score'")
+    judged = (metrics.where("drifted IS NOT NULL AND feature <> 'score'")
               .groupBy("window_start").agg(F.collect_set(F.when(F.col("drifted"), F.col("feature"))).alias("drifted"))
               .toPandas())
     before = judged[judged.window_start < drift_day]
@@ -219,7 +219,31 @@ def test_scoring_and_drift_notebook_executes(demo_lake, monkeypatch):
 
 
 def test_drift_report_writes_html_with_plots(spark, demo_lake, tmp_path):
-    from scoring.drift_report import write_report
+    from monitoring.report import write_report
 
     page = write_report(spark, demo_lake.cfg, str(tmp_path / "drift.html"), top=2).read_text()
     assert page.count("data:image/png;base64,") >= 3 and "Windows with drift" in page
+
+
+def test_the_report_reads_windows_only_the_stream_scored_and_empty_ones(spark, demo_lake):
+    from delta.tables import DeltaTable
+
+    from monitoring.report import reference_and_current
+
+    cfg = demo_lake.cfg
+    # Given the latest drifted window's rows only in gold.predictions_stream (the demo's new arrival)
+    window = (read_table(spark, cfg.table("meta.drift_events")).agg(F.max("window_start")).first()[0])
+    batch = DeltaTable.forPath(spark, cfg.table("gold.predictions").path)
+    before = batch.history(1).first()["version"]
+    batch.delete(F.to_date("event_time") == F.lit(window.date()))
+    try:
+        # When the report compares reference and current distributions for it
+        numeric = reference_and_current(spark, cfg, "amount_eur", window)
+        categorical = reference_and_current(spark, cfg, "country", window)
+        empty = reference_and_current(spark, cfg, "amount_eur", window + dt.timedelta(days=365))
+    finally:
+        batch.restoreToVersion(before)
+    # Then the streamed rows are the current side, and a window with no rows is empty, not an error
+    assert numeric["current"].sum() == pytest.approx(1.0) and numeric["reference"].sum() == pytest.approx(1.0)
+    assert categorical["current"].sum() == pytest.approx(1.0)
+    assert empty["current"].sum() == 0

@@ -1,7 +1,7 @@
 """Drift as a table-to-table job: the champion's training set version vs windows of scoring inputs.
 
 Spark does the counting (approximate quantile bins and CDF grids, group-by counts per window and
-slice); only those counts reach the driver, where scoring.drift_stats turns them into PSI, KS,
+slice); only those counts reach the driver, where monitoring.drift_stats turns them into PSI, KS,
 Jensen-Shannon, Wasserstein and chi-squared. Results: gold.drift_metrics (one row per window,
 slice, feature and metric), gold.model_performance (where labels have arrived), and
 meta.drift_events (a window with any judged metric over its threshold).
@@ -14,40 +14,46 @@ from dataclasses import dataclass
 
 import numpy as np
 from delta.tables import DeltaTable
-from pyspark.ml.feature import Bucketizer
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from lakehouse.config import DriftConf
+from lakehouse.schemas import Int32, row_values, spark_schema
 from lakehouse.tables import create_if_missing
-from scoring import drift_stats
+from monitoring import drift_stats
 
 ALL = "__all__"  # the slice that holds every row
 NULL = "__null__"  # a missing category
 P_VALUES = {"ks_pvalue", "chi2_pvalue"}  # drifted when BELOW the threshold
+SCORE = "score"  # the model's output, compared like a numeric feature
 
-METRIC_SCHEMA = T.StructType([
-    T.StructField("window_start", T.TimestampType(), False),
-    T.StructField("window_end", T.TimestampType(), False),
-    T.StructField("slice_column", T.StringType(), False),
-    T.StructField("slice_value", T.StringType(), False),
-    T.StructField("reference_table", T.StringType(), False),
-    T.StructField("reference_version", T.LongType(), True),
-    T.StructField("current_table", T.StringType(), False),
-    T.StructField("current_version", T.LongType(), True),
-    T.StructField("model_version", T.IntegerType(), True),
-    T.StructField("feature", T.StringType(), False),
-    T.StructField("kind", T.StringType(), False),  # numeric | categorical | prediction | dataset
-    T.StructField("metric", T.StringType(), False),
-    T.StructField("value", T.DoubleType(), True),
-    T.StructField("threshold", T.DoubleType(), True),
-    T.StructField("drifted", T.BooleanType(), True),  # null: not judged (no threshold, or too few rows)
-    T.StructField("reference_rows", T.LongType(), False),
-    T.StructField("current_rows", T.LongType(), False),
-    T.StructField("run_id", T.StringType(), False),
-    T.StructField("computed_at", T.TimestampType(), False),
-])
+@dataclass
+class DriftMetric:
+    """A row of gold.drift_metrics: one metric of one feature in one window and slice."""
+
+    window_start: dt.datetime
+    window_end: dt.datetime
+    slice_column: str
+    slice_value: str
+    reference_table: str
+    reference_version: int | None
+    current_table: str
+    current_version: int | None
+    model_version: Int32 | None
+    feature: str
+    kind: str  # numeric | categorical | prediction | dataset
+    metric: str
+    value: float | None
+    threshold: float | None
+    drifted: bool | None  # null: not judged (no threshold, or too few rows)
+    reference_rows: int
+    current_rows: int
+    run_id: str
+    computed_at: dt.datetime
+
+
+METRIC_KEYS = ["window_start", "slice_column", "slice_value", "reference_table", "reference_version",
+               "current_table", "model_version", "feature", "metric"]
 
 
 @dataclass
@@ -76,6 +82,8 @@ def _splits(points) -> list[float]:
 def _bucket_counts(df: DataFrame, feature: str, splits: list[float], keys: list[str]) -> dict:
     """{(key values..., bucket): count} for the feature's non-null values."""
     data = df.where(F.col(feature).isNotNull() & ~F.isnan(F.col(feature))).select(*keys, F.col(feature).cast("double").alias("_x"))
+    from pyspark.ml.feature import Bucketizer
+
     bucketed = Bucketizer(splits=splits, inputCol="_x", outputCol="_b").transform(data)
     rows = bucketed.groupBy(*keys, "_b").count().collect()
     return {(*[r[k] for k in keys], int(r["_b"])): r["count"] for r in rows}
@@ -180,7 +188,7 @@ def compare(reference: DataFrame, current: DataFrame, numeric: list[str], catego
                   with_windows(with_slices(current, cfg.slice_column), time_column, cfg.window_seconds).cache())
     rows = []
     for f in numeric:
-        kind = "prediction" if f == "prediction_score" else "numeric"
+        kind = "prediction" if f == SCORE else "numeric"
         rows += [{**r, "kind": kind} for r in numeric_metrics(sides, f, cfg)]
     for f in categorical:
         rows += [{**r, "kind": "categorical"} for r in categorical_metrics(sides, f)]
@@ -202,12 +210,14 @@ def drifted_features(rows: list[dict]) -> dict[tuple, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def merge_rows(spark: SparkSession, path: str, rows: DataFrame, schema: T.StructType, keys: list[str]) -> None:
+def merge_rows(spark: SparkSession, path: str, rows: list, row_type: type, keys: list[str],
+               update: list[str] | None = None) -> None:
+    """Upsert dataclass rows on `keys`; on a match update every column, or only those in `update`."""
+    schema = spark_schema(row_type)
     create_if_missing(spark, path, schema)
+    source = spark.createDataFrame([row_values(r) for r in rows], schema)
     cond = " AND ".join(f"t.{k} <=> s.{k}" for k in keys)
-    DeltaTable.forPath(spark, path).alias("t").merge(rows.alias("s"), cond) \
-        .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
-
-
-METRIC_KEYS = ["window_start", "slice_column", "slice_value", "reference_table", "reference_version",
-               "current_table", "model_version", "feature", "metric"]
+    merge = DeltaTable.forPath(spark, path).alias("t").merge(source.alias("s"), cond)
+    merge = merge.whenMatchedUpdateAll() if update is None else \
+        merge.whenMatchedUpdate(set={c: f"s.{c}" for c in update})
+    merge.whenNotMatchedInsertAll().execute()

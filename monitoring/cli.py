@@ -20,7 +20,7 @@ def drift():
 @one_line_errors
 def report(out, top, root, env):
     """Write an HTML drift report: metrics over time, and reference vs current distributions."""
-    from scoring.drift_report import write_report
+    from monitoring.report import write_report
 
     cfg, spark = session(env, root)
     path = write_report(spark, cfg, out, top)

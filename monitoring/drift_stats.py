@@ -8,7 +8,6 @@ categorical ones as counts per category (chi-squared, Jensen-Shannon).
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 EPS = 1e-4  # floor for empty bins: PSI is undefined at 0
 
@@ -27,18 +26,15 @@ def psi(reference_counts, current_counts) -> float:
 
 def js_distance(reference_counts, current_counts) -> float:
     """Jensen-Shannon distance, base 2 (0 = same distribution, 1 = disjoint)."""
-    p, q = _shares(reference_counts), _shares(current_counts)
-    m = (p + q) / 2
+    from scipy.spatial.distance import jensenshannon
 
-    def kl(a, b):
-        mask = a > 0
-        return np.sum(a[mask] * np.log2(a[mask] / b[mask]))
-
-    return float(np.sqrt(max(0.5 * kl(p, m) + 0.5 * kl(q, m), 0.0)))
+    return float(jensenshannon(_shares(reference_counts), _shares(current_counts), base=2))
 
 
 def ks(reference_cdf, current_cdf, n_reference: int, n_current: int) -> tuple[float, float]:
     """Two-sample KS statistic over a grid of CDF points, and its asymptotic p-value (scipy's 'asymp')."""
+    from scipy import stats
+
     d = float(np.max(np.abs(np.asarray(reference_cdf) - np.asarray(current_cdf)))) if len(reference_cdf) else 0.0
     en = n_reference * n_current / (n_reference + n_current)
     return d, float(stats.kstwo.sf(d, np.round(en)))
@@ -53,6 +49,8 @@ def wasserstein(grid, reference_cdf, current_cdf) -> float:
 
 def chi_squared(reference_counts, current_counts) -> tuple[float, float]:
     """Chi-squared test of homogeneity over categories (categories absent from both dropped)."""
+    from scipy import stats
+
     table = np.array([reference_counts, current_counts], dtype=np.float64)
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():

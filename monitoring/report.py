@@ -17,7 +17,10 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.errors import TableNotFound
+from lakehouse.model_store import model_name
 from lakehouse.tables import current_version, read_table
+from monitoring.current import current_predictions
+from monitoring.drift import SCORE
 
 METRICS = "gold.drift_metrics"
 
@@ -39,13 +42,21 @@ def drifted_windows(spark, cfg: Config, slice_value: str = "__all__") -> pd.Data
     return rows
 
 
+def _read_existing(spark, cfg: Config):
+    return lambda name: read_table(spark, cfg.table(name)) if current_version(spark, cfg.table(name)) is not None else None
+
+
 def reference_and_current(spark, cfg: Config, feature: str, window_start: dt.datetime, bins: int = 30) -> pd.DataFrame:
-    """Shares per bin (numeric) or per category for the reference and one current window."""
+    """Shares per bin (numeric) or per category for the reference and one current window.
+
+    The window's rows come from every table the drift job compared (batch and streaming predictions
+    of the same model version); a window with no rows there gives an empty current column.
+    """
     latest = (read_table(spark, cfg.table(METRICS)).where((F.col("feature") == feature) & (F.col("kind") != "dataset"))
               .orderBy(F.desc("computed_at")).first())
     reference = read_table(spark, cfg.table(latest["reference_table"]), latest["reference_version"])
-    tables = latest["current_table"].split("+")
-    current = read_table(spark, cfg.table(tables[0]))
+    model = (F.col("model_name") == model_name(cfg)) & (F.col("model_version") == latest["model_version"])
+    current = current_predictions(latest["current_table"].split("+"), _read_existing(spark, cfg), model)
     end = window_start + dt.timedelta(seconds=cfg.drift.window_seconds)
     current = current.where((F.col("event_time") >= F.lit(window_start)) & (F.col("event_time") < F.lit(end)))
     if latest["kind"] == "categorical":
@@ -58,10 +69,12 @@ def reference_and_current(spark, cfg: Config, feature: str, window_start: dt.dat
             shares[name] = {k: v / total for k, v in counts.items()}
         return pd.DataFrame(shares).fillna(0.0).sort_index()
     ref_v = reference.select(F.col(feature).cast("double").alias("v"))
-    cur_v = current.select((F.col("score") if feature == "prediction_score" else F.col("inputs_numeric")[feature]).alias("v"))
-    lo, hi = ref_v.approxQuantile("v", [0.005, 0.995], 0.001)
-    lo = min(lo, *cur_v.approxQuantile("v", [0.005], 0.001))
-    hi = max(hi, *cur_v.approxQuantile("v", [0.995], 0.001))
+    cur_v = current.select((F.col(SCORE) if feature == SCORE else F.col("inputs_numeric")[feature]).alias("v"))
+    # approxQuantile gives [] (not [nan]) on no rows: take the range from whichever side has values
+    ends = [q for df in (ref_v, cur_v) for q in df.approxQuantile("v", [0.005, 0.995], 0.001)]
+    if not ends:
+        return pd.DataFrame({"reference": [], "current": []})
+    lo, hi = min(ends), max(ends)
     edges = np.linspace(lo, hi, bins + 1)
     out = {}
     for name, df in (("reference", ref_v), ("current", cur_v)):
@@ -117,3 +130,14 @@ def write_report(spark, cfg: Config, out: str | None, top: int = 4) -> Path:
     path.write_text("<html><head><meta charset='utf-8'><title>Drift report</title></head><body>"
                     + "\n".join(parts) + "</body></html>")
     return path
+
+
+def demo_report(spark, cfg: Config) -> list[str]:
+    """For `tidewater demo`: the windows in which features drifted (a `tidewater.demo_reports` entry point)."""
+    events = cfg.table("meta.drift_events")
+    if current_version(spark, events) is None:
+        return []
+    rows = read_table(spark, events).where(F.col("slice_value") == "__all__").orderBy("window_start").collect()
+    if not rows:
+        return ["drift: no window drifted overall"]
+    return [f"drift {r['window_start']:%Y-%m-%d}: {', '.join(r['drifted_features'])}" for r in rows]
