@@ -24,9 +24,11 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Exact versions come from constraints.txt (see ../shared/STACK.md for why each one).
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set, every import would compile pandas & co.
+# from source again (about 1 s per command and per Spark worker).
 $(STAMP): setup.py constraints.txt | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV)/bin/python -c constraints.txt -e '.[dev]'
 	touch $@
 
 # Delta's JVM jars for Spark 4.1, fetched with Maven into ./jars (spark.jars points there).
@@ -54,7 +56,7 @@ $(TRAIN_VENV)/bin/python:
 
 $(TRAIN_STAMP): requirements-train.txt constraints-train.txt setup.py | $(TRAIN_VENV)/bin/python
 	$(TRAIN_VENV)/bin/pip install -q uv==$(UV_VERSION)
-	$(TRAIN_VENV)/bin/uv pip install -q --python $(TRAIN_VENV)/bin/python -c constraints-train.txt -r requirements-train.txt
+	$(TRAIN_VENV)/bin/uv pip install -q --compile-bytecode --python $(TRAIN_VENV)/bin/python -c constraints-train.txt -r requirements-train.txt
 	$(TRAIN_VENV)/bin/uv pip install -q --python $(TRAIN_VENV)/bin/python --no-deps petastorm==0.13.1 -e .
 	touch $@
 

@@ -12,7 +12,7 @@ setup(
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
-        "mlflow", "torch", "scipy", "scikit-learn", "matplotlib",
+        "mlflow", "torch", "scipy", "scikit-learn", "matplotlib", "deltalake", "rich", "psutil",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],

@@ -12,10 +12,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from lakehouse.config import Config, TableRef
-
-
-def delta_exists(path: str) -> bool:
-    return (Path(path) / "_delta_log").is_dir() if "://" not in path else True
+from lakehouse.delta_reader import delta_exists
 
 
 # name -> location registered in this process's catalog (one SparkSession per process).

@@ -41,13 +41,16 @@ def print_rows(rows: list[dict], fmt: str) -> None:
     if not rows:
         click.echo("(no rows)")
         return
-    cols = list(rows[0])
-    cells = [[("NULL" if r[c] is None else str(r[c])) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    click.echo("  ".join("-" * w for w in widths))
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in rows[0]:
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in r.values()))
+    Console(width=max(120, Console().width), highlight=False).print(table)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,13 +96,14 @@ def run(job, job_args):
 
 @cli.command()
 @FORMAT_OPT
+@ROOT_OPT
 @ENV_OPT
 @one_line_errors
-def jobs(fmt, env):
+def jobs(fmt, root, env):
     """List every job with the tables it reads and writes (from the jobs' own declarations)."""
     from lakehouse.config import load_config
     from lakehouse.job_runner import job_catalog
-    catalog = job_catalog(load_config(env))
+    catalog = job_catalog(load_config(env, root))
     if fmt == "json":
         click.echo(json.dumps(catalog, indent=2))
         return
@@ -145,10 +149,11 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
 @ENV_OPT
 @one_line_errors
 def tables(fmt, root, env):
-    """List the lakehouse tables: name, version, rows, path."""
-    from lakehouse.tables_report import table_inventory
-    cfg, spark = session(env, root)
-    print_rows(table_inventory(spark, cfg), fmt)
+    """List the lakehouse tables: name, version, rows, path (read from the Delta logs, no JVM)."""
+    from lakehouse.config import load_config
+    from lakehouse.delta_reader import table_state
+    cfg = load_config(env, root)
+    print_rows([state for name in cfg.table_names() if (state := table_state(cfg, name))], fmt)
 
 
 @cli.command()
@@ -166,39 +171,33 @@ def sql(query, fmt, limit, root, env):
 
 
 @cli.command()
-@click.argument("table")
+@click.argument("table", required=False)
 @click.option("--version", "version", type=int, default=None, help="Table version (default: latest).")
+@click.option("--txn", "txn_id", default=None,
+              help="A transaction id: its prediction, model version, training set, silver, bronze and landing file.")
 @FORMAT_OPT
 @ROOT_OPT
 @ENV_OPT
 @one_line_errors
-def lineage(table, version, fmt, root, env):
-    """Show the upstream chain of a table version: which runs and input versions produced it."""
+def lineage(table, version, txn_id, fmt, root, env):
+    """Show the upstream chain of a table version, or of one transaction's prediction (--txn). No JVM."""
+    from lakehouse.config import load_config
+    from lakehouse.delta_reader import read_rows, table_version
     from lakehouse.errors import TableNotFound
-    from lakehouse.lineage import upstream_chain
-    from lakehouse.tables import current_version
-    cfg, spark = session(env, root)
-    latest = current_version(spark, cfg.table(table))
+    from lakehouse.lineage_graph import chain_lines, upstream_chain
+    cfg = load_config(env, root)
+    if txn_id:
+        from lakehouse.txn_lineage import lineage_text, transaction_lineage
+        story = transaction_lineage(cfg, txn_id)
+        click.echo(json.dumps(story, indent=2, default=str) if fmt == "json" else "\n".join(lineage_text(story)))
+        return
+    if not table:
+        raise click.UsageError("name a TABLE, or a transaction with --txn TXN_ID")
+    latest = table_version(cfg, table)
     if latest is None:
         raise TableNotFound(f"{table} has not been written yet", hint="run `tidewater demo` first")
-    chain = upstream_chain(spark, cfg, table, latest if version is None else version)
-    if fmt == "json":
-        click.echo(json.dumps(chain, indent=2, default=str))
-    else:
-        _print_chain(chain)
-
-
-def _print_chain(node: dict, depth: int = 0) -> None:
-    pad = "  " * depth
-    run = node["produced_by"]
-    version = "?" if node["version"] is None else node["version"]
-    if run is None:
-        click.echo(f"{pad}{node['table']}@v{version}  (no recorded producer)")
-    else:
-        click.echo(f"{pad}{node['table']}@v{version}  <- {run['job']} run {run['run_id']} "
-                   f"code {run['code_version'][:12]} at {run['ended_at']}")
-    for child in node["inputs"]:
-        _print_chain(child, depth + 1)
+    chain = upstream_chain(read_rows(cfg, "meta.lineage"), table, latest if version is None else version)
+    click.echo(json.dumps(chain, indent=2, default=str) if fmt == "json" else "\n".join(chain_lines(chain)))
 
 
 def _add_plugin_commands() -> None:
