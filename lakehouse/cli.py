@@ -151,9 +151,8 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
 def tables(fmt, root, env):
     """List the lakehouse tables: name, version, rows, path (read from the Delta logs, no JVM)."""
     from lakehouse.config import load_config
-    from lakehouse.delta_reader import table_state
-    cfg = load_config(env, root)
-    print_rows([state for name in cfg.table_names() if (state := table_state(cfg, name))], fmt)
+    from lakehouse.delta_reader import table_inventory
+    print_rows(table_inventory(load_config(env, root)), fmt)
 
 
 @cli.command()

@@ -59,3 +59,8 @@ def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dic
     naive = pa.schema([f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f
                        for f in rows.schema])
     return rows.cast(naive).to_pylist(maps_as_pydicts="strict")
+
+
+def table_inventory(cfg: Config) -> list[dict[str, Any]]:
+    """Every configured table that has been written: name, version, rows, path."""
+    return [state for name in cfg.table_names() if (state := table_state(cfg, name))]

@@ -16,7 +16,7 @@ from lakehouse.generator import generate
 from lakehouse.job_runner import find_job, installed_jobs, progress
 from lakehouse.session import build_session
 from lakehouse.tables import current_version, read_table
-from lakehouse.tables_report import table_inventory
+from lakehouse.delta_reader import table_inventory
 
 
 def _ensure_landing(cfg, rows: int | None, days: int | None) -> None:
@@ -75,7 +75,7 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
         progress(f"demo: new arrival landed: {', '.join(landed)}")
         arrival = [s for s in cfg.pipeline.arrival_stages if s in installed]
         run_ids += _run_stages(spark, cfg, arrival, env, root, "arrival stage")
-    inventory = table_inventory(spark, cfg)
+    inventory = table_inventory(cfg)
     _print_summary(spark, cfg, inventory, time.time() - started)
     _print_quality(spark, cfg, run_ids)
     for report in entry_points(group="tidewater.demo_reports"):  # lines other packages contribute

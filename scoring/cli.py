@@ -1,4 +1,4 @@
-"""`tidewater stream start|status|stop` and `tidewater drift report` (added to the CLI by entry point)."""
+"""`tidewater stream start|status|stop` (added to the CLI by entry point)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,14 @@ from lakehouse.cli import ENV_OPT, ROOT_OPT, one_line_errors
 
 
 def _pid_alive(pid: int) -> bool:
+    """Our stream is running as `pid`: alive, not a zombie, and really score_stream (pids get reused)."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except OSError:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and "score_stream" in proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
-    try:  # a zombie (exited, not yet reaped) is not running
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def _paths(env, root):

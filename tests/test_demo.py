@@ -3,7 +3,7 @@
 import pytest
 
 from lakehouse.demo import run_demo
-from lakehouse.tables_report import table_inventory
+from lakehouse.delta_reader import table_inventory
 from conftest import DEMO_DAYS, DEMO_ROWS
 
 
@@ -27,7 +27,7 @@ def test_demo_reruns_catch_up_then_change_nothing(spark, demo_lake, monkeypatch)
     monkeypatch.setenv("TIDEWATER_CONF_DIR", str(demo_lake.conf_dir))
 
     def versions():
-        return {t["name"]: t["version"] for t in table_inventory(spark, demo_lake.cfg) if t["name"] != "meta.lineage"}
+        return {t["name"]: t["version"] for t in table_inventory(demo_lake.cfg) if t["name"] != "meta.lineage"}
 
     def demo():
         run_demo(env=demo_lake.env, root=str(demo_lake.root), rows=DEMO_ROWS, days=DEMO_DAYS)
