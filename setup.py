@@ -28,6 +28,7 @@ setup(
             "build_training_set = features.training_set:build_training_set",
             "materialize_online = features.online:materialize_online",
             "train = training.job:train",
+            "validate_model = training.validation:validate_model",
             "score_batch = scoring.batch:score_batch",
             "score_stream = scoring.stream:score_stream",
             "detect_drift = monitoring.drift_job:detect_drift",

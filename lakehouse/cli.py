@@ -34,6 +34,17 @@ def session(env, root):
     return cfg, build_session(cfg)
 
 
+def with_reader(cfg, read):
+    """`read(reader)` with delta-rs, no JVM; where a table needs Spark, a one-line note, then Spark."""
+    from lakehouse import delta_reader
+    try:
+        return read(delta_reader)
+    except delta_reader.NeedsSpark as err:
+        click.echo(f"note: {err}; reading with Spark for this command", err=True)
+        from lakehouse.spark_reader import SparkReader
+        return read(SparkReader(cfg))
+
+
 def print_rows(rows: list[dict], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
@@ -151,8 +162,8 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
 def tables(fmt, root, env):
     """List the lakehouse tables: name, version, rows, path (read from the Delta logs, no JVM)."""
     from lakehouse.config import load_config
-    from lakehouse.delta_reader import table_inventory
-    print_rows(table_inventory(load_config(env, root)), fmt)
+    cfg = load_config(env, root)
+    print_rows(with_reader(cfg, lambda reader: reader.table_inventory(cfg)), fmt)
 
 
 @cli.command()
@@ -181,21 +192,24 @@ def sql(query, fmt, limit, root, env):
 def lineage(table, version, txn_id, fmt, root, env):
     """Show the upstream chain of a table version, or of one transaction's prediction (--txn). No JVM."""
     from lakehouse.config import load_config
-    from lakehouse.delta_reader import read_rows, table_version
     from lakehouse.errors import TableNotFound
     from lakehouse.lineage_graph import chain_lines, upstream_chain
     cfg = load_config(env, root)
     if txn_id:
         from lakehouse.txn_lineage import lineage_text, transaction_lineage
-        story = transaction_lineage(cfg, txn_id)
+        story = with_reader(cfg, lambda reader: transaction_lineage(cfg, txn_id, reader))
         click.echo(json.dumps(story, indent=2, default=str) if fmt == "json" else "\n".join(lineage_text(story)))
         return
     if not table:
         raise click.UsageError("name a TABLE, or a transaction with --txn TXN_ID")
-    latest = table_version(cfg, table)
-    if latest is None:
-        raise TableNotFound(f"{table} has not been written yet", hint="run `tidewater demo` first")
-    chain = upstream_chain(read_rows(cfg, "meta.lineage"), table, latest if version is None else version)
+
+    def table_chain(reader) -> dict:
+        latest = reader.table_version(cfg, table)
+        if latest is None:
+            raise TableNotFound(f"{table} has not been written yet", hint="run `tidewater demo` first")
+        return upstream_chain(reader.read_rows(cfg, "meta.lineage"), table, latest if version is None else version)
+
+    chain = with_reader(cfg, table_chain)
     click.echo(json.dumps(chain, indent=2, default=str) if fmt == "json" else "\n".join(chain_lines(chain)))
 
 

@@ -19,3 +19,24 @@ def common_job_params() -> list[click.Option]:
     return [click.Option(["--env", "--conf-env", "env"], default=None, help=ENV_HELP),
             click.Option(["--root"], default=None, help=ROOT_HELP),
             click.Option(["--conf-dir"], default=None, help=CONF_DIR_HELP)]
+
+
+def iso_date(text):
+    """A YYYY-MM-DD option value as a date."""
+    import datetime as dt
+
+    if isinstance(text, dt.date):
+        return text
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def model_and_date_options(alias_help: str, dates_help: str) -> list:
+    """The options scoring and monitoring jobs share: which registry alias, which event dates."""
+    from lakehouse.job_runner import option
+
+    return [option("--alias", help=alias_help),
+            option("--since", type=iso_date, help=f"first event date {dates_help} (YYYY-MM-DD)"),
+            option("--until", type=iso_date, help=f"last event date {dates_help} (YYYY-MM-DD)")]

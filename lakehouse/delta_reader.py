@@ -5,6 +5,11 @@ Parquet files the log lists (read with pyarrow's Parquet reader, filtered in Arr
 meta.lineage and one transaction's rows; Spark remains the engine for everything else. Timestamps
 come back naive, in UTC and to the microsecond, as Spark gives them (nanoseconds or time zones would
 pull in pandas).
+
+A table's files are its rows only without reader features that change what a file means: deletion
+vectors (rows deleted in place) and column mapping (physical column names) are read through delta-rs's
+own scan instead, and a feature delta-rs cannot read at all (type widening, anything newer) raises
+`NeedsSpark`, on which a command falls back to Spark (`lakehouse.spark_reader`) with a one-line note.
 """
 
 from __future__ import annotations
@@ -13,6 +18,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lakehouse.config import Config
+from lakehouse.errors import TidewaterError
+
+# Reader features after which the log's files are still the table's rows, as written.
+PLAIN_FEATURES = {"timestampNtz", "v2Checkpoint", "vacuumProtocolCheck"}
+# Reader features delta-rs's scan applies (checked against Spark's Delta 4.4 tables in the tests).
+SCANNED_FEATURES = {"deletionVectors", "columnMapping"}
+
+
+class NeedsSpark(TidewaterError):
+    """A table uses a Delta reader feature that delta-rs cannot read: use Spark for this command."""
 
 
 def delta_exists(path: str) -> bool:
@@ -21,9 +36,44 @@ def delta_exists(path: str) -> bool:
 
 def _table(cfg: Config, name: str):
     from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
 
     ref = cfg.table(name)
-    return DeltaTable(ref.path) if delta_exists(ref.path) else None
+    if not delta_exists(ref.path):
+        return None
+    try:
+        return DeltaTable(ref.path)
+    except TableNotFoundError:  # a _delta_log folder without a commit yet
+        return None
+    except DeltaError as err:
+        raise NeedsSpark(f"{name}: delta-rs cannot open it ({str(err).splitlines()[0]})") from None
+
+
+def reader_features(table) -> set[str]:
+    """The reader features a table's protocol names (reader version 2 is column mapping)."""
+    protocol = table.protocol()
+    features = set(protocol.reader_features or ())
+    if protocol.min_reader_version == 2:
+        features.add("columnMapping")
+    return features
+
+
+def _scanned(name: str, table) -> set[str]:
+    """The features only delta-rs's scan applies; NeedsSpark for those it cannot read."""
+    features = reader_features(table)
+    unreadable = features - PLAIN_FEATURES - SCANNED_FEATURES
+    if unreadable:
+        raise NeedsSpark(f"{name} uses Delta reader feature {', '.join(sorted(unreadable))}, which delta-rs cannot read")
+    return features & SCANNED_FEATURES
+
+
+def _scan(table, query: str = "SELECT * FROM t"):
+    """Rows through delta-rs's DataFusion scan (deletion vectors and column mapping applied)."""
+    import pyarrow as pa
+    from deltalake import QueryBuilder
+
+    # From the Arrow stream, not pa.table(): that probes for pandas, which costs as much as the read.
+    return pa.RecordBatchReader.from_stream(QueryBuilder().register("t", table).execute(query)).read_all()
 
 
 def table_version(cfg: Config, name: str) -> int | None:
@@ -38,8 +88,41 @@ def table_state(cfg: Config, name: str) -> dict[str, Any] | None:
     if table is None:
         return None
     counts = table.get_add_actions(flatten=True).column("num_records").to_pylist()
-    return {"name": name, "version": table.version(), "rows": int(sum(c or 0 for c in counts)),
-            "path": cfg.table(name).path}
+    if "deletionVectors" in _scanned(name, table) or None in counts:  # the log alone does not say
+        rows = _scan(table, "SELECT count(*) AS n FROM t").column("n")[0].as_py()
+    else:
+        rows = sum(counts)
+    return {"name": name, "version": table.version(), "rows": int(rows), "path": cfg.table(name).path}
+
+
+def _plain_type(t):
+    """The Arrow type as rows should come back: naive UTC timestamps, plain strings, nested alike."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us")
+    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
+        return pa.string()
+    if pa.types.is_binary_view(t) or pa.types.is_large_binary(t):
+        return pa.binary()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_plain_type(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(t.key_field.with_type(_plain_type(t.key_type)), t.item_field.with_type(_plain_type(t.item_type)))
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return pa.list_(t.value_field.with_type(_plain_type(t.value_type)))
+    return t
+
+
+def arrow_rows(rows, where: Callable | None = None) -> list[dict]:
+    """An Arrow table's rows as dicts (maps as dicts); `where(arrow_table)` gives a boolean mask."""
+    import pyarrow as pa
+
+    plain = pa.schema([f.with_type(_plain_type(f.type)) for f in rows.schema])
+    rows = rows.cast(plain)
+    if where is not None:
+        rows = rows.filter(where(rows))
+    return rows.to_pylist(maps_as_pydicts="strict")
 
 
 def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dict]:
@@ -50,15 +133,12 @@ def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dic
     table = _table(cfg, name)
     if table is None:
         return []
+    if _scanned(name, table):
+        return arrow_rows(_scan(table), where)
     parts = [pq.ParquetFile(uri.removeprefix("file://")).read() for uri in table.file_uris()]
     if not parts:
         return []
-    rows = pa.concat_tables(parts, promote_options="permissive")  # older files may lack newer columns
-    if where is not None:
-        rows = rows.filter(where(rows))
-    naive = pa.schema([f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f
-                       for f in rows.schema])
-    return rows.cast(naive).to_pylist(maps_as_pydicts="strict")
+    return arrow_rows(pa.concat_tables(parts, promote_options="permissive"), where)  # older files may lack newer columns
 
 
 def table_inventory(cfg: Config) -> list[dict[str, Any]]:

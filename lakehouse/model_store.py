@@ -1,6 +1,7 @@
-"""Where this config's MLflow store lives (names only; the packages above import MLflow itself).
+"""Where this config's MLflow store lives, and which version an alias names (the job runner's one read).
 
-Training writes there and scoring reads from there: the registry is their only meeting point.
+Training writes there and scoring reads from there through registry/ (the contract): the registry
+is their only meeting point.
 """
 
 from __future__ import annotations

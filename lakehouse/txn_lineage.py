@@ -5,9 +5,10 @@ the landing file it arrived in. Read with delta-rs (no JVM) from meta.lineage an
 from __future__ import annotations
 
 import json
+import re
 
+from lakehouse import delta_reader
 from lakehouse.config import Config
-from lakehouse.delta_reader import read_rows
 from lakehouse.errors import TidewaterError
 from lakehouse.lineage_graph import upstream_chain
 
@@ -18,11 +19,11 @@ class TransactionNotFound(TidewaterError):
     """No prediction row names the transaction."""
 
 
-def _bronze_rows(cfg: Config, txn_id: str) -> list[dict]:
+def _bronze_rows(cfg: Config, txn_id: str, reader) -> list[dict]:
     """The bronze rows whose raw payload is this transaction (the raw line is kept as received)."""
     import pyarrow.compute as pc
 
-    found = read_rows(cfg, cfg.sources[SOURCE].bronze, lambda t: pc.match_substring(t["raw"], txn_id))
+    found = reader.read_rows(cfg, cfg.sources[SOURCE].bronze, lambda t: pc.match_substring(t["raw"], txn_id))
     out = []
     for row in found:
         try:
@@ -41,19 +42,21 @@ def _annotate(node: dict, facts: dict[str, dict]) -> None:
         _annotate(child, facts)
 
 
-def transaction_lineage(cfg: Config, txn_id: str) -> dict:
-    """{txn_id, predictions: [{row..., chain}], silver, bronze, landing_files}: the txn's whole story."""
-    import pyarrow as pa
+def transaction_lineage(cfg: Config, txn_id: str, reader=delta_reader) -> dict:
+    """{txn_id, predictions: [{row..., chain}], silver, bronze, landing_files}: the txn's whole story.
+
+    `reader` reads the rows: delta_reader (no JVM), or lakehouse.spark_reader.SparkReader where it cannot.
+    """
     import pyarrow.compute as pc
 
-    def this_txn(t):
-        return pc.equal(t["txn_id"], pa.scalar(txn_id))  # a plain str would make pyarrow import pandas
+    def this_txn(t):  # a whole-value match: any Arrow scalar or array built from Python imports pandas (~0.3 s)
+        return pc.match_substring_regex(t["txn_id"], f"^{re.escape(txn_id)}$")
 
-    rows = read_rows(cfg, "meta.lineage")
+    rows = reader.read_rows(cfg, "meta.lineage")
     runs = {r["run_id"]: r for r in rows}
     predictions = []
     for table in cfg.drift.current_tables:
-        for row in read_rows(cfg, table, this_txn):
+        for row in reader.read_rows(cfg, table, this_txn):
             run = runs.get(row.get("run_id"))
             written = next((o["version"] for o in (run or {}).get("outputs", []) if o["table"] == table), None)
             keep = ("model_name", "model_version", "model_alias", "score", "decision", "threshold", "scored_at",
@@ -64,8 +67,8 @@ def transaction_lineage(cfg: Config, txn_id: str) -> dict:
         raise TransactionNotFound(f"no prediction for transaction {txn_id!r} in {', '.join(cfg.drift.current_tables)}",
                                   hint="pick one with `tidewater sql \"SELECT txn_id FROM gold.predictions LIMIT 5\"`")
     keep = ("txn_id", "event_time", "_batch_id", "_source_file", "_ingested_at")
-    silver = [{k: r.get(k) for k in keep} for r in read_rows(cfg, f"silver.{SOURCE}", this_txn)]
-    bronze = [{k: v for k, v in r.items() if k != "raw"} for r in _bronze_rows(cfg, txn_id)]
+    silver = [{k: r.get(k) for k in keep} for r in reader.read_rows(cfg, f"silver.{SOURCE}", this_txn)]
+    bronze = [{k: v for k, v in r.items() if k != "raw"} for r in _bronze_rows(cfg, txn_id, reader)]
     facts = {f"silver.{SOURCE}": silver[0] if silver else {},
              cfg.sources[SOURCE].bronze: {"rows": bronze},
              f"landing:{SOURCE}": {"files": sorted({r["_source_file"] for r in bronze})}}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.cli_options import model_and_date_options
 from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.errors import ConfigError
@@ -22,7 +23,7 @@ from lakehouse.schemas import Int32
 from monitoring.current import current_predictions
 from monitoring.drift import ALL, METRIC_KEYS, SCORE, DriftMetric, compare, drifted_features, merge_rows
 from monitoring.performance import PERFORMANCE_KEYS, ModelPerformance, performance_rows
-from scoring.model import model_and_date_options, resolve
+from registry.contract import resolve
 from scoring.predictions import score_udf
 
 METRICS, PERFORMANCE, EVENTS = "gold.drift_metrics", "gold.model_performance", "meta.drift_events"

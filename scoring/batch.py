@@ -11,6 +11,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.cli_options import model_and_date_options
 from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.job_runner import job
@@ -18,7 +19,7 @@ from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.tables import current_version, read_table
 from features.serving import point_in_time_features, scoring_events
-from scoring.model import model_and_date_options, resolve
+from registry.contract import resolve
 from scoring.predictions import merge_predictions, score
 
 PREDICTIONS = "gold.predictions"

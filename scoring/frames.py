@@ -11,6 +11,8 @@ import functools
 
 import pandas as pd
 
+from registry.inputs import conform as conform_pandas
+
 
 @functools.lru_cache(maxsize=1)
 def gpu_frames_available() -> bool:
@@ -40,8 +42,4 @@ def conform(pdf: pd.DataFrame, numeric, categorical, on: str = "pandas") -> pd.D
         for c in categorical:
             frame[c] = frame[c].astype("str")
         return frame.to_pandas()
-    out = pd.DataFrame({c: pd.to_numeric(pdf[c], errors="coerce").astype("float64") for c in numeric},
-                       index=pdf.index)
-    for c in categorical:
-        out[c] = pdf[c].astype(object).where(pdf[c].notna(), None)
-    return out
+    return conform_pandas(pdf, numeric, categorical)

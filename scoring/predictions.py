@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 from lakehouse.config import Config
 from lakehouse.tables import create_if_missing
 from scoring.frames import backend, conform
-from scoring.model import ResolvedModel
+from registry.contract import ResolvedModel
 
 PREDICTION_SCHEMA = T.StructType([
     T.StructField("txn_id", T.StringType(), False),

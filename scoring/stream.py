@@ -23,7 +23,7 @@ from lakehouse.model_store import model_asset
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, current_version, read_table
 from features.serving import features_as_of, scoring_events
-from scoring.model import resolve
+from registry.contract import resolve
 from scoring.predictions import PREDICTION_SCHEMA, merge_predictions, score
 
 SOURCE = "silver.transactions"

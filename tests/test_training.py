@@ -20,8 +20,8 @@ from lakehouse.config import load_config
 from lakehouse.lineage import producer_of
 from lakehouse.tables import current_version, read_table
 from training.job import train as train_job
-from training.registry import signature_input
-from training.tracking import tracking_uri
+from lakehouse.model_store import tracking_uri
+from registry.inputs import signature_input
 
 SAME_RUN_TOLERANCE = 1e-6  # same version, seed and engine: per-epoch metrics agree to float rounding
 

@@ -7,7 +7,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from registry.metrics import average_precision, recall_at_precision, threshold_metrics
 from training.preprocessing import fit_preprocessor
-from training.registry import decide
+from training.validation import decide
 
 
 def test_average_precision_matches_scikit_learn_with_ties():

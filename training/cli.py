@@ -20,7 +20,7 @@ from lakehouse.cli import ENV_OPT, ROOT_OPT, one_line_errors
 def mlflow_ui(host, port, root, env):
     """Start the MLflow UI on this project's tracking store (runs until Ctrl-C)."""
     from lakehouse.config import load_config
-    from training.tracking import artifact_location, tracking_uri
+    from lakehouse.model_store import artifact_location, tracking_uri
 
     cfg = load_config(env, root)
     uri = tracking_uri(cfg)
@@ -35,20 +35,18 @@ def mlflow_ui(host, port, root, env):
 @one_line_errors
 def models(root, env):
     """List the registered fraud model's versions, aliases and registry decisions (JSON lines)."""
-    from mlflow import MlflowClient
-
     from lakehouse.config import load_config
-    from training.tracking import connect
+    from registry import contract
+    from registry.client import registry_client
 
     cfg = load_config(env, root)
-    client: MlflowClient
-    client, _ = connect(cfg)
+    client = registry_client(cfg)
     name = cfg.training.model_name
     aliases: dict[int, list[str]] = {}
     for alias, version in client.get_registered_model(name).aliases.items():
         aliases.setdefault(int(version), []).append(alias)
     for mv in sorted(client.search_model_versions(f"name = '{name}'"), key=lambda m: int(m.version)):
         click.echo(json.dumps({"model": name, "version": int(mv.version), "aliases": sorted(aliases.get(int(mv.version), [])),
-                               "run_id": mv.run_id, "decision": mv.tags.get("tidewater.decision"),
-                               "reason": mv.tags.get("tidewater.decision_reason"),
-                               "holdout_auc_pr": mv.tags.get("tidewater.holdout.auc_pr")}))
+                               "mlflow_run_id": mv.run_id, "decision": mv.tags.get(contract.DECISION),
+                               "reason": mv.tags.get(contract.DECISION_REASON),
+                               "holdout_auc_pr": mv.tags.get(contract.HOLDOUT_PREFIX + "auc_pr")}))

@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from lakehouse.config import Config
+from registry.contract import SCORE_NAME
+from registry.inputs import conform
 from training.preprocessing import Preprocessor
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -30,14 +32,6 @@ def environment() -> tuple[str, dict]:
     return requirements, versions
 
 
-def signature_frame(pdf: pd.DataFrame, pre: Preprocessor) -> pd.DataFrame:
-    """Raw model inputs with stable types: numerics as float64 (nullable ints arrive as floats), categories as str."""
-    out = pd.DataFrame({c: pd.to_numeric(pdf[c], errors="coerce").astype("float64") for c in pre.numeric})
-    for c in pre.categorical:
-        out[c] = pdf[c].astype("string").astype(object)
-    return out
-
-
 def log_model(cfg: Config, state_dict: dict, architecture: dict, pre: Preprocessor, example: pd.DataFrame):
     """Log the pyfunc (weights + preprocessing + code) and register it under training.model_name."""
     import mlflow
@@ -52,9 +46,9 @@ def log_model(cfg: Config, state_dict: dict, architecture: dict, pre: Preprocess
         torch.save(state_dict, weights)
         prep.write_text(pre.to_json())
         arch.write_text(json.dumps(architecture))
-        example = signature_frame(example, pre)
+        example = conform(example, pre.numeric, pre.categorical)
         scores = predict_proba(load_network(str(weights), architecture), pre, example)
-        signature = infer_signature(example, pd.Series(scores, name="fraud_probability"))
+        signature = infer_signature(example, pd.Series(scores, name=SCORE_NAME))
         return mlflow.pyfunc.log_model(
             name="model", python_model=FraudModel(),
             artifacts={"weights": str(weights), "preprocessor": str(prep), "architecture": str(arch)},

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -20,10 +21,12 @@ from lakehouse.console import progress
 from lakehouse.errors import ConfigError, TableNotFound
 from lakehouse.lineage import JobRun, code_version, producer_of
 from lakehouse.model_store import model_asset
-from training.data import TrainingDataError, encode, make_converter, prepare
+from registry import contract
+from training.data import Split, TrainingDataError, encode, make_converter, prepare
 from training.launchers import TrainingLaunchFailed, launch
 from training.loop import WorkerSpec
-from training.registry import DECISIONS_TABLE, Decision, validate_challenger
+from training.preprocessing import Preprocessor
+from training.validation import DECISIONS_TABLE, Decision, validate_version
 
 JOB = "train"
 
@@ -53,32 +56,35 @@ def _iso(seconds: float) -> str:
 
 def data_tags(spark: SparkSession, cfg: Config, table: str, version: int) -> dict[str, str]:
     """The training set's version and, from lineage, the feature and label versions behind it."""
-    tags = {"tidewater.training_set": table, "tidewater.training_set_version": str(version)}
+    tags = {contract.TRAINING_SET: table, contract.TRAINING_SET_VERSION: str(version)}
     producer = producer_of(spark, cfg, table, version)
     if producer:
-        tags["tidewater.training_set_built_by"] = producer["run_id"]
+        tags[contract.TRAINING_SET_BUILT_BY] = producer["run_id"]
         for inp in producer["inputs"]:
-            tags[f"tidewater.input.{inp['table']}"] = "none" if inp["version"] is None else str(inp["version"])
+            tags[contract.INPUT_PREFIX + inp["table"]] = "none" if inp["version"] is None else str(inp["version"])
     return tags
 
 
-def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
-    """Train on the planned training-set version inside the runner's lineage record."""
-    import mlflow
+@dataclass
+class Prepared:
+    """The training set at one version, split, fitted and encoded for the workers."""
 
-    from training.model_logging import environment, log_model
-    from training.network import FraudMLP
-    from training.registry import holdout_metrics
-    from training.tracking import connect
+    version: int
+    split: Split
+    pre: Preprocessor
+    spec: WorkerSpec
+    n_train: int
+    n_pos: int
+    holdout: pd.DataFrame
 
-    spark, cfg = run.spark, _override(run.cfg, args)
-    tc = cfg.training
-    client, experiment_id = connect(cfg)
+
+def prepare_data(run: JobRun, cfg: Config) -> Prepared:
+    """Read the planned training-set version, split it by time, fit the preprocessing, feed Petastorm."""
+    spark, tc = run.spark, cfg.training
     version = run.version_to_read(tc.training_set)
     if version is None:
         raise TableNotFound(f"{tc.training_set} has not been written yet", hint="run build_training_set first")
-    df = run.read(tc.training_set)
-    split, pre = prepare(spark, cfg, df)
+    split, pre = prepare(spark, cfg, run.read(tc.training_set))
     stats = split.train.agg(F.count("*").alias("n"), F.sum(F.col(tc.label).cast("long")).alias("pos")).first()
     n_train, n_pos = int(stats["n"]), int(stats["pos"] or 0)
     steps = (n_train // tc.num_proc) // tc.batch_size
@@ -101,32 +107,47 @@ def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
                                     max(4, 2 * tc.num_proc), key=tc.id_column)
     progress(f"{JOB}: {tc.training_set}@v{version}: {n_train} training rows ({n_pos} fraud), "
              f"{len(validation)} validation; {tc.engine} with {tc.num_proc} worker(s), {steps} steps/epoch")
+    return Prepared(version, split, pre, spec, n_train, n_pos, split.holdout.toPandas())
+
+
+def run_workers(data: Prepared, cfg: Config) -> tuple[dict, float]:
+    """Launch the distributed workers; fail unless every rank ended with the same parameters."""
     started = time.time()
     try:
-        result = launch(spec, tc, cfg.root / "_horovodrun", cfg.spark.master.startswith("local"))
+        result = launch(data.spec, cfg.training, cfg.root / "_horovodrun", cfg.spark.master.startswith("local"))
     finally:
-        spec.converter.delete()
-    seconds = time.time() - started
+        data.spec.converter.delete()
     if len(set(result["digests"])) != 1:
         raise TrainingLaunchFailed(f"ranks ended with different parameters: {result['digests']}")
-    architecture = {"n_numeric": n_cols, "cardinalities": pre.cardinalities,
+    return result, time.time() - started
+
+
+def log_run(run: JobRun, cfg: Config, data: Prepared, result: dict, seconds: float, experiment_id: str):
+    """One MLflow run: parameters, per-epoch metrics, data and code tags, environment, the registered model."""
+    import mlflow
+
+    from training.model_logging import environment, log_model
+    from training.network import FraudMLP
+    from training.validation import holdout_metrics
+
+    tc = cfg.training
+    architecture = {"n_numeric": len(data.pre.numeric), "cardinalities": data.pre.cardinalities,
                     "embedding_dim": tc.embedding_dim, "hidden_units": list(tc.hidden_units)}
     FraudMLP(**architecture).load_state_dict(result["state_dict"])  # fails here, not at scoring time
-    holdout = split.holdout.toPandas()
     requirements, versions = environment()
     params = {
         "engine": tc.engine, "num_proc": tc.num_proc, "seed": tc.seed, "batch_size": tc.batch_size,
         "learning_rate": tc.learning_rate, "max_epochs": tc.max_epochs, "patience": tc.patience,
         "hidden_units": tc.hidden_units, "embedding_dim": tc.embedding_dim,
         "numeric_features": ",".join(tc.numeric_features),
-        "categorical_features": ",".join(tc.categorical_features), "pos_weight": round(spec.pos_weight, 4),
-        "steps_per_epoch": steps, "train_rows": n_train, "validation_rows": len(validation),
-        "holdout_rows": len(holdout), "validation_from": _iso(split.validation_from),
-        "holdout_from": _iso(split.holdout_from)}
-    tags = {**data_tags(spark, cfg, tc.training_set, version), "tidewater.code_version": code_version(),
-            "tidewater.lineage_run_id": run.run_id, "tidewater.engine": tc.engine,
-            "tidewater.rank_digests": ",".join(result["digests"]), "tidewater.device": result["device"],
-            "tidewater.world_size": str(result["world_size"])}
+        "categorical_features": ",".join(tc.categorical_features), "pos_weight": round(data.spec.pos_weight, 4),
+        "steps_per_epoch": data.spec.steps_per_epoch, "train_rows": data.n_train,
+        "validation_rows": len(data.spec.validation_labels), "holdout_rows": len(data.holdout),
+        "validation_from": _iso(data.split.validation_from), contract.HOLDOUT_FROM: _iso(data.split.holdout_from)}
+    tags = {**data_tags(run.spark, cfg, tc.training_set, data.version), contract.CODE_VERSION: code_version(),
+            contract.LINEAGE_RUN_ID: run.run_id, contract.ENGINE: tc.engine,
+            contract.RANK_DIGESTS: ",".join(result["digests"]), contract.DEVICE: result["device"],
+            contract.WORLD_SIZE: str(result["world_size"])}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{JOB}-{run.run_id}") as mlrun:
         mlflow.log_params(params)
         mlflow.set_tags(tags)
@@ -137,21 +158,32 @@ def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
         mlflow.log_text(requirements, "environment/requirements.txt")
         mlflow.log_dict(versions, "environment/versions.json")
         mlflow.log_dict({"rows_per_rank_per_epoch": result["rows_per_rank"]}, "training/rows_per_rank.json")
-        info = log_model(cfg, result["state_dict"], architecture, pre, holdout.head(5))
+        info = log_model(cfg, result["state_dict"], architecture, data.pre, data.holdout.head(5))
         model_version = int(info.registered_model_version)
         run.wrote_asset(model_asset(cfg), model_version, model_version - 1)
-        holdout_scores = holdout_metrics(info.model_uri, holdout, cfg)
+        holdout_scores = holdout_metrics(info.model_uri, data.holdout, cfg)
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_scores.items() if v == v})
+    return mlrun.info.run_id, model_version, holdout_scores
+
+
+def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
+    """Train on the planned training-set version, log and register the model, then validate it."""
+    from registry.client import connect
+
+    cfg = _override(run.cfg, args)
+    tc = cfg.training
+    client, experiment_id = connect(cfg)
+    data = prepare_data(run, cfg)
+    result, seconds = run_workers(data, cfg)
+    mlflow_run_id, model_version, holdout_scores = log_run(run, cfg, data, result, seconds, experiment_id)
     run.writing(DECISIONS_TABLE)
-    decision = validate_challenger(spark, cfg, client, model_version, holdout,
-                                   training_set=tc.training_set, training_set_version=version,
-                                   mlflow_run_id=mlrun.info.run_id, lineage_run_id=run.run_id)
+    decision = validate_version(run.spark, cfg, client, model_version, data.holdout, training_set=tc.training_set,
+                                training_set_version=data.version, mlflow_run_id=mlflow_run_id, run_id=run.run_id)
     run.wrote(DECISIONS_TABLE)
-    run.count("model_version", model_version)
-    run.count("promoted", int(decision.promoted))
-    run.count("epochs", len(result["history"]))
-    run.count("train_rows", n_train)
-    progress(f"{JOB}: {tc.model_name} v{model_version} (run {mlrun.info.run_id}): holdout AUC-PR "
+    for metric, n in (("model_version", model_version), ("promoted", int(decision.promoted)),
+                      ("epochs", len(result["history"])), ("train_rows", data.n_train)):
+        run.count(metric, n)
+    progress(f"{JOB}: {tc.model_name} v{model_version} (run {mlflow_run_id}): holdout AUC-PR "
              f"{holdout_scores['auc_pr']:.4f}, trained in {seconds:.1f}s over {len(result['history'])} epochs; "
              f"{'now champion' if decision.promoted else 'stays challenger'} ({decision.reason})")
-    return TrainingOutcome(run.run_id, mlrun.info.run_id, model_version, decision, holdout_scores)
+    return TrainingOutcome(run.run_id, mlflow_run_id, model_version, decision, holdout_scores)

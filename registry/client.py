@@ -1,23 +1,19 @@
-"""MLflow from the config: an embedded SQLite store under the storage root unless a URI is configured."""
+"""MLflow from the config, set up in one place: the store lakehouse.model_store names, quiet logs."""
 
 from __future__ import annotations
+
+import logging
+import os
+import warnings
 
 from lakehouse.config import Config
 from lakehouse.model_store import artifact_location, experiment_name, tracking_uri
 
-__all__ = ["artifact_location", "connect", "experiment_name", "tracking_uri"]
 
-
-def connect(cfg: Config):
-    """Point MLflow at the configured store; return a client and the project's experiment id."""
-    import logging
-    import os
-
-    import warnings
-
+def registry_client(cfg: Config):
+    """Point MLflow (tracking and registry) at the configured store and return a client for it."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", message=".*noload.*loader strategy")  # MLflow's SQL store, not ours
-
     import mlflow
     from mlflow import MlflowClient
 
@@ -29,7 +25,12 @@ def connect(cfg: Config):
     uri = tracking_uri(cfg)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
+    return MlflowClient(uri, uri)
+
+
+def connect(cfg: Config):
+    """A client, and the project's experiment id (created on first use) for runs to log into."""
+    client = registry_client(cfg)
     name = experiment_name(cfg)
     exp = client.get_experiment_by_name(name)
     exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=artifact_location(cfg))

@@ -1,0 +1,94 @@
+"""The registry contract: what a registered model version tells scoring and monitoring.
+
+Training writes these tags and aliases (and nothing else they rely on); scoring and monitoring read
+a model only through `resolve`. Renaming a key here renames it for both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.config import Config
+from lakehouse.errors import TidewaterError
+from lakehouse.model_store import model_name
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+# Run tags: the data and code behind a model version.
+TRAINING_SET = "tidewater.training_set"
+TRAINING_SET_VERSION = "tidewater.training_set_version"
+TRAINING_SET_BUILT_BY = "tidewater.training_set_built_by"
+INPUT_PREFIX = "tidewater.input."  # + table name: the feature and label versions behind the training set
+CODE_VERSION = "tidewater.code_version"
+LINEAGE_RUN_ID = "tidewater.lineage_run_id"
+ENGINE = "tidewater.engine"
+RANK_DIGESTS = "tidewater.rank_digests"
+DEVICE = "tidewater.device"
+WORLD_SIZE = "tidewater.world_size"
+HOLDOUT_FROM = "holdout_from"  # run param: the first event time of the held-out slice
+
+# Model version tags: the registry's decision about it.
+DECISION = "tidewater.decision"  # promoted | rejected
+DECISION_REASON = "tidewater.decision_reason"
+COMPARED_WITH = "tidewater.compared_with"  # the champion version it was compared with, or "none"
+HOLDOUT_PREFIX = "tidewater.holdout."  # + metric name
+
+SCORE_NAME = "score"  # the pyfunc's output: the fraud probability
+
+
+class ModelNotFound(TidewaterError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    version: int
+    alias: str
+    mlflow_run_id: str
+    path: str  # a local copy of the model directory
+    numeric: tuple[str, ...]  # inputs the signature types as numbers
+    categorical: tuple[str, ...]  # inputs the signature types as strings
+    training_set: str | None
+    training_set_version: int | None
+
+    @property
+    def inputs(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def signature_columns(schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(numeric, categorical) input names of a model signature's input schema."""
+    numeric = tuple(s.name for s in schema.inputs if s.type.name in ("double", "float", "long", "integer"))
+    return numeric, tuple(s.name for s in schema.inputs if s.name not in numeric)
+
+
+def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
+    """name@alias -> version, run, inputs and the training data version it was trained on.
+
+    The model directory is copied under the storage root once, so Spark tasks load it from there.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from registry.client import registry_client
+
+    alias = alias or cfg.scoring.alias
+    name = model_name(cfg)
+    client = registry_client(cfg)
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise ModelNotFound(f"no model {name}@{alias} in the registry ({client.tracking_uri})",
+                            hint="run `tidewater run train` first (it registers a champion)") from None
+    path = Path(cfg.root) / "_models" / name / str(mv.version)
+    if not (path / "MLmodel").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(path))
+    numeric, categorical = signature_columns(Model.load(str(path)).get_input_schema())
+    tags = client.get_run(mv.run_id).data.tags
+    version = tags.get(TRAINING_SET_VERSION)
+    return ResolvedModel(name, int(mv.version), alias, mv.run_id, str(path), numeric, categorical,
+                         tags.get(TRAINING_SET), int(version) if version is not None else None)
