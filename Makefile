@@ -23,7 +23,8 @@ setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) redis train-env
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Exact versions come from constraints.txt (see ../shared/STACK.md for why each one).
+# Exact versions come from constraints.txt: pyspark pinned exactly (GE caps it below 4.2), delta-spark 4.4.0
+# to match the Delta jar on Maven Central, mlflow 3.17.2, feast 0.67 (pandas < 3, numpy >= 2).
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set, every import would compile pandas & co.
 # from source again (about 1 s per command and per Spark worker).
 $(STAMP): setup.py constraints.txt | $(VENV)/bin/python

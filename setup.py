@@ -8,7 +8,7 @@ setup(
     description="Lakehouse ML platform on Apache Spark and Delta Lake",
     python_requires=">=3.11",
     packages=["lakehouse", "registry", "features", "training", "scoring", "monitoring", "quality"],
-    # Exact versions live in constraints.txt (see STACK.md for why each one).
+    # Exact versions live in constraints.txt (the Makefile says why the key ones are pinned).
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",

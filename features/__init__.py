@@ -1,1 +1,1 @@
-"""Feature definitions, offline Delta feature tables and Feast online serving (not built yet)."""
+"""Feature definitions, offline Delta feature tables, point-in-time training sets and Feast online serving."""

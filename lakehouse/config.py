@@ -63,9 +63,7 @@ class PipelineConf(_Strict):
     arrival_stages: list[str] = []
 
 
-ROW_CHECKS = {"not_null", "between", "in_set", "regex", "unique"}  # Great Expectations
-DATASET_CHECKS = {"row_count", "missing_percent", "duplicate_percent", "invalid_percent",
-                  "freshness", "schema"}  # Soda contracts
+ROW_CHECKS = {"not_null", "between", "in_set", "regex", "unique"}  # Great Expectations; the rest run in Soda
 
 
 class CheckConf(_Strict):
@@ -173,7 +171,7 @@ class PromotionConf(_Strict):
     metric: Literal["auc_pr", "recall_at_precision", "f1"] = "auc_pr"
     margin: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by at least this
     precision_target: float = Field(0.8, gt=0.0, le=1.0)  # for recall_at_precision
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # decision threshold for f1 (and scoring)
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # decision threshold for the f1 comparison (scoring has its own)
 
 
 class TrainingConf(_Strict):

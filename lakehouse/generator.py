@@ -41,9 +41,6 @@ RISKY_CATEGORIES = ("electronics", "jewelry", "digital_goods")
 CHANNELS = ("pos", "ecom", "atm")
 SEGMENTS = ("mass", "affluent", "student", "business")
 CITIES = ("north", "south", "east", "west", "central")
-TXN_FIELDS = ("txn_id", "card_id", "customer_id", "merchant_id", "merchant_category", "amount",
-              "currency", "country", "channel", "device_id", "event_time", "card_number",
-              "customer_name", "email", "ip_address")
 CUSTOMER_HEADER = "customer_id,customer_name,email,card_number,segment,city,country,updated_at"
 MERCHANT_HEADER = "merchant_id,merchant_name,category,country,updated_at"
 

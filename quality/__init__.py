@@ -1,1 +1,1 @@
-"""Quality gates between the layers (not built yet; silver quarantine lives in lakehouse.refine)."""
+"""Quality gates between the layers: declared checks run by Great Expectations and Soda, quarantine, results."""

@@ -2,7 +2,7 @@
 
 A check is declared once in conf (`quality:` in conf/base.yaml). Great Expectations measures the
 row-level rules and Soda the dataset-level ones; the Spark predicate of a row-level rule is what
-routes failing rows to quarantine, and the gate checks that it counts exactly what GE counted.
+routes failing rows to quarantine (the tests hold its count equal to GE's unexpected_count).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each rank reads its own Petastorm shard, takes the same number of steps per epoch (collectives
 need it), averages gradients through the communicator, and stops early on the validation slice's
 AUC-PR. Rows are counted per rank per epoch: a short epoch fails loudly instead of training on
-less data than planned (Petastorm's thread-pool reader can end an epoch early; see STACK.md).
+less data than planned (Petastorm 0.13's thread-pool reader sometimes ends an epoch with no rows and
+no error, so the reader uses the single-threaded pool and the count guards it).
 """
 
 from __future__ import annotations
