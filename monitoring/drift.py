@@ -28,8 +28,8 @@ P_VALUES = {"ks_pvalue", "chi2_pvalue"}  # drifted when BELOW the threshold
 SCORE = "score"  # the model's output, compared like a numeric feature
 
 @dataclass
-class DriftMetric:
-    """A row of gold.drift_metrics: one metric of one feature in one window and slice."""
+class DriftWindow:
+    """The leading columns of every drift row: which window and slice, against which reference."""
 
     window_start: dt.datetime
     window_end: dt.datetime
@@ -37,6 +37,12 @@ class DriftMetric:
     slice_value: str
     reference_table: str
     reference_version: int | None
+
+
+@dataclass
+class DriftMetric(DriftWindow):
+    """A row of gold.drift_metrics: one metric of one feature in one window and slice."""
+
     current_table: str
     current_version: int | None
     model_version: Int32 | None

@@ -21,7 +21,7 @@ from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.schemas import Int32
 from monitoring.current import current_predictions
-from monitoring.drift import ALL, METRIC_KEYS, SCORE, DriftMetric, compare, drifted_features, merge_rows
+from monitoring.drift import ALL, METRIC_KEYS, SCORE, DriftMetric, DriftWindow, compare, drifted_features, merge_rows
 from monitoring.performance import PERFORMANCE_KEYS, ModelPerformance, performance_rows
 from registry.contract import resolve
 from scoring.predictions import score_udf
@@ -31,15 +31,9 @@ EVENT_KEYS = ["window_start", "slice_value", "reference_table", "reference_versi
 
 
 @dataclass
-class DriftEvent:
+class DriftEvent(DriftWindow):
     """A row of meta.drift_events: a window (and slice) in which at least one feature drifted."""
 
-    window_start: dt.datetime
-    window_end: dt.datetime
-    slice_column: str
-    slice_value: str
-    reference_table: str
-    reference_version: int | None
     model_name: str
     model_version: Int32
     drifted_features: list[str]
