@@ -8,6 +8,7 @@ them with the training set.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Iterator
 
 import pandas as pd
@@ -17,27 +18,33 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.config import Config
+from lakehouse.schemas import Int32, spark_schema
 from lakehouse.tables import create_if_missing
 from scoring.frames import backend, conform
 from registry.contract import ResolvedModel
 
-PREDICTION_SCHEMA = T.StructType([
-    T.StructField("txn_id", T.StringType(), False),
-    T.StructField("customer_id", T.StringType(), True),
-    T.StructField("merchant_id", T.StringType(), True),
-    T.StructField("event_time", T.TimestampType(), True),
-    T.StructField("score", T.DoubleType(), True),
-    T.StructField("decision", T.IntegerType(), True),  # 1: score >= threshold (send to review)
-    T.StructField("threshold", T.DoubleType(), False),
-    T.StructField("model_name", T.StringType(), False),
-    T.StructField("model_version", T.IntegerType(), False),
-    T.StructField("model_alias", T.StringType(), False),
-    T.StructField("mlflow_run_id", T.StringType(), False),  # the training run behind the model version
-    T.StructField("run_id", T.StringType(), False),  # the scoring job's run (meta.lineage)
-    T.StructField("scored_at", T.TimestampType(), False),
-    T.StructField("inputs_numeric", T.MapType(T.StringType(), T.DoubleType()), True),
-    T.StructField("inputs_categorical", T.MapType(T.StringType(), T.StringType()), True),
-])
+@dataclass
+class Prediction:
+    """A row of gold.predictions and gold.predictions_stream."""
+
+    txn_id: str
+    customer_id: str | None
+    merchant_id: str | None
+    event_time: dt.datetime | None
+    score: float | None
+    decision: Int32 | None  # 1: score >= threshold (send to review)
+    threshold: float
+    model_name: str
+    model_version: Int32
+    model_alias: str
+    mlflow_run_id: str  # the training run behind the model version
+    run_id: str  # the scoring job's run (meta.lineage)
+    scored_at: dt.datetime
+    inputs_numeric: dict[str, float | None] | None
+    inputs_categorical: dict[str, str | None] | None
+
+
+PREDICTION_SCHEMA = spark_schema(Prediction)
 
 
 def score_udf(model: ResolvedModel, frame_backend: str):
