@@ -126,3 +126,9 @@ def _print_summary(spark, cfg, inventory: list[dict], seconds: float) -> None:
     print(f"  tidewater sql{root} \"SELECT * FROM gold.fraud_kpis ORDER BY event_date\"")
     print(f"  tidewater sql{root} \"SELECT count(*) FROM silver.transactions VERSION AS OF 1\"")
     print(f"  tidewater lineage{root} gold.fraud_kpis")
+    print(f"  tidewater jobs{root}")
+    predictions = cfg.table("gold.predictions")
+    if current_version(spark, predictions) is not None:
+        txn = read_table(spark, predictions).select("txn_id").first()
+        if txn is not None:
+            print(f"  tidewater lineage{root} --txn {txn['txn_id']}")

@@ -128,5 +128,5 @@ def test_every_job_of_the_demo_read_and_wrote_exactly_what_it_declares(spark, de
         for version, when in _commits(spark, ref.path):
             if when > demo_lake.finished_at:  # later tests change the demo root on purpose
                 continue
-            writers = {j for start, end, j in runs if start - dt.timedelta(seconds=1) <= when <= end}
+            writers = {j for start, end, j in runs if start <= when <= end}
             assert writers and all(name in declared[j].output_tables(cfg) for j in writers), (name, version, writers)
