@@ -58,7 +58,8 @@ SILVER = ("silver.transactions", "silver.labels")
               "gold.merchant_daily": SILVER, "gold.fraud_kpis": SILVER,
               "quarantine.customer_daily_spend": ("silver.transactions",),
               "quarantine.merchant_daily": SILVER, "quarantine.fraud_kpis": SILVER,
-              "gold.quality_results": SILVER})
+              "gold.quality_results": SILVER},
+     up_to_date="gold is up to date")
 def build_gold(run: JobRun, args) -> None:
     """Rebuild the gold tables from silver (the runner skips it when silver is unchanged)."""
     spark, cfg = run.spark, run.cfg

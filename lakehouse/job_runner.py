@@ -61,6 +61,7 @@ class JobSpec:
     rerun_options: tuple[str, ...] = ()  # options that ask for a specific run: never skipped
     plan: Callable[[Any, argparse.Namespace], dict[str, int | None]] | None = None
     hand_over: Callable[[Any, argparse.Namespace], Any] | None = None  # runs it elsewhere when it returns
+    up_to_date: str = "its outputs are up to date"  # what a skip tells the user
 
     def input_tables(self, cfg) -> list[str]:
         return list(self.inputs(cfg) if callable(self.inputs) else self.inputs)
@@ -156,7 +157,7 @@ def run_job(spec: JobSpec, spark, cfg, args: argparse.Namespace) -> Any:
     run.planned = spec.plan(run, args) if spec.plan else run.current_versions(run.declared_inputs)
     if should_skip(spec, run, args):
         run.skipped = True
-        progress(f"{spec.name}: no input changed since the last successful run; nothing to do "
+        progress(f"{spec.name}: no input changed since the last successful run; {spec.up_to_date} "
                  "(--force runs anyway)")
         return run
     if spec.hand_over is not None:
