@@ -87,9 +87,9 @@ def _splits(points) -> list[float]:
 
 def _bucket_counts(df: DataFrame, feature: str, splits: list[float], keys: list[str]) -> dict:
     """{(key values..., bucket): count} for the feature's non-null values."""
-    data = df.where(F.col(feature).isNotNull() & ~F.isnan(F.col(feature))).select(*keys, F.col(feature).cast("double").alias("_x"))
     from pyspark.ml.feature import Bucketizer
 
+    data = df.where(F.col(feature).isNotNull() & ~F.isnan(F.col(feature))).select(*keys, F.col(feature).cast("double").alias("_x"))
     bucketed = Bucketizer(splits=splits, inputCol="_x", outputCol="_b").transform(data)
     rows = bucketed.groupBy(*keys, "_b").count().collect()
     return {(*[r[k] for k in keys], int(r["_b"])): r["count"] for r in rows}

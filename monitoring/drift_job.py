@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -53,7 +54,14 @@ def _outputs(cfg: Config) -> dict[str, list[str]]:
             PERFORMANCE: [*cfg.drift.current_tables, "silver.labels", model_asset(cfg)]}
 
 
-def _reference(cfg: Config, model, args) -> tuple[str, int | None]:
+class Reference(NamedTuple):
+    """What the current windows are compared with: a table at a version (None: its latest)."""
+
+    table: str
+    version: int | None
+
+
+def _reference(cfg: Config, model, args) -> Reference:
     """The reference table and version: --reference, else the training set the model was trained on."""
     ref_table = args.reference or model.training_set
     if not ref_table:
@@ -61,7 +69,7 @@ def _reference(cfg: Config, model, args) -> tuple[str, int | None]:
     ref_version = args.reference_version
     if ref_version is None and ref_table == model.training_set:
         ref_version = model.training_set_version
-    return ref_table, ref_version
+    return Reference(ref_table, ref_version)
 
 
 def _plan(run: JobRun, args) -> dict[str, int | None]:
@@ -110,6 +118,59 @@ def in_dates(predictions: DataFrame, since, until) -> DataFrame:
     return predictions
 
 
+def model_predictions(run: JobRun, model, args) -> DataFrame:
+    """The model's predictions from every configured scoring table written so far, within --since/--until."""
+    def read(name: str) -> DataFrame | None:
+        return run.read(name) if run.version_to_read(name) is not None else None
+
+    of_model = (F.col("model_name") == model.name) & (F.col("model_alias") == model.alias)
+    return in_dates(current_predictions(run.cfg.drift.current_tables, read, of_model), args.since, args.until)
+
+
+def compared_tables(run: JobRun) -> list[str]:
+    """The scoring tables this run read: the current side of every metric row."""
+    return [t for t in run.cfg.drift.current_tables if t in run.inputs]
+
+
+def metric_rows(run: JobRun, rows: list[dict], reference: Reference, model, now: dt.datetime) -> list[DriftMetric]:
+    """compare()'s rows as gold.drift_metrics rows: against this reference, tables and model version."""
+    dc, current = run.cfg.drift, compared_tables(run)
+    return [DriftMetric(r["window"], r["window_end"], dc.slice_column or "", r["slice_value"], reference.table,
+                        reference.version, "+".join(current), run.inputs[current[0]], model.version, r["feature"],
+                        r["kind"], r["metric"], None if r["value"] is None else float(r["value"]), r["threshold"],
+                        r["drifted"], int(r["reference_rows"]), int(r["current_rows"]), run.run_id, now)
+            for r in rows]
+
+
+def drift_events(run: JobRun, drifted: dict[tuple, list[str]], reference: Reference, model,
+                 now: dt.datetime) -> list[DriftEvent]:
+    """One event per (window, slice) with a drifted feature, for continuous training to consume."""
+    dc = run.cfg.drift
+    return [DriftEvent(w, w + dt.timedelta(seconds=dc.window_seconds), dc.slice_column or "", s, reference.table,
+                       reference.version, model.name, model.version, features, now, run.run_id, None)
+            for (w, s), features in drifted.items()]
+
+
+def labelled_performance(run: JobRun, predictions: DataFrame, model, now: dt.datetime) -> list[ModelPerformance]:
+    """Per-window performance over the predictions whose labels have arrived (none before any label)."""
+    if run.version_to_read("silver.labels") is None:
+        return []
+    labelled = predictions.join(run.read("silver.labels").select("txn_id", "is_fraud"), "txn_id")
+    return performance_rows(labelled, model, run.cfg.drift.window_seconds, run.run_id, now)
+
+
+def write_outputs(run: JobRun, metrics: list[DriftMetric], performance: list[ModelPerformance],
+                  events: list[DriftEvent]) -> None:
+    # consumed_at survives a rerun: continuous training's mark on an event is not reset
+    for name, data, row_type, keys, update in ((METRICS, metrics, DriftMetric, METRIC_KEYS, None),
+                                               (PERFORMANCE, performance, ModelPerformance, PERFORMANCE_KEYS, None),
+                                               (EVENTS, events, DriftEvent, EVENT_KEYS, ["drifted_features"])):
+        if data:
+            run.writing(name)
+            merge_rows(run.spark, run.cfg.table(name).path, data, row_type, keys, update)
+            run.wrote(name)
+
+
 @job(name="detect_drift",
      summary="Compare the champion's training set with windows of scoring inputs and predictions "
              "(PSI, KS, JS, Wasserstein, chi-squared, null rates) into gold.drift_metrics.",
@@ -122,49 +183,28 @@ def in_dates(predictions: DataFrame, since, until) -> DataFrame:
      rerun_options=("since", "until"),
      plan=_plan)
 def detect_drift(run: JobRun, args) -> None:
-    spark, cfg, dc = run.spark, run.cfg, run.cfg.drift
+    cfg = run.cfg
     model = resolve(cfg, args.alias)
     run.uses(model_asset(cfg), model.version)
-    ref_table, ref_version = _reference(cfg, model, args)
+    reference = _reference(cfg, model, args)
     numeric, categorical = compared_features(cfg, model)
+    predictions = model_predictions(run, model, args)
+    rows = compare(scored_reference(run.read(reference.table), model, cfg, numeric, categorical),
+                   current_rows(predictions, numeric, categorical), [*numeric, SCORE], categorical, cfg.drift)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    predictions = in_dates(current_predictions(
-        dc.current_tables, lambda name: run.read(name) if run.version_to_read(name) is not None else None,
-        (F.col("model_name") == model.name) & (F.col("model_alias") == model.alias)), args.since, args.until)
-    rows = compare(scored_reference(run.read(ref_table), model, cfg, numeric, categorical),
-                   current_rows(predictions, numeric, categorical), [*numeric, SCORE], categorical, dc)
-    current = [t for t in dc.current_tables if t in run.inputs]
-    metrics = [DriftMetric(r["window"], r["window_end"], dc.slice_column or "", r["slice_value"], ref_table,
-                           ref_version, "+".join(current), run.inputs[current[0]], model.version, r["feature"],
-                           r["kind"], r["metric"], None if r["value"] is None else float(r["value"]), r["threshold"],
-                           r["drifted"], int(r["reference_rows"]), int(r["current_rows"]), run.run_id, now)
-               for r in rows]
-    drifted = drifted_features(rows)
-    events = [DriftEvent(w, w + dt.timedelta(seconds=dc.window_seconds), dc.slice_column or "", s, ref_table,
-                         ref_version, model.name, model.version, features, now, run.run_id, None)
-              for (w, s), features in drifted.items()]
-    performance = []
-    if run.version_to_read("silver.labels") is not None:
-        labelled = predictions.join(run.read("silver.labels").select("txn_id", "is_fraud"), "txn_id")
-        performance = performance_rows(labelled, model, dc.window_seconds, run.run_id, now)
-    # consumed_at survives a rerun: continuous training's mark on an event is not reset
-    for name, data, row_type, keys, update in ((METRICS, metrics, DriftMetric, METRIC_KEYS, None),
-                                               (PERFORMANCE, performance, ModelPerformance, PERFORMANCE_KEYS, None),
-                                               (EVENTS, events, DriftEvent, EVENT_KEYS, ["drifted_features"])):
-        if data:
-            run.writing(name)
-            merge_rows(spark, cfg.table(name).path, data, row_type, keys, update)
-            run.wrote(name)
-    report(run, ref_table, ref_version, current, model, metrics, drifted)
+    metrics, drifted = metric_rows(run, rows, reference, model, now), drifted_features(rows)
+    write_outputs(run, metrics, labelled_performance(run, predictions, model, now),
+                  drift_events(run, drifted, reference, model, now))
+    report(run, reference, model, metrics, drifted)
 
 
-def report(run: JobRun, ref_table: str, ref_version, current: list[str], model, metrics, drifted) -> None:
+def report(run: JobRun, reference: Reference, model, metrics: list[DriftMetric], drifted) -> None:
     windows = sorted({m.window_start for m in metrics})
     run.count("windows", len(windows))
     run.count("metric_rows", len(metrics))
     run.count("drift_events", len(drifted))
-    progress(f"{run.job}: {ref_table}@v{ref_version} vs {len(windows)} window(s) of {'+'.join(current)} "
-             f"({model.name} v{model.version}); {len(metrics)} metric rows -> {METRICS}")
+    progress(f"{run.job}: {reference.table}@v{reference.version} vs {len(windows)} window(s) of "
+             f"{'+'.join(compared_tables(run))} ({model.name} v{model.version}); {len(metrics)} metric rows -> {METRICS}")
     for w in windows:
         features = drifted.get((w, ALL), [])
         progress(f"{run.job}: window {w:%Y-%m-%d %H:%M}: " + (f"drifted: {', '.join(features)}" if features else "no drift"))

@@ -17,6 +17,8 @@ PERFORMANCE_KEYS = ["window_start", "model_name", "model_version"]
 
 @dataclass
 class ModelPerformance:
+    """A row of gold.model_performance: one model version's calls in one window, against the labels."""
+
     window_start: dt.datetime
     window_end: dt.datetime
     model_name: str

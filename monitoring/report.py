@@ -36,10 +36,10 @@ def metric_over_time(spark, cfg: Config, metric: str = "psi", slice_value: str =
 
 
 def drifted_windows(spark, cfg: Config, slice_value: str = "__all__") -> pd.DataFrame:
-    rows = (read_table(spark, cfg.table(METRICS)).where((F.col("slice_value") == slice_value) & F.col("drifted"))
+    """window_start -> the features judged drifted in it, oldest window first."""
+    return (read_table(spark, cfg.table(METRICS)).where((F.col("slice_value") == slice_value) & F.col("drifted"))
             .groupBy("window_start").agg(F.array_sort(F.collect_set("feature")).alias("drifted_features"))
             .orderBy("window_start").toPandas())
-    return rows
 
 
 def _read_existing(spark, cfg: Config):

@@ -1,4 +1,5 @@
-"""Scoring and monitoring: batch and streaming scoring from the MLflow registry, drift as a table job.
+"""Scoring: batch and streaming scoring with the model an alias names in the MLflow registry.
 
-Models arrive only through the registry (an alias such as `champion`); nothing here imports training.
+Models arrive only through the registry contract (registry/); nothing here imports training.
+Drift and live performance, which read what scoring writes, are in monitoring/.
 """
