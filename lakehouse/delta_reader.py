@@ -119,10 +119,11 @@ def arrow_rows(rows, where: Callable | None = None) -> list[dict]:
     import pyarrow as pa
 
     plain = pa.schema([f.with_type(_plain_type(f.type)) for f in rows.schema])
-    rows = rows.cast(plain)
-    if where is not None:
+    if where is not None:  # filter first: casting every row of a big table costs more than the read
+        if any(pa.types.is_string_view(f.type) or pa.types.is_binary_view(f.type) for f in rows.schema):
+            rows = rows.cast(plain)  # delta-rs's scan gives view types, which not every kernel takes
         rows = rows.filter(where(rows))
-    return rows.to_pylist(maps_as_pydicts="strict")
+    return rows.cast(plain).to_pylist(maps_as_pydicts="strict")
 
 
 def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dict]:

@@ -29,11 +29,16 @@ finally:
 """
 
 
-def metadata(demo_lake, *args) -> tuple[str, dict]:
-    env = {**os.environ, "TIDEWATER_CONF_DIR": str(demo_lake.conf_dir)}
-    done = subprocess.run([sys.executable, "-c", DRIVER, *args, "--root", str(demo_lake.root), "--env", demo_lake.env,
-                           "--format", "json"], capture_output=True, text=True, env=env, cwd=PROJECT, timeout=120)
+def run_driver(*args, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-c", DRIVER, *args, "--format", "json"], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=PROJECT, timeout=timeout)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def metadata(demo_lake, *args) -> tuple[str, dict]:
+    done = run_driver(*args, "--root", str(demo_lake.root), "--env", demo_lake.env,
+                      env={"TIDEWATER_CONF_DIR": str(demo_lake.conf_dir)})
     return done.stdout, json.loads(done.stderr.strip().splitlines()[-1])
 
 
@@ -103,3 +108,70 @@ def test_table_lineage_follows_only_what_each_output_was_built_from(spark, demo_
     predictions = json.loads(metadata(demo_lake, "lineage", "gold.predictions")[0])
     assert f"model:{demo_lake.cfg.training.model_name}" in {n["table"] for n in predictions["inputs"]}
     assert read_table(spark, demo_lake.cfg.table("gold.predictions")).where(F.col("run_id").isNull()).count() == 0
+
+
+def spark_table(spark, path: str, properties: dict[str, str], statements: list[str]) -> None:
+    """A Delta table written by Spark with these table properties, then these statements ({t} is the table)."""
+    props = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+    spark.sql(f"CREATE TABLE delta.`{path}` (id BIGINT, name STRING) USING DELTA"
+              + (f" TBLPROPERTIES ({props})" if props else ""))
+    for statement in statements:
+        spark.sql(statement.format(t=f"delta.`{path}`"))
+
+
+def inserts(n: int) -> list[str]:
+    return [f"INSERT INTO {{t}} SELECT id, CAST(id AS STRING) FROM range({i * 10}, {i * 10 + 10})" for i in range(n)]
+
+
+@pytest.mark.slow
+def test_tables_reads_what_spark_delta_writes_without_a_jvm(spark, tmp_path):
+    from lakehouse.config import load_config
+
+    # Given tables Spark's Delta wrote with a checkpoint, a MERGE, deletion vectors, column mapping, v2 checkpoints
+    cfg = load_config("local", root=tmp_path)
+    spark_table(spark, cfg.table("silver.transactions").path, {}, inserts(12))  # checkpoint at v10
+    spark_table(spark, cfg.table("silver.labels").path, {}, [
+        "INSERT INTO {t} SELECT id, 'a' FROM range(100)",
+        "MERGE INTO {t} t USING (SELECT id, 'b' AS name FROM range(50, 150)) s ON t.id = s.id "
+        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"])
+    spark_table(spark, cfg.table("gold.fraud_kpis").path, {"delta.enableDeletionVectors": "true"}, [
+        "INSERT INTO {t} SELECT id, 'a' FROM range(100)", "DELETE FROM {t} WHERE id % 3 = 0"])
+    spark_table(spark, cfg.table("gold.merchant_daily").path, {"delta.columnMapping.mode": "name"}, [
+        "INSERT INTO {t} SELECT id, 'a' FROM range(100)", "ALTER TABLE {t} RENAME COLUMN name TO label"])
+    spark_table(spark, cfg.table("gold.customer_daily_spend").path, {"delta.checkpointPolicy": "v2"}, inserts(11))
+    # When the tables are listed
+    done = run_driver("tables", "--root", str(tmp_path), "--env", "local")
+    listed = {t["name"]: t for t in json.loads(done.stdout)}
+    # Then versions and row counts are Spark's, without a JVM and without falling back
+    assert not json.loads(done.stderr.strip().splitlines()[-1])["pyspark_loaded"]
+    assert "note:" not in done.stderr
+    assert len(listed) == 5
+    for name, t in listed.items():
+        ref = cfg.table(name)
+        version = current_version(spark, ref)
+        assert (t["version"], t["rows"]) == (version, read_table(spark, ref, version).count()), name
+    # and rows come back as Spark reads them: deleted rows gone, columns under their logical names
+    from lakehouse.delta_reader import read_rows
+    assert sorted(r["id"] for r in read_rows(cfg, "gold.fraud_kpis")) == [i for i in range(100) if i % 3]
+    assert set(read_rows(cfg, "gold.merchant_daily")[0]) == {"id", "label"}
+
+
+@pytest.mark.slow
+def test_a_table_delta_rs_cannot_read_falls_back_to_spark_with_a_note(spark, tmp_path):
+    from lakehouse.config import load_config
+
+    # Given a table whose column type was widened (a reader feature delta-rs 1.6 does not read)
+    cfg = load_config("local", root=tmp_path)
+    path = cfg.table("gold.fraud_kpis").path
+    spark.sql(f"CREATE TABLE delta.`{path}` (id INT, name STRING) USING DELTA "
+              "TBLPROPERTIES ('delta.enableTypeWidening' = 'true')")
+    spark.sql(f"INSERT INTO delta.`{path}` SELECT CAST(id AS INT), 'a' FROM range(10)")
+    spark.sql(f"ALTER TABLE delta.`{path}` ALTER COLUMN id TYPE BIGINT")
+    spark.sql(f"INSERT INTO delta.`{path}` SELECT id, 'b' FROM range(10, 15)")
+    # When the tables are listed
+    done = run_driver("tables", "--root", str(tmp_path), "--env", "local", timeout=300)
+    # Then the command says so in one line, reads with Spark, and reports what Spark reports
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "gold.fraud_kpis" in notes[0] and "typeWidening" in notes[0]
+    assert json.loads(done.stdout) == [{"name": "gold.fraud_kpis", "version": current_version(spark, cfg.table("gold.fraud_kpis")),
+                                        "rows": 15, "path": path}]
