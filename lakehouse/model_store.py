@@ -1,7 +1,8 @@
-"""Where this config's MLflow store lives, and which version an alias names (the job runner's one read).
+"""Where this config's MLflow store lives, and which version an alias names.
 
 Training writes there and scoring reads from there through registry/ (the contract): the registry
-is their only meeting point.
+is their only meeting point. The alias lookup lives here, on the floor, because the job runner plans
+`model:<name>` inputs with it; registry.client sets MLflow up for every other use.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ RANK_DIGESTS = "tidewater.rank_digests"
 DEVICE = "tidewater.device"
 WORLD_SIZE = "tidewater.world_size"
 HOLDOUT_FROM = "holdout_from"  # run param: the first event time of the held-out slice
+HOLDOUT_ROWS = "holdout_rows"  # run param: how many rows the held-out slice had
 
 # Model version tags: the registry's decision about it.
 DECISION = "tidewater.decision"  # promoted | rejected

@@ -16,7 +16,7 @@ def conform(pdf: pd.DataFrame, numeric, categorical) -> pd.DataFrame:
     out = pd.DataFrame({c: pd.to_numeric(pdf[c], errors="coerce").astype("float64") for c in numeric},
                        index=pdf.index)
     for c in categorical:
-        out[c] = pdf[c].astype(object).where(pdf[c].notna(), None)
+        out[c] = pdf[c].astype(str).where(pdf[c].notna(), None)  # as the cuDF backend casts them
     return out
 
 

@@ -13,7 +13,7 @@ import os
 import signal
 import time
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
 from lakehouse.config import Config
 from lakehouse.console import progress

@@ -2,14 +2,16 @@
 
 Rows are split by time (oldest train, then validation, then a held-out slice for the registry),
 encoded with the same Preprocessor the model carries, and cached by Petastorm's Spark converter
-under the storage root, from where each worker reads its own shard.
+under the storage root, from where each worker reads its own shard. The run logs the boundaries, so
+validation rebuilds a model's held-out slice later with the same code (`labelled`, `since`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config, TrainingConf
@@ -26,8 +28,8 @@ class Split:
     train: DataFrame
     validation: DataFrame
     holdout: DataFrame
-    validation_from: object  # first event timestamp of the validation slice
-    holdout_from: object  # first event timestamp of the held-out slice
+    validation_from: float  # first event time of the validation slice (epoch seconds)
+    holdout_from: float  # first event time of the held-out slice (epoch seconds)
 
 
 def raw_columns(tc: TrainingConf) -> list[str]:
@@ -42,10 +44,30 @@ def time_split(df: DataFrame, tc: TrainingConf) -> Split:
     if len(q) < 2:
         raise TrainingDataError(f"{tc.training_set} has no rows to train on",
                                 hint="run build_training_set after labels have arrived")
-    v_from, h_from = (F.lit(x).cast("timestamp") for x in q)
+    v_from, h_from = q
     ts = F.col(tc.timestamp)
-    return Split(df.where(ts < v_from), df.where((ts >= v_from) & (ts < h_from)), df.where(ts >= h_from),
-                 q[0], q[1])
+    return Split(df.where(ts < _instant(v_from)), df.where((ts >= _instant(v_from)) & (ts < _instant(h_from))),
+                 since(df, tc, h_from), v_from, h_from)
+
+
+def _instant(seconds: float) -> Column:
+    return F.lit(seconds).cast("timestamp")
+
+
+def since(df: DataFrame, tc: TrainingConf, seconds: float) -> DataFrame:
+    """Rows at or after a split boundary: with `holdout_from`, a model's held-out slice."""
+    return df.where(F.col(tc.timestamp) >= _instant(seconds))
+
+
+def boundary_text(seconds: float) -> str:
+    """A split boundary as the run logs it: UTC, readable by people and by Spark SQL, exact to the microsecond."""
+    stamp = dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).replace(tzinfo=None)
+    return stamp.isoformat(sep=" ", timespec="microseconds" if stamp.microsecond else "seconds")
+
+
+def boundary_seconds(text: str) -> float:
+    """The logged boundary back as epoch seconds, so a rebuilt slice starts exactly where training's did."""
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
 
 
 def check_columns(df: DataFrame, tc: TrainingConf) -> None:
@@ -60,11 +82,15 @@ def encode(df: DataFrame, pre: Preprocessor, label: str, keep: str | None = None
     return df.select(*([F.col(keep)] if keep else []), *pre.spark_columns(label))
 
 
+def labelled(df: DataFrame, tc: TrainingConf) -> DataFrame:
+    """The rows a model learns and is judged on: the configured columns, a known label."""
+    check_columns(df, tc)
+    return df.where(F.col(tc.label).isNotNull())
+
+
 def prepare(spark: SparkSession, cfg: Config, df: DataFrame) -> tuple[Split, Preprocessor]:
     tc = cfg.training
-    check_columns(df, tc)
-    df = df.where(F.col(tc.label).isNotNull())
-    split = time_split(df, tc)
+    split = time_split(labelled(df, tc), tc)
     pre = fit_preprocessor(split.train, tc.numeric_features, tc.categorical_features, tc.max_categories)
     return split, pre
 

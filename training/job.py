@@ -101,12 +101,13 @@ def hand_over(cfg: Config, args: argparse.Namespace) -> HandedOverRun:
     return HandedOverRun(result["lineage_run_id"], result["outputs"], result)
 
 
-def _training_set(cfg: Config) -> str:
+def training_set_table(cfg: Config) -> str:
+    """The configured training set; its default where no `training:` is configured (`tidewater jobs` lists anyway)."""
     return cfg.training.training_set if cfg.training else "features.training_set"
 
 
 def _plan(run, args: argparse.Namespace) -> dict[str, int | None]:
-    table = _training_set(run.cfg)
+    table = training_set_table(run.cfg)
     version = args.training_set_version
     return {table: version if version is not None else run.current_versions([table])[table]}
 
@@ -133,9 +134,9 @@ train = JobSpec(
     summary="Train the fraud model (Petastorm -> Horovod or TorchDistributor), log it to MLflow, "
             "register it and promote it to champion when it beats the current one.",
     run=_train,
-    inputs=lambda cfg: [_training_set(cfg)],
-    outputs=lambda cfg: {model_asset(cfg): [_training_set(cfg)],
-                         "meta.model_decisions": [_training_set(cfg)]},
+    inputs=lambda cfg: [training_set_table(cfg)],
+    outputs=lambda cfg: {model_asset(cfg): [training_set_table(cfg)],
+                         "meta.model_decisions": [training_set_table(cfg)]},
     options=OPTIONS,
     rerun_options=("training_set_version",),
     plan=_plan,

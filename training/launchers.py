@@ -35,7 +35,9 @@ def _torch_worker(spec: WorkerSpec):
 
     comm = TorchComm(spec.use_gpu)
     try:
-        return train_worker(spec, comm)
+        # Every rank returns rank 0's result: locally, each torchrun process writes the same output
+        # file and the last one to finish wins, so a rank's None could otherwise replace the model.
+        return comm.broadcast_object(train_worker(spec, comm))
     finally:
         comm.shutdown()
 

@@ -7,7 +7,6 @@ environment, `tidewater run train` hands over to it (training.job).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ from lakehouse.errors import ConfigError, TableNotFound
 from lakehouse.lineage import JobRun, code_version, producer_of
 from lakehouse.model_store import model_asset
 from registry import contract
-from training.data import Split, TrainingDataError, encode, make_converter, prepare
+from training.data import Split, TrainingDataError, boundary_text, encode, make_converter, prepare
 from training.launchers import TrainingLaunchFailed, launch
 from training.loop import WorkerSpec
 from training.preprocessing import Preprocessor
@@ -47,11 +46,6 @@ def _override(cfg: Config, args: argparse.Namespace) -> Config:
                                  "num_proc": getattr(args, "num_proc", None),
                                  "max_epochs": getattr(args, "max_epochs", None)}.items() if v is not None}
     return cfg.model_copy(update={"training": cfg.training.model_copy(update=changes)}) if changes else cfg
-
-
-def _iso(seconds: float) -> str:
-    """A split boundary (epoch seconds) as an ISO timestamp in UTC, readable by people and by Spark SQL."""
-    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def data_tags(spark: SparkSession, cfg: Config, table: str, version: int) -> dict[str, str]:
@@ -142,8 +136,9 @@ def log_run(run: JobRun, cfg: Config, data: Prepared, result: dict, seconds: flo
         "numeric_features": ",".join(tc.numeric_features),
         "categorical_features": ",".join(tc.categorical_features), "pos_weight": round(data.spec.pos_weight, 4),
         "steps_per_epoch": data.spec.steps_per_epoch, "train_rows": data.n_train,
-        "validation_rows": len(data.spec.validation_labels), "holdout_rows": len(data.holdout),
-        "validation_from": _iso(data.split.validation_from), contract.HOLDOUT_FROM: _iso(data.split.holdout_from)}
+        "validation_rows": len(data.spec.validation_labels), contract.HOLDOUT_ROWS: len(data.holdout),
+        "validation_from": boundary_text(data.split.validation_from),
+        contract.HOLDOUT_FROM: boundary_text(data.split.holdout_from)}
     tags = {**data_tags(run.spark, cfg, tc.training_set, data.version), contract.CODE_VERSION: code_version(),
             contract.LINEAGE_RUN_ID: run.run_id, contract.ENGINE: tc.engine,
             contract.RANK_DIGESTS: ",".join(result["digests"]), contract.DEVICE: result["device"],

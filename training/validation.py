@@ -16,11 +16,12 @@ import pandas as pd
 
 from lakehouse.config import Config
 from lakehouse.job_runner import job, option
-from lakehouse.model_store import model_asset
+from lakehouse.model_store import alias_version, model_asset
 from lakehouse.schemas import row_values, spark_schema
 from registry import contract
 from registry.inputs import signature_input
 from registry.metrics import model_metrics
+from training.job import training_set_table
 
 DECISIONS_TABLE = "meta.model_decisions"
 
@@ -45,15 +46,6 @@ class Decision:
     training_set_version: int | None = None
     mlflow_run_id: str | None = None
     run_id: str | None = None  # the job run (meta.lineage) that decided
-
-
-def alias_version(client, name: str, alias: str) -> int | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return int(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
 
 
 def holdout_metrics(model_uri: str, holdout: pd.DataFrame, cfg: Config) -> dict[str, float]:
@@ -82,7 +74,7 @@ def validate_version(spark, cfg: Config, client, version: int, holdout: pd.DataF
     tc = cfg.training
     name, promo = tc.model_name, tc.promotion
     client.set_registered_model_alias(name, contract.CHALLENGER, str(version))
-    champion = alias_version(client, name, contract.CHAMPION)
+    champion = alias_version(cfg, contract.CHAMPION)
     ours = holdout_metrics(f"models:/{name}/{version}", holdout, cfg)
     theirs = holdout_metrics(f"models:/{name}/{champion}", holdout, cfg) if champion is not None else None
     promoted, reason = decide(ours[promo.metric], theirs[promo.metric] if theirs else None, promo.margin,
@@ -111,41 +103,61 @@ def record(spark, cfg: Config, decision: Decision) -> None:
     register_table(spark, ref)
 
 
-def _training_set(cfg: Config) -> str:
-    return cfg.training.training_set if cfg.training else "features.training_set"
+def _plan(run, args) -> dict[str, int | None]:
+    """Pin the reads: the version to validate (--version, else the challenger) and the training-set
+    version its tags name, so its held-out slice is rebuilt from the rows it was trained on."""
+    from registry.client import registry_client
+
+    cfg = run.cfg
+    version = args.model_version or alias_version(cfg, contract.CHALLENGER)
+    if version is None:
+        raise contract.ModelNotFound(f"no {cfg.training.model_name}@{contract.CHALLENGER} to validate",
+                                     hint="run `tidewater run train` first, or pass --version")
+    client = registry_client(cfg)
+    tags = client.get_run(client.get_model_version(cfg.training.model_name, str(version)).run_id).data.tags
+    return {tags[contract.TRAINING_SET]: int(tags[contract.TRAINING_SET_VERSION]), model_asset(cfg): version}
 
 
 @job(name="validate_model",
      summary="Compare a registered model version (default: the challenger) with the champion on its held-out "
              "slice; promote it to champion on a win.",
-     inputs=lambda cfg: [_training_set(cfg), model_asset(cfg)],
-     outputs=lambda cfg: {DECISIONS_TABLE: [_training_set(cfg), model_asset(cfg)]},
+     inputs=lambda cfg: [training_set_table(cfg), model_asset(cfg)],
+     outputs=lambda cfg: {DECISIONS_TABLE: [training_set_table(cfg), model_asset(cfg)],
+                          model_asset(cfg): [training_set_table(cfg), model_asset(cfg)]},
      options=[option("--version", "model_version", type=int, help="model version (default: the challenger alias)")],
+     plan=_plan,
      skip_unchanged=False)  # a decision is asked for, not derived from changed inputs
 def validate_model(run, args) -> None:
+    """Rebuild the version's held-out slice (its training-set version, from its logged `holdout_from`) and decide.
+
+    The model asset's output is the champion before and after: it changes only on a promotion.
+    """
     from lakehouse.console import progress
     from registry.client import registry_client
-    from training.data import time_split
+    from training.data import TrainingDataError, boundary_seconds, labelled, since
 
     cfg, tc = run.cfg, run.cfg.training
-    client = registry_client(cfg)
-    version = args.model_version or alias_version(client, tc.model_name, contract.CHALLENGER)
-    if version is None:
-        raise contract.ModelNotFound(f"no {tc.model_name}@{contract.CHALLENGER} to validate",
-                                     hint="run `tidewater run train` first, or pass --version")
-    if version == alias_version(client, tc.model_name, contract.CHAMPION):
+    asset = model_asset(cfg)
+    version = run.uses(asset)
+    champion = alias_version(cfg, contract.CHAMPION)
+    if version == champion:
         progress(f"{run.job}: {tc.model_name} v{version} is the champion already; nothing to compare")
         return
+    client = registry_client(cfg)
     mlflow_run = client.get_run(client.get_model_version(tc.model_name, str(version)).run_id)
-    table = mlflow_run.data.tags[contract.TRAINING_SET]
-    run.planned[table] = int(mlflow_run.data.tags[contract.TRAINING_SET_VERSION])  # the version it trained on
-    run.uses(model_asset(cfg), version)
-    holdout = time_split(run.read(table), tc).holdout.toPandas()
+    table, params = mlflow_run.data.tags[contract.TRAINING_SET], mlflow_run.data.params
+    rows = labelled(run.read(table), tc)
+    holdout = since(rows, tc, boundary_seconds(params[contract.HOLDOUT_FROM])).toPandas()
+    if len(holdout) != int(params[contract.HOLDOUT_ROWS]):
+        raise TrainingDataError(f"{table}@v{run.inputs[table]} gives {len(holdout)} held-out rows, but "
+                                f"{tc.model_name} v{version} was trained with {params[contract.HOLDOUT_ROWS]}",
+                                hint="validate under the training configuration (label, timestamp) the model was trained with")
     run.writing(DECISIONS_TABLE)
     decision = validate_version(run.spark, cfg, client, version, holdout, training_set=table,
-                                training_set_version=run.planned[table], mlflow_run_id=mlflow_run.info.run_id,
+                                training_set_version=run.inputs[table], mlflow_run_id=mlflow_run.info.run_id,
                                 run_id=run.run_id)
     run.wrote(DECISIONS_TABLE)
+    run.wrote_asset(asset, version if decision.promoted else champion, champion)
     run.count("promoted", int(decision.promoted))
     progress(f"{run.job}: {tc.model_name} v{version}: {'now champion' if decision.promoted else 'not promoted'} "
              f"({decision.reason})")
