@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from lakehouse.config import Config, SourceConf
 from lakehouse.errors import LandingNotFound
 from lakehouse.console import progress
-from lakehouse.job_runner import job, option
+from lakehouse.cli_options import option
+from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.tables import commit_metrics
 

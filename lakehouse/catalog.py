@@ -7,7 +7,6 @@ statements are written to <root>/catalog/register.sql for `spark-sql -i`.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 

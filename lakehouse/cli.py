@@ -141,7 +141,7 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
     """Write synthetic arrival batches (JSON lines + CSV) and a manifest of what was planted."""
     from lakehouse.config import load_config
     from lakehouse.generator import generate as gen
-    from lakehouse.job_runner import progress
+    from lakehouse.console import progress
     cfg = load_config(env, root)
     g = cfg.generator
     opts = dict(seed=seed, rows=rows, days=days, start_date=start_date, defect_rate=defect_rate,

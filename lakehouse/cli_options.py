@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 
 ENV_HELP = "Configuration env (conf/<env>.yaml over conf/base.yaml; default local or $TIDEWATER_ENV)."
@@ -12,6 +14,18 @@ ENV_OPT = click.option("--env", "--conf-env", "env", default=None, help=ENV_HELP
 ROOT_OPT = click.option("--root", default=None, help=ROOT_HELP)
 FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                           show_default=True, help="Output format.")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of a job, as click takes it (`option("--since", type=..., help=...)`)."""
+
+    flags: tuple[str, ...]
+    kwargs: dict
+
+
+def option(*flags: str, **kwargs) -> Option:
+    return Option(flags, kwargs)
 
 
 def common_job_params() -> list[click.Option]:
@@ -35,8 +49,6 @@ def iso_date(text):
 
 def model_and_date_options(alias_help: str, dates_help: str) -> list:
     """The options scoring and monitoring jobs share: which registry alias, which event dates."""
-    from lakehouse.job_runner import option
-
     return [option("--alias", help=alias_help),
             option("--since", type=iso_date, help=f"first event date {dates_help} (YYYY-MM-DD)"),
             option("--until", type=iso_date, help=f"last event date {dates_help} (YYYY-MM-DD)")]

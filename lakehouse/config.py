@@ -297,6 +297,11 @@ class Config(_Strict):
         return v
 
     @property
+    def training_set_table(self) -> str:
+        """The configured training set (its default where no `training:` is configured, for `tidewater jobs`)."""
+        return self.training.training_set if self.training else "features.training_set"
+
+    @property
     def root(self) -> Path:
         return Path(self.storage.root)
 

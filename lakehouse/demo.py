@@ -13,7 +13,8 @@ from pyspark.sql import functions as F
 from lakehouse.config import load_config
 from lakehouse.errors import ConfigError
 from lakehouse.generator import generate
-from lakehouse.job_runner import find_job, installed_jobs, progress
+from lakehouse.console import progress
+from lakehouse.job_runner import find_job, installed_jobs
 from lakehouse.session import build_session
 from lakehouse.tables import current_version, read_table
 from lakehouse.delta_reader import table_inventory

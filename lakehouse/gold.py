@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.config import Config
 from lakehouse.gates import quality_gate
 from lakehouse.console import progress
 from lakehouse.job_runner import job

@@ -21,24 +21,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import click
 
-from lakehouse.cli_options import common_job_params
+from lakehouse.cli_options import Option, common_job_params
 from lakehouse.console import progress
 from lakehouse.errors import JobNotFound, TidewaterError, describe
 
 Tables = Sequence[str] | Callable[[Any], Sequence[str]]
 Outputs = Mapping[str, Sequence[str]] | Callable[[Any], Mapping[str, Sequence[str]]]
-
-
-@dataclass(frozen=True)
-class Option:
-    """One command-line option of a job, as click takes it (`option("--since", type=..., help=...)`)."""
-
-    flags: tuple[str, ...]
-    kwargs: dict
-
-
-def option(*flags: str, **kwargs) -> Option:
-    return Option(flags, kwargs)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from typing import NamedTuple
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.cli_options import model_and_date_options
+from lakehouse.cli_options import model_and_date_options, option
 from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.errors import ConfigError
-from lakehouse.job_runner import job, option
+from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.schemas import Int32
@@ -44,8 +44,7 @@ class DriftEvent(DriftWindow):
 
 
 def _inputs(cfg: Config) -> list[str]:
-    training = cfg.training.training_set if cfg.training else "features.training_set"
-    return [training, *cfg.drift.current_tables, "silver.labels", model_asset(cfg)]
+    return [cfg.training_set_table, *cfg.drift.current_tables, "silver.labels", model_asset(cfg)]
 
 
 def _outputs(cfg: Config) -> dict[str, list[str]]:

@@ -14,7 +14,8 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.errors import TableNotFound
-from lakehouse.job_runner import job, option
+from lakehouse.cli_options import option
+from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.silver import refiners
 from lakehouse.tables import read_table

@@ -17,7 +17,8 @@ from pyspark.sql import DataFrame
 
 from lakehouse.config import Config
 from lakehouse.console import progress
-from lakehouse.job_runner import job, option
+from lakehouse.cli_options import option
+from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.refine import SILVER_LABELS_SCHEMA

@@ -21,7 +21,8 @@ import click
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete, TidewaterError
 from lakehouse.console import progress
-from lakehouse.job_runner import JobSpec, option
+from lakehouse.cli_options import option
+from lakehouse.job_runner import JobSpec
 from lakehouse.model_store import model_asset
 
 JOB = "train"
@@ -101,13 +102,8 @@ def hand_over(cfg: Config, args: argparse.Namespace) -> HandedOverRun:
     return HandedOverRun(result["lineage_run_id"], result["outputs"], result)
 
 
-def training_set_table(cfg: Config) -> str:
-    """The configured training set; its default where no `training:` is configured (`tidewater jobs` lists anyway)."""
-    return cfg.training.training_set if cfg.training else "features.training_set"
-
-
 def _plan(run, args: argparse.Namespace) -> dict[str, int | None]:
-    table = training_set_table(run.cfg)
+    table = run.cfg.training_set_table
     version = args.training_set_version
     return {table: version if version is not None else run.current_versions([table])[table]}
 
@@ -134,9 +130,9 @@ train = JobSpec(
     summary="Train the fraud model (Petastorm -> Horovod or TorchDistributor), log it to MLflow, "
             "register it and promote it to champion when it beats the current one.",
     run=_train,
-    inputs=lambda cfg: [training_set_table(cfg)],
-    outputs=lambda cfg: {model_asset(cfg): [training_set_table(cfg)],
-                         "meta.model_decisions": [training_set_table(cfg)]},
+    inputs=lambda cfg: [cfg.training_set_table],
+    outputs=lambda cfg: {model_asset(cfg): [cfg.training_set_table],
+                         "meta.model_decisions": [cfg.training_set_table]},
     options=OPTIONS,
     rerun_options=("training_set_version",),
     plan=_plan,

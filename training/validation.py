@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lakehouse.config import Config
-from lakehouse.job_runner import job, option
+from lakehouse.cli_options import option
+from lakehouse.job_runner import job
 from lakehouse.model_store import alias_version, model_asset
 from lakehouse.schemas import row_values, spark_schema
 from registry import contract
 from registry.inputs import signature_input
 from registry.metrics import model_metrics
-from training.job import training_set_table
 
 DECISIONS_TABLE = "meta.model_decisions"
 
@@ -121,9 +121,9 @@ def _plan(run, args) -> dict[str, int | None]:
 @job(name="validate_model",
      summary="Compare a registered model version (default: the challenger) with the champion on its held-out "
              "slice; promote it to champion on a win.",
-     inputs=lambda cfg: [training_set_table(cfg), model_asset(cfg)],
-     outputs=lambda cfg: {DECISIONS_TABLE: [training_set_table(cfg), model_asset(cfg)],
-                          model_asset(cfg): [training_set_table(cfg), model_asset(cfg)]},
+     inputs=lambda cfg: [cfg.training_set_table, model_asset(cfg)],
+     outputs=lambda cfg: {DECISIONS_TABLE: [cfg.training_set_table, model_asset(cfg)],
+                          model_asset(cfg): [cfg.training_set_table, model_asset(cfg)]},
      options=[option("--version", "model_version", type=int, help="model version (default: the challenger alias)")],
      plan=_plan,
      skip_unchanged=False)  # a decision is asked for, not derived from changed inputs
