@@ -228,10 +228,13 @@ def test_drift_report_writes_html_with_plots(spark, demo_lake, tmp_path):
 def test_the_report_reads_windows_only_the_stream_scored_and_empty_ones(spark, demo_lake):
     from delta.tables import DeltaTable
 
+    from monitoring.drift_job import detect_drift
     from monitoring.report import reference_and_current
 
     cfg = demo_lake.cfg
-    # Given the latest drifted window's rows only in gold.predictions_stream (the demo's new arrival)
+    # Given drift metrics for today's champion (earlier tests may have promoted a retrained model)
+    detect_drift(spark, cfg, force=True)
+    # and the latest drifted window's rows only in gold.predictions_stream (the demo's new arrival)
     window = (read_table(spark, cfg.table("meta.drift_events")).agg(F.max("window_start")).first()[0])
     batch = DeltaTable.forPath(spark, cfg.table("gold.predictions").path)
     before = batch.history(1).first()["version"]
