@@ -27,6 +27,11 @@ def one_line_errors(fn):
     return wrapper
 
 
+def report_options(fn):
+    """--format, --root, --env and one-line errors: what every command that prints rows takes."""
+    return FORMAT_OPT(ROOT_OPT(ENV_OPT(one_line_errors(fn))))
+
+
 def session(env, root):
     from lakehouse.config import load_config
     from lakehouse.session import build_session
@@ -106,10 +111,7 @@ def run(job, job_args):
 
 
 @cli.command()
-@FORMAT_OPT
-@ROOT_OPT
-@ENV_OPT
-@one_line_errors
+@report_options
 def jobs(fmt, root, env):
     """List every job with the tables it reads and writes (from the jobs' own declarations)."""
     from lakehouse.config import load_config
@@ -155,10 +157,7 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
 
 
 @cli.command()
-@FORMAT_OPT
-@ROOT_OPT
-@ENV_OPT
-@one_line_errors
+@report_options
 def tables(fmt, root, env):
     """List the lakehouse tables: name, version, rows, path (read from the Delta logs, no JVM)."""
     from lakehouse.config import load_config
@@ -185,10 +184,7 @@ def sql(query, fmt, limit, root, env):
 @click.option("--version", "version", type=int, default=None, help="Table version (default: latest).")
 @click.option("--txn", "txn_id", default=None,
               help="A transaction id: its prediction, model version, training set, silver, bronze and landing file.")
-@FORMAT_OPT
-@ROOT_OPT
-@ENV_OPT
-@one_line_errors
+@report_options
 def lineage(table, version, txn_id, fmt, root, env):
     """Show the upstream chain of a table version, or of one transaction's prediction (--txn). No JVM."""
     from lakehouse.config import load_config

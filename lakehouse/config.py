@@ -58,9 +58,17 @@ class GeneratorConf(_Strict):
 
 class PipelineConf(_Strict):
     stages: list[str] = []
-    # The demo holds back the last days' batches, then lands them as a new arrival and runs these.
-    hold_back_days: int = Field(0, ge=0)
+    # The demo holds back the last days' batches, then lands them as new arrivals of these many days
+    # each, in order, running arrival_stages after each.
+    arrivals: list[int] = []
     arrival_stages: list[str] = []
+
+    @field_validator("arrivals")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(n < 1 for n in v):
+            raise ValueError("each arrival lands at least one day")
+        return v
 
 
 ROW_CHECKS = {"not_null", "between", "in_set", "regex", "unique"}  # Great Expectations; the rest run in Soda
@@ -165,13 +173,50 @@ class FeaturesConf(_Strict):
     redis_url: str = "127.0.0.1:6379"
 
 
-class PromotionConf(_Strict):
-    """How a challenger earns the champion alias: a metric on the held-out, time-later slice."""
+RegistryMetric = Literal["auc_pr", "recall_at_precision", "precision", "recall", "f1"]
 
-    metric: Literal["auc_pr", "recall_at_precision", "f1"] = "auc_pr"
-    margin: float = Field(0.0, ge=0.0)  # the challenger must beat the champion by at least this
+
+class MetricBound(_Strict):
+    """One metric's bar for a challenger, as MLflow's MetricThreshold expresses it."""
+
+    threshold: float | None = None  # absolute: the challenger's value must reach it
+    min_absolute_change: float | None = Field(None, gt=0.0)  # over the champion's value
+    min_relative_change: float | None = Field(None, gt=0.0, le=1.0)  # share of the champion's value
+    greater_is_better: bool = True
+
+    @model_validator(mode="after")
+    def _some_bar(self) -> "MetricBound":
+        if self.threshold is None and self.min_absolute_change is None and self.min_relative_change is None:
+            raise ValueError("a metric bound needs threshold, min_absolute_change or min_relative_change")
+        return self
+
+
+class PromotionConf(_Strict):
+    """How a challenger earns the champion alias: bars on its held-out, time-later slice."""
+
+    metric: RegistryMetric = "auc_pr"  # the headline metric a decision reports
+    # Every bound must hold (absolute ones also for the first model; change ones against the champion).
+    bounds: dict[RegistryMetric, MetricBound] = {"auc_pr": MetricBound(threshold=0.1, min_absolute_change=0.001)}
     precision_target: float = Field(0.8, gt=0.0, le=1.0)  # for recall_at_precision
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # decision threshold for the f1 comparison (scoring has its own)
+
+    @model_validator(mode="after")
+    def _headline_bounded(self) -> "PromotionConf":
+        if self.metric not in self.bounds:
+            raise ValueError(f"promotion.metric {self.metric!r} needs an entry in promotion.bounds")
+        return self
+
+
+class DecisionThresholdConf(_Strict):
+    """How validation picks a model version's own decision threshold (scoring uses that one).
+
+    `alert_budget`: flag at most `alert_share` of the legitimate rows of the validation slice (a
+    false-alert budget, independent of how many fraud labels the slice holds). `precision`: the lowest
+    threshold whose precision on the validation slice reaches `precision`.
+    """
+
+    rule: Literal["precision", "alert_budget"] = "alert_budget"
+    precision: float = Field(0.5, gt=0.0, le=1.0)
+    alert_share: float = Field(0.02, gt=0.0, lt=1.0)
 
 
 class TrainingConf(_Strict):
@@ -203,13 +248,13 @@ class TrainingConf(_Strict):
     experiment: str | None = None  # default: the project name
     tracking_uri: str | None = None  # default: sqlite under <root>/mlflow; env MLFLOW_TRACKING_URI wins
     promotion: PromotionConf = PromotionConf()
+    decision_threshold: DecisionThresholdConf = DecisionThresholdConf()
 
 
 class ScoringConf(_Strict):
     """Batch and streaming scoring with a registered model alias."""
 
     alias: str = "champion"
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)  # score >= threshold -> decision 1 (review)
     frame_backend: Literal["auto", "pandas", "cudf"] = "auto"  # per-batch preprocessing
     stream_trigger_seconds: int = Field(5, ge=1)
     stream_max_files_per_trigger: int = Field(50, ge=1)
@@ -243,6 +288,66 @@ class DriftConf(_Strict):
         return v
 
 
+class ReviewConf(_Strict):
+    """When live traffic promotes a shadow or canary model, or rolls it back without a human.
+
+    Compared per route on the same window (predictions since the rollout started): the alert rate
+    (needs no labels), recall on confirmed fraud (fraud labels arrive first) and precision among
+    labelled alerts. Each judges only once it has the evidence below.
+    """
+
+    min_rows: int = Field(200, ge=1)  # predictions per route before the alert rate judges
+    min_fraud: int = Field(10, ge=1)  # confirmed fraud per route before recall judges
+    min_labelled_alerts: int = Field(20, ge=1)  # labelled alerts per route before precision judges
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0)  # share of rows it could not score
+    max_alert_ratio: float = Field(2.0, gt=1.0)  # its alert rate over the champion's: above it, roll back
+    min_recall_ratio: float = Field(0.7, gt=0.0, le=1.0)  # its recall under this share of the champion's: roll back
+    min_precision_ratio: float = Field(0.5, gt=0.0, le=1.0)  # its precision under this share of the champion's: roll back
+    promote_recall_margin: float = Field(0.0, ge=0.0)  # promote when its recall >= the champion's + this
+
+
+class DeploymentConf(_Strict):
+    """How a validated challenger reaches traffic: at once, in the shadow, or as a canary."""
+
+    strategy: Literal["direct", "shadow", "canary"] = "direct"
+    canary_share: float = Field(0.2, gt=0.0, lt=1.0)  # share of route_key values the canary decides for
+    route_key: str = "customer_id"  # hashed (stable) to pick the canary's traffic
+    review: ReviewConf = ReviewConf()
+
+
+class ScheduleTrigger(_Strict):
+    enabled: bool = True
+    max_model_age_hours: float = Field(24 * 7, gt=0)  # retrain when the champion is older than this
+
+
+class NewLabelsTrigger(_Strict):
+    enabled: bool = True
+    min_rows: int = Field(5000, ge=1)  # labels not in the champion's training set version
+
+
+class DriftTrigger(_Strict):
+    enabled: bool = True
+    min_events: int = Field(1, ge=1)  # unconsumed meta.drift_events windows (overall slice) of the champion
+
+
+class PerformanceTrigger(_Strict):
+    enabled: bool = True
+    metric: Literal["precision", "recall", "f1", "auc_pr"] = "recall"
+    min_value: float = Field(0.3, ge=0.0, le=1.0)
+    windows_below: int = Field(2, ge=1)  # K of ...
+    of_last: int = Field(3, ge=1)  # ... the last M windows of gold.model_performance
+
+
+class ContinuousTrainingConf(_Strict):
+    """When `continuous_training` retrains; each trigger on or off. It runs build_training_set -> train
+    (validation inside) -> the deployment strategy, and records every decision, "nothing to do" too."""
+
+    schedule: ScheduleTrigger = ScheduleTrigger()
+    new_labels: NewLabelsTrigger = NewLabelsTrigger()
+    drift: DriftTrigger = DriftTrigger()
+    performance: PerformanceTrigger = PerformanceTrigger()
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -270,6 +375,8 @@ class Config(_Strict):
     features: FeaturesConf = FeaturesConf()
     training: TrainingConf | None = None
     scoring: ScoringConf = ScoringConf()
+    deployment: DeploymentConf = DeploymentConf()
+    continuous_training: ContinuousTrainingConf = ContinuousTrainingConf()
     drift: DriftConf = DriftConf()
 
     @model_validator(mode="before")

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import load_config
 from lakehouse.errors import ConfigError
-from lakehouse.generator import generate
+from lakehouse.generator import expected_labels, generate
 from lakehouse.console import progress
 from lakehouse.job_runner import find_job, installed_jobs
 from lakehouse.session import build_session
@@ -20,9 +20,40 @@ from lakehouse.tables import current_version, read_table
 from lakehouse.delta_reader import table_inventory
 
 
+MIN_STEPS_PER_WORKER = 4  # training steps per worker per epoch, at the least
+MIN_FRAUD_LABELS = 20
+
+
+def trainable(cfg, rows: int, days: int) -> bool:
+    """Would the first pass (before the held-back arrivals) leave enough labels to train on?"""
+    first = days - sum(cfg.pipeline.arrivals)
+    if first < 1:
+        return False
+    labels, fraud = expected_labels(rows, days, first, cfg.generator.fraud_rate)
+    tc = cfg.training
+    train_share = 1 - tc.validation_share - tc.holdout_share
+    return labels * train_share >= MIN_STEPS_PER_WORKER * tc.num_proc * tc.batch_size and fraud >= MIN_FRAUD_LABELS
+
+
+def check_size(cfg, rows: int, days: int) -> None:
+    """Stop before generating anything when the demo could not train, and say what size would."""
+    if cfg.training is None or "train" not in cfg.pipeline.stages or trainable(cfg, rows, days):
+        return
+    more_days = next((d for d in range(days + 1, 366) if trainable(cfg, rows * d // days, d)), None)
+    more_rows = next((r for r in (rows * 2 ** k for k in range(1, 12)) if trainable(cfg, r, days)), None)
+    options = [f"--rows {rows * more_days // days} --days {more_days}" if more_days else None,
+               f"--rows {more_rows} --days {days}" if more_rows else None]
+    raise ConfigError(f"--rows {rows} --days {days} is too small to train: the first pass "
+                      f"({days - sum(cfg.pipeline.arrivals)} day(s) before {sum(cfg.pipeline.arrivals)} held-back "
+                      f"days) would leave too few labelled transactions for {cfg.training.num_proc} worker(s) at "
+                      f"batch size {cfg.training.batch_size}",
+                      hint="the smallest that works: " + (" or ".join(o for o in options if o) or "more data"))
+
+
 def _ensure_landing(cfg, rows: int | None, days: int | None) -> None:
     settings = cfg.generator.model_copy(update={k: v for k, v in {"rows": rows, "days": days}.items()
                                                 if v is not None}).model_dump()
+    check_size(cfg, settings["rows"], settings["days"])
     manifest = cfg.landing_dir / "_manifest.json"
     if manifest.is_file():
         old = json.loads(manifest.read_text())
@@ -41,24 +72,24 @@ def arrivals_dir(cfg) -> Path:
 
 
 def hold_back(cfg) -> None:
-    """Move the last pipeline.hold_back_days batches aside: the demo lands them later, as new data."""
+    """Move the last sum(pipeline.arrivals) batches aside: the demo lands them later, as new data."""
     batches = sorted(p for p in cfg.landing_dir.glob("batch-*") if p.is_dir())
-    held = batches[len(batches) - cfg.pipeline.hold_back_days:] if cfg.pipeline.hold_back_days else []
-    if len(held) >= len(batches):
+    days = sum(cfg.pipeline.arrivals)
+    if not days or days >= len(batches):
         return
     arrivals_dir(cfg).mkdir(parents=True, exist_ok=True)
+    held = batches[len(batches) - days:]
     for batch in held:
         shutil.move(str(batch), arrivals_dir(cfg) / batch.name)
-    if held:
-        progress(f"demo: holding back {', '.join(b.name for b in held)} as the new arrival")
+    progress(f"demo: holding back {held[0].name} .. {held[-1].name} as {len(cfg.pipeline.arrivals)} new arrival(s)")
 
 
-def land_arrivals(cfg) -> list[str]:
-    """Land the held-back batches in the landing folder (as a source system would)."""
-    landed = sorted(p for p in arrivals_dir(cfg).glob("batch-*") if p.is_dir()) if arrivals_dir(cfg).exists() else []
-    for batch in landed:
+def land_arrival(cfg, days: int) -> list[str]:
+    """Land the next `days` held-back batches in the landing folder (as a source system would)."""
+    held = sorted(p for p in arrivals_dir(cfg).glob("batch-*") if p.is_dir()) if arrivals_dir(cfg).exists() else []
+    for batch in held[:days]:
         shutil.move(str(batch), cfg.landing_dir / batch.name)
-    return [b.name for b in landed]
+    return [b.name for b in held[:days]]
 
 
 def run_demo(env: str | None = None, root: str | None = None, rows: int | None = None,
@@ -71,11 +102,12 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
     installed = installed_jobs()
     stages = [s for s in cfg.pipeline.stages if s in installed]
     run_ids = _run_stages(spark, cfg, stages, env, root, "stage")
-    landed = land_arrivals(cfg)
-    if landed:
-        progress(f"demo: new arrival landed: {', '.join(landed)}")
-        arrival = [s for s in cfg.pipeline.arrival_stages if s in installed]
-        run_ids += _run_stages(spark, cfg, arrival, env, root, "arrival stage")
+    arrival = [s for s in cfg.pipeline.arrival_stages if s in installed]
+    for n, days in enumerate(cfg.pipeline.arrivals, 1):
+        landed = land_arrival(cfg, days)
+        if landed:
+            progress(f"demo: arrival {n} landed: {', '.join(landed)}")
+            run_ids += _run_stages(spark, cfg, arrival, env, root, f"arrival {n} stage")
     inventory = table_inventory(cfg)
     _print_summary(spark, cfg, inventory, time.time() - started)
     _print_quality(spark, cfg, run_ids)

@@ -35,6 +35,9 @@ DRIFT_COUNTRIES = {"BR": "BRL", "MX": "MXN"}
 EUR_RATES = {"EUR": 1.0, "USD": 1.08, "GBP": 0.85, "CAD": 1.47, "AUD": 1.64, "JPY": 161.0,
              "BRL": 5.9, "MXN": 18.5}
 UNKNOWN_CURRENCIES = ("XXX", "ZZZ", "ABC")
+# Days from a transaction to its label (inclusive ranges): chargebacks come fast, "all clear" slowly.
+FRAUD_LABEL_DELAY_DAYS = (1, 5)
+LEGIT_LABEL_DELAY_DAYS = (3, 11)
 CATEGORIES = ("grocery", "restaurant", "fuel", "travel", "electronics", "fashion", "pharmacy",
               "entertainment", "jewelry", "digital_goods")
 RISKY_CATEGORIES = ("electronics", "jewelry", "digital_goods")
@@ -109,12 +112,12 @@ class _LabelMailbox:
     the batch it arrives with, so no day's labels wait in memory. Labels due after the last batch
     have not arrived yet and are only counted."""
 
-    def __init__(self, out: Path, start: dt.date, days: int):
+    def __init__(self, out: Path, start: dt.date, days: int, first_day: int = 0):
         self.out, self.start, self.days = out, start, days
         self.delivered: dict[int, int] = {}
         self.undelivered = 0
         self._files: dict[int, object] = {}
-        for day in range(days):  # a rerun into the same folder starts these files afresh
+        for day in range(first_day, days):  # a rerun into the same folder starts these files afresh
             self._path(day).unlink(missing_ok=True)
 
     def _path(self, day: int) -> Path:
@@ -160,11 +163,18 @@ def _customer_row(pop: _Population, i: int, segment: int, city: int, updated_at:
 
 def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: int = 14,
              start_date: str = "2026-01-01", defect_rate: float = 0.02, fraud_rate: float = 0.02,
-             drift_from_day: int | None = None,
+             drift_from_day: int | None = None, first_day: int = 0,
              progress: Callable[[str], None] | None = None) -> Manifest:
-    """Write `days` arrival batches holding about `rows` transactions into `out_dir`."""
+    """Write `days` arrival batches holding about `rows` transactions into `out_dir`.
+
+    `first_day` > 0 continues the same scenario: only days first_day .. days-1 are written (same
+    customers, merchants and ids that do not collide with the earlier days'); labels due to the earlier
+    days' transactions in these days are not re-sent.
+    """
     if rows < 1 or days < 1:
         raise ValueError("rows and days must be positive")
+    if not 0 <= first_day < days:
+        raise ValueError("first_day must be a day of the scenario (0 .. days-1)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = dt.date.fromisoformat(start_date)
@@ -174,12 +184,12 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
     segment, city = pop.segment.copy(), pop.city.copy()
     man = Manifest(seed, rows, days, start_date, defect_rate, fraud_rate, drift_from_day,
                    customers=pop.n_customers, merchants=pop.n_merchants)
-    labels = _LabelMailbox(out, start, days)
+    labels = _LabelMailbox(out, start, days, first_day)
     carried_duplicates: list[str] = []
     per_day = np.full(days, rows // days)
     per_day[: rows % days] += 1
 
-    for day in range(days):
+    for day in range(first_day, days):
         date = start + dt.timedelta(days=day)
         batch = out / f"batch-{date.isoformat()}"
         batch.mkdir(exist_ok=True)
@@ -187,8 +197,8 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
         midnight = dt.datetime.combine(date, dt.time(), dt.timezone.utc)
         updated_at = (midnight + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-        # Customers: everyone on day one, then the few whose segment or city changed (SCD2 input).
-        if day == 0:
+        # Customers: everyone on the first day written, then the few whose segment or city changed (SCD2 input).
+        if day == first_day:
             changed = np.arange(pop.n_customers)
         else:
             changed = np.flatnonzero(drng.random(pop.n_customers) < 0.005)
@@ -199,7 +209,7 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
             f.write(CUSTOMER_HEADER + "\n")
             for i in changed:
                 f.write(_customer_row(pop, int(i), int(segment[i]), int(city[i]), updated_at) + "\n")
-        if day == 0:
+        if day == first_day:
             with open(batch / "merchants.csv", "w") as f:
                 f.write(MERCHANT_HEADER + "\n")
                 for m in range(pop.n_merchants):
@@ -273,7 +283,8 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
     defect_draw = rng.random(n) < man.defect_rate
     defect_kind = rng.integers(0, len(DEFECT_TYPES), n)
     late_days = rng.integers(2, 10, n)
-    label_delay = np.where(fraud, rng.integers(1, 6, n), rng.integers(3, 12, n))
+    label_delay = np.where(fraud, rng.integers(FRAUD_LABEL_DELAY_DAYS[0], FRAUD_LABEL_DELAY_DAYS[1] + 1, n),
+                           rng.integers(LEGIT_LABEL_DELAY_DAYS[0], LEGIT_LABEL_DELAY_DAYS[1] + 1, n))
 
     lines: list[str] = []
     burst_set = set(burst.tolist())
@@ -313,6 +324,20 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
                                     .strftime("%Y-%m-%dT%H:%M:%SZ")})
                 labels.post(day + int(label_delay[i]), label)
     return lines
+
+
+def expected_labels(rows: int, days: int, first_days: int, fraud_rate: float) -> tuple[float, float]:
+    """(labels, fraud labels) expected to have arrived by the end of day `first_days` - 1: what a model
+    trained then can learn from (the label delays above, uniform over their ranges)."""
+    per_day = rows / days
+
+    def arrived(delays: tuple[int, int], day: int) -> float:
+        lo, hi = delays
+        return min(max(first_days - 1 - day - lo + 1, 0), hi - lo + 1) / (hi - lo + 1)
+
+    legit = sum(arrived(LEGIT_LABEL_DELAY_DAYS, d) for d in range(first_days)) * per_day * (1 - fraud_rate)
+    fraud = sum(arrived(FRAUD_LABEL_DELAY_DAYS, d) for d in range(first_days)) * per_day * fraud_rate
+    return legit + fraud, fraud
 
 
 def _maybe_defect(rng, rec: dict, planted: bool, kind: str, late_days: int) -> tuple[str, str | None]:

@@ -42,16 +42,26 @@ def _annotate(node: dict, facts: dict[str, dict]) -> None:
         _annotate(child, facts)
 
 
+def txn_filter(txn_id: str):
+    """A `where` for read_rows: the rows of one transaction."""
+    import pyarrow.compute as pc
+
+    def this_txn(t):  # a whole-value match: any Arrow scalar or array built from Python imports pandas (~0.3 s)
+        return pc.match_substring_regex(t["txn_id"], f"^{re.escape(txn_id)}$")
+    return this_txn
+
+
+def no_prediction(cfg: Config, txn_id: str) -> TransactionNotFound:
+    return TransactionNotFound(f"no prediction for transaction {txn_id!r} in {', '.join(cfg.drift.current_tables)}",
+                               hint="pick one with `tidewater sql \"SELECT txn_id FROM gold.predictions LIMIT 5\"`")
+
+
 def transaction_lineage(cfg: Config, txn_id: str, reader=delta_reader) -> dict:
     """{txn_id, predictions: [{row..., chain}], silver, bronze, landing_files}: the txn's whole story.
 
     `reader` reads the rows: delta_reader (no JVM), or lakehouse.spark_reader.SparkReader where it cannot.
     """
-    import pyarrow.compute as pc
-
-    def this_txn(t):  # a whole-value match: any Arrow scalar or array built from Python imports pandas (~0.3 s)
-        return pc.match_substring_regex(t["txn_id"], f"^{re.escape(txn_id)}$")
-
+    this_txn = txn_filter(txn_id)
     rows = reader.read_rows(cfg, "meta.lineage")
     runs = {r["run_id"]: r for r in rows}
     predictions = []
@@ -64,8 +74,7 @@ def transaction_lineage(cfg: Config, txn_id: str, reader=delta_reader) -> dict:
             predictions.append({"table": table, **{k: row.get(k) for k in keep},
                                 "chain": upstream_chain(rows, table, written)})
     if not predictions:
-        raise TransactionNotFound(f"no prediction for transaction {txn_id!r} in {', '.join(cfg.drift.current_tables)}",
-                                  hint="pick one with `tidewater sql \"SELECT txn_id FROM gold.predictions LIMIT 5\"`")
+        raise no_prediction(cfg, txn_id)
     keep = ("txn_id", "event_time", "_batch_id", "_source_file", "_ingested_at")
     silver = [{k: r.get(k) for k in keep} for r in reader.read_rows(cfg, f"silver.{SOURCE}", this_txn)]
     bronze = [{k: v for k, v in r.items() if k != "raw"} for r in _bronze_rows(cfg, txn_id, reader)]

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 
 from lakehouse.config import Config
-from lakehouse.model_store import artifact_location, experiment_name, tracking_uri
+from lakehouse.model_store import artifact_location, experiment_name, quiet_mlflow_store, tracking_uri
 
 
 def registry_client(cfg: Config):
     """Point MLflow (tracking and registry) at the configured store and return a client for it."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore", message=".*noload.*loader strategy")  # MLflow's SQL store, not ours
+    quiet_mlflow_store()
     import mlflow
     from mlflow import MlflowClient
 

@@ -6,14 +6,16 @@ a model only through `resolve`. Renaming a key here renames it for both sides.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.config import Config
 from lakehouse.errors import TidewaterError
-from lakehouse.model_store import model_name
+from lakehouse.model_store import is_absent, model_name, unavailable
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+SHADOW, CANARY = "shadow", "canary"  # a live rollout: scores beside the champion, or decides for a share
 
 # Run tags: the data and code behind a model version.
 TRAINING_SET = "tidewater.training_set"
@@ -26,14 +28,18 @@ ENGINE = "tidewater.engine"
 RANK_DIGESTS = "tidewater.rank_digests"
 DEVICE = "tidewater.device"
 WORLD_SIZE = "tidewater.world_size"
+VALIDATION_FROM = "validation_from"  # run param: the first event time of the validation slice
 HOLDOUT_FROM = "holdout_from"  # run param: the first event time of the held-out slice
 HOLDOUT_ROWS = "holdout_rows"  # run param: how many rows the held-out slice had
 
 # Model version tags: the registry's decision about it.
-DECISION = "tidewater.decision"  # promoted | rejected
+DECISION = "tidewater.decision"  # promoted | shadow | canary (a live rollout started) | rejected
 DECISION_REASON = "tidewater.decision_reason"
 COMPARED_WITH = "tidewater.compared_with"  # the champion version it was compared with, or "none"
 HOLDOUT_PREFIX = "tidewater.holdout."  # + metric name
+THRESHOLD = "tidewater.threshold"  # the version's decision threshold: flag when score >= it
+THRESHOLD_RULE = "tidewater.threshold_rule"  # how validation chose it
+LIVE_SINCE = "tidewater.live_since"  # when its shadow or canary rollout began (UTC, ISO)
 
 SCORE_NAME = "score"  # the pyfunc's output: the fraud probability
 
@@ -53,6 +59,8 @@ class ResolvedModel:
     categorical: tuple[str, ...]  # inputs the signature types as strings
     training_set: str | None
     training_set_version: int | None
+    threshold: float  # its own decision threshold, chosen at validation
+    live_since: dt.datetime | None = None  # a shadow or canary: when its rollout began (naive UTC)
 
     @property
     def inputs(self) -> list[str]:
@@ -71,7 +79,6 @@ def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     The model directory is copied under the storage root once, so Spark tasks load it from there.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     from registry.client import registry_client
@@ -81,9 +88,14 @@ def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     client = registry_client(cfg)
     try:
         mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
+    except Exception as err:
+        if not is_absent(err):
+            raise unavailable(cfg, f"{name}@{alias}", err) from err
         raise ModelNotFound(f"no model {name}@{alias} in the registry ({client.tracking_uri})",
                             hint="run `tidewater run train` first (it registers a champion)") from None
+    if THRESHOLD not in mv.tags:
+        raise ModelNotFound(f"{name} v{mv.version} (@{alias}) has no decision threshold (tag {THRESHOLD})",
+                            hint=f"validate it first: tidewater run validate_model --version {mv.version}")
     path = Path(cfg.root) / "_models" / name / str(mv.version)
     if not (path / "MLmodel").exists():
         path.mkdir(parents=True, exist_ok=True)
@@ -92,4 +104,6 @@ def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     tags = client.get_run(mv.run_id).data.tags
     version = tags.get(TRAINING_SET_VERSION)
     return ResolvedModel(name, int(mv.version), alias, mv.run_id, str(path), numeric, categorical,
-                         tags.get(TRAINING_SET), int(version) if version is not None else None)
+                         tags.get(TRAINING_SET), int(version) if version is not None else None,
+                         float(mv.tags[THRESHOLD]),
+                         dt.datetime.fromisoformat(mv.tags[LIVE_SINCE]) if LIVE_SINCE in mv.tags else None)

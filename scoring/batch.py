@@ -19,8 +19,8 @@ from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.tables import current_version, read_table
 from features.serving import point_in_time_features, scoring_events
-from registry.contract import resolve
-from scoring.predictions import merge_predictions, score
+from scoring.predictions import merge_predictions
+from scoring.routing import describe, route_pairs, routes, score_routes
 
 PREDICTIONS = "gold.predictions"
 
@@ -55,25 +55,38 @@ def _inputs(cfg: Config) -> list[str]:
      skip_unchanged=False)  # it scores only what this model version has not scored yet
 def score_batch(run: JobRun, args) -> None:
     spark, cfg = run.spark, run.cfg
-    model = resolve(cfg, args.alias)
-    run.uses(model_asset(cfg), model.version)
+    plan = routes(cfg, args.alias)
+    run.uses(model_asset(cfg), plan[0].model.version)
     txns = run.read("silver.transactions")
     for view in cfg.features.views.values():
         run.uses(view.table)  # Feast reads the current versions; lineage records which
-    todo = select_slice(spark, cfg, txns, model, args.since, args.until).cache()
-    n = todo.count()
+    todo = _still_to_score(spark, cfg, txns, plan, args)
+    events = txns.join(todo.select("txn_id").distinct(), "txn_id").cache()
+    n = events.count()
     if n == 0:
-        progress(f"{run.job}: nothing new to score with {model.name} v{model.version} (@{model.alias})")
-        todo.unpersist()
+        progress(f"{run.job}: nothing new to score with {describe(plan)}")
+        events.unpersist()
         return
-    predictions = score(point_in_time_features(cfg, scoring_events(todo)), model, cfg, run.run_id).cache()
-    flagged = predictions.agg(F.sum("decision")).first()[0] or 0
+    features = point_in_time_features(cfg, scoring_events(events)).cache()
+    predictions = score_routes(features, todo, plan, cfg, run.run_id).cache()
+    flagged = {r["route"]: (r["n"], r["flagged"] or 0) for r in
+               predictions.groupBy("route").agg(F.count("*").alias("n"), F.sum("decision").alias("flagged")).collect()}
     run.writing(PREDICTIONS)
     merge_predictions(spark, cfg.table(PREDICTIONS).path, predictions)
     run.wrote(PREDICTIONS)
-    predictions.unpersist()
-    todo.unpersist()
+    for frame in (predictions, features, events):
+        frame.unpersist()
     run.count("scored", n)
-    run.count("model_version", model.version)
-    progress(f"{run.job}: scored {n} transactions with {model.name} v{model.version} (@{model.alias}) "
-             f"-> {PREDICTIONS}; {flagged} flagged at threshold {cfg.scoring.threshold}")
+    run.count("model_version", plan[0].model.version)
+    progress(f"{run.job}: scored {n} transactions -> {PREDICTIONS}: " + "; ".join(
+        f"{r.name} v{r.model.version}: {flagged.get(r.name, (0, 0))[0]} rows, {flagged.get(r.name, (0, 0))[1]} "
+        f"flagged at its threshold {r.model.threshold:.4f}" for r in plan))
+
+
+def _still_to_score(spark, cfg: Config, txns: DataFrame, plan, args) -> DataFrame:
+    """(txn_id, route) pairs: per route, its share of the slice that its model version has not scored yet."""
+    pairs = [route_pairs(select_slice(spark, cfg, txns, r.model, args.since, args.until), [r]) for r in plan]
+    out = pairs[0]
+    for frame in pairs[1:]:
+        out = out.unionByName(frame)
+    return out

@@ -33,10 +33,11 @@ class Prediction:
     event_time: dt.datetime | None
     score: float | None
     decision: Int32 | None  # 1: score >= threshold (send to review)
-    threshold: float
+    threshold: float  # the model version's own decision threshold
     model_name: str
     model_version: Int32
     model_alias: str
+    route: str  # champion | canary decide; shadow | baseline (the champion beside a canary) are compared only
     mlflow_run_id: str  # the training run behind the model version
     run_id: str  # the scoring job's run (meta.lineage)
     scored_at: dt.datetime
@@ -65,10 +66,10 @@ def score_udf(model: ResolvedModel, frame_backend: str):
     return predict
 
 
-def score(features: DataFrame, model: ResolvedModel, cfg: Config, run_id: str) -> DataFrame:
-    """Feature rows (txn_id, keys, event_time, inputs) -> rows of gold.predictions."""
+def score(features: DataFrame, model: ResolvedModel, cfg: Config, run_id: str, route: str | None = None) -> DataFrame:
+    """Feature rows (txn_id, keys, event_time, inputs) -> rows of gold.predictions (route: default the alias)."""
     udf = score_udf(model, cfg.scoring.frame_backend)
-    threshold = cfg.scoring.threshold
+    threshold = model.threshold
     cols = [F.col(c) for c in model.inputs]
     numeric_map = F.create_map(*[x for c in model.numeric for x in (F.lit(c), F.col(c).cast("double"))]) \
         if model.numeric else F.lit(None).cast("map<string,double>")
@@ -79,7 +80,8 @@ def score(features: DataFrame, model: ResolvedModel, cfg: Config, run_id: str) -
         "txn_id", "customer_id", "merchant_id", "event_time", "score",
         (F.col("score") >= threshold).cast("int").alias("decision"), F.lit(threshold).alias("threshold"),
         F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
-        F.lit(model.alias).alias("model_alias"), F.lit(model.mlflow_run_id).alias("mlflow_run_id"), F.lit(run_id).alias("run_id"),
+        F.lit(model.alias).alias("model_alias"), F.lit(route or model.alias).alias("route"),
+        F.lit(model.mlflow_run_id).alias("mlflow_run_id"), F.lit(run_id).alias("run_id"),
         F.lit(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)).cast("timestamp").alias("scored_at"),
         numeric_map.alias("inputs_numeric"), cat_map.alias("inputs_categorical"))
 

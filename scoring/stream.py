@@ -24,8 +24,8 @@ from lakehouse.model_store import model_asset
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, current_version, read_table
 from features.serving import features_as_of, scoring_events
-from registry.contract import resolve
-from scoring.predictions import PREDICTION_SCHEMA, merge_predictions, score
+from scoring.predictions import PREDICTION_SCHEMA, merge_predictions
+from scoring.routing import describe, route_pairs, routes, score_routes
 
 SOURCE = "silver.transactions"
 TARGET = "gold.predictions_stream"
@@ -61,8 +61,8 @@ def _inputs(cfg: Config) -> list[str]:
      skip_unchanged=False)  # the stream's checkpoint knows which rows it has scored
 def score_stream(run: JobRun, args) -> None:
     spark, cfg = run.spark, run.cfg
-    model = resolve(cfg, args.alias)
-    run.uses(model_asset(cfg), model.version)
+    plan = {"routes": routes(cfg, args.alias)}
+    run.uses(model_asset(cfg), plan["routes"][0].model.version)
     target = cfg.table(TARGET)
     create_if_missing(spark, target.path, PREDICTION_SCHEMA)
     counts = {"batches": 0, "rows": 0}
@@ -78,14 +78,16 @@ def score_stream(run: JobRun, args) -> None:
         events = scoring_events(df).cache()
         n = events.count()
         if n:
-            merge_predictions(spark, target.path, score(features_as_of(cfg, events, txns, customers, labels),
-                                                         model, cfg, run.run_id))
+            plan["routes"] = routes(cfg, args.alias)  # a rollout started or stopped takes effect here
+            features = features_as_of(cfg, events, txns, customers, labels)
+            merge_predictions(spark, target.path, score_routes(features, route_pairs(df, plan["routes"]),
+                                                                plan["routes"], cfg, run.run_id))
         events.unpersist()
         counts["batches"] += 1
         counts["rows"] += n
-        write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}",
-                     last_batch_id=batch_id, last_batch_rows=n, **counts)
-        progress(f"{run.job}: batch {batch_id}: scored {n} transactions -> {TARGET}")
+        write_status(cfg, state="running", model=describe(plan["routes"]), last_batch_id=batch_id,
+                     last_batch_rows=n, **counts)
+        progress(f"{run.job}: batch {batch_id}: scored {n} transactions ({describe(plan['routes'])}) -> {TARGET}")
 
     checkpoint = cfg.checkpoint_dir(run.job, "predictions")
     run.writing(TARGET)
@@ -97,7 +99,7 @@ def score_stream(run: JobRun, args) -> None:
         query = writer.trigger(processingTime=f"{cfg.scoring.stream_trigger_seconds} seconds").start()
         stop = {"requested": False}
         signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
-        write_status(cfg, state="running", model=f"{model.name} v{model.version} @{model.alias}", **counts)
+        write_status(cfg, state="running", model=describe(plan["routes"]), **counts)
         progress(f"{run.job}: streaming {SOURCE} -> {TARGET} every {cfg.scoring.stream_trigger_seconds}s "
                  f"(checkpoint {checkpoint}); stop with `tidewater stream stop` or Ctrl-C")
         try:

@@ -22,18 +22,25 @@ from lakehouse.silver import refine_silver  # noqa: E402
 
 SMALL = dict(seed=7, rows=3000, days=4, start_date="2026-02-01", defect_rate=0.03, fraud_rate=0.03)
 
-# The end-to-end scenario: 9 days, drift planted from day 6, the last 2 days land as a new arrival.
+# The end-to-end scenario: 9 days, drift planted from day 6; the last 2 days land as two arrivals of one day.
 DEMO_ROWS, DEMO_DAYS, DRIFT_FROM_DAY = 8000, 9, 6
 DEMO_ENV = {
     "generator": {"seed": 11, "fraud_rate": 0.05, "defect_rate": 0.01, "start_date": "2026-03-01",
                   "drift_from_day": DRIFT_FROM_DAY},
     "training": {"batch_size": 64, "max_epochs": 6, "patience": 6},
     "scoring": {"stream_max_files_per_trigger": 1},
+    "pipeline": {"arrivals": [1, 1]},
+    "deployment": {"strategy": "shadow", "review": {"min_rows": 100, "min_fraud": 5, "min_labelled_alerts": 10}},
     # Windowed counts ramp up over the generator's first days (a 7-day count cannot be full on day 3),
     # which is real drift against an early training set; the planted drift is in per-transaction fields.
     "drift": {"numeric_features": ["amount_eur", "hour_of_day"],
               "categorical_features": ["country", "channel", "merchant_category"]},
 }
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `late` change the shared demo lakehouse (new arrivals, aliases): they run last."""
+    items.sort(key=lambda item: item.get_closest_marker("late") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,7 @@ def test_batch_scores_equal_the_models_in_process_scores_and_the_training_featur
     model = mlflow.pyfunc.load_model(f"models:/{cfg.training.model_name}/{int(predictions.model_version[0])}")
     expected = np.asarray(model.predict(inputs_frame(predictions, model)))
     np.testing.assert_allclose(predictions["score"].to_numpy(), expected, rtol=0, atol=SCORE_TOLERANCE)
-    assert (predictions["decision"] == (predictions["score"] >= cfg.scoring.threshold).astype(int)).all()
+    assert (predictions["decision"] == (predictions["score"] >= predictions["threshold"]).astype(int)).all()
     assert set(predictions["model_alias"]) == {"champion"} and predictions["run_id"].notna().all()
     # No training/serving skew: labelled transactions were scored with their training-set feature values
     training = read_table(spark, cfg.table("features.training_set"))

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from registry.metrics import average_precision, recall_at_precision, threshold_metrics
+from lakehouse.config import MetricBound, PromotionConf
+from registry.metrics import average_precision, choose_threshold, recall_at_precision, threshold_metrics
 from training.preprocessing import fit_preprocessor
-from training.validation import decide
+from training.validation import judge
 
 
 def test_average_precision_matches_scikit_learn_with_ties():
@@ -48,9 +49,50 @@ def test_spark_and_pandas_renderings_of_the_preprocessor_agree(spark):
     assert abs(num).max() <= 10.0
 
 
-def test_the_champion_moves_only_on_a_win_by_the_margin():
-    assert decide(0.5, None, 0.0, "auc_pr")[0]
-    assert decide(0.61, 0.60, 0.0, "auc_pr")[0]
-    assert not decide(0.60, 0.60, 0.0, "auc_pr")[0]
-    assert not decide(0.61, 0.60, 0.02, "auc_pr")[0]
-    assert not decide(float("nan"), 0.60, 0.0, "auc_pr")[0]
+def test_the_champion_moves_only_when_every_bound_holds():
+    promo = PromotionConf(metric="auc_pr", bounds={"auc_pr": MetricBound(threshold=0.3, min_absolute_change=0.01),
+                                                   "recall": MetricBound(min_relative_change=0.1)})
+    # Given no champion, only the absolute bars apply
+    assert judge({"auc_pr": 0.5, "recall": 0.1}, None, promo)[0]
+    promoted, reason = judge({"auc_pr": 0.2, "recall": 0.9}, None, promo)
+    assert not promoted and "auc_pr" in reason and "threshold" in reason
+    # Given a champion, the change bars apply too: +0.02 AUC-PR and +20% recall pass; +0.005 does not
+    champion = {"auc_pr": 0.60, "recall": 0.50}
+    assert judge({"auc_pr": 0.62, "recall": 0.60}, champion, promo)[0]
+    assert not judge({"auc_pr": 0.605, "recall": 0.60}, champion, promo)[0]
+    assert not judge({"auc_pr": 0.62, "recall": 0.52}, champion, promo)[0]
+    # An undefined metric (no fraud in the slice) never promotes
+    assert not judge({"auc_pr": float("nan"), "recall": 0.6}, champion, promo)[0]
+
+
+def test_a_bound_needs_a_bar_and_the_headline_metric_needs_a_bound():
+    with pytest.raises(ValueError):
+        MetricBound()
+    with pytest.raises(ValueError):
+        PromotionConf(metric="f1", bounds={"auc_pr": MetricBound(threshold=0.1)})
+
+
+def test_the_precision_rule_picks_the_lowest_threshold_at_the_target():
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 1, 0, 0])
+    s = np.array([.95, .9, .85, .8, .7, .6, .5, .4, .3, .2])
+    threshold, why = choose_threshold(y, s, "precision", 0.75, 0.1)
+    # At 0.8 three of four flagged are fraud (0.75); any lower threshold falls below the target
+    assert threshold == 0.8 and threshold_metrics(y, s, threshold)["precision"] == 0.75
+    assert "recall 0.750" in why
+    # Where no threshold reaches the target, the best F1 (at 0.8: precision and recall 0.5, F1 0.5)
+    threshold, why = choose_threshold(y[2:], s[2:], "precision", 1.0, 0.1)
+    assert why.startswith("no threshold reaches") and threshold == 0.8
+
+
+def test_the_alert_budget_rule_flags_its_share_of_legitimate_rows_whatever_the_fraud_share():
+    rng = np.random.default_rng(1)
+    legit = rng.random(10_000)
+    for fraud_rows in (100, 5_000):  # a slice with few fraud labels, and one where fraud labels came first
+        y = np.r_[np.zeros(10_000), np.ones(fraud_rows)]
+        s = np.r_[legit, 0.5 + rng.random(fraud_rows) / 2]
+        threshold, why = choose_threshold(y, s, "alert_budget", 0.5, 0.04)
+        assert (legit >= threshold).mean() == pytest.approx(0.04, abs=1e-4) and "legitimate" in why
+    with pytest.raises(ValueError):
+        choose_threshold(np.ones(10), legit[:10], "alert_budget", 0.5, 0.04)  # no legitimate rows
+    with pytest.raises(ValueError):
+        choose_threshold(np.zeros(10), legit[:10], "precision", 0.5, 0.04)  # no fraud: no precision to reach

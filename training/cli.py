@@ -1,4 +1,4 @@
-"""`tidewater mlflow-ui` and `tidewater models` (added to the CLI by entry point)."""
+"""`tidewater mlflow-ui` and `tidewater models [list|history|decided]` (added to the CLI by entry point)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from lakehouse.cli import ENV_OPT, ROOT_OPT, one_line_errors
+from lakehouse.cli import ENV_OPT, ROOT_OPT, one_line_errors, print_rows, report_options, with_reader
 
 
 @click.command("mlflow-ui")
@@ -29,12 +29,23 @@ def mlflow_ui(host, port, root, env):
                               "--default-artifact-root", artifact_location(cfg), "--host", host, "--port", str(port)])
 
 
-@click.command("models")
+@click.group("models", invoke_without_command=True)
+@ROOT_OPT
+@ENV_OPT
+@click.pass_context
+@one_line_errors
+def models(ctx, root, env):
+    """The registered fraud model: versions and aliases (the default), alias history, who decided a transaction."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(versions, root=root, env=env)
+
+
+@models.command("list")
 @ROOT_OPT
 @ENV_OPT
 @one_line_errors
-def models(root, env):
-    """List the registered fraud model's versions, aliases and registry decisions (JSON lines)."""
+def versions(root, env):
+    """List the versions, their aliases, decision thresholds and registry decisions (JSON lines)."""
     from lakehouse.config import load_config
     from registry import contract
     from registry.client import registry_client
@@ -49,4 +60,30 @@ def models(root, env):
         click.echo(json.dumps({"model": name, "version": int(mv.version), "aliases": sorted(aliases.get(int(mv.version), [])),
                                "mlflow_run_id": mv.run_id, "decision": mv.tags.get(contract.DECISION),
                                "reason": mv.tags.get(contract.DECISION_REASON),
+                               "threshold": mv.tags.get(contract.THRESHOLD),
                                "holdout_auc_pr": mv.tags.get(contract.HOLDOUT_PREFIX + "auc_pr")}))
+
+
+@models.command("history")
+@report_options
+def history(fmt, root, env):
+    """Every alias move (challenge, promote, shadow/canary start and stop, rollback): when, from and to which version, why, by whom. No JVM."""
+    from lakehouse.config import load_config
+    from registry.history import deployment_history
+
+    cfg = load_config(env, root)
+    rows = with_reader(cfg, lambda reader: deployment_history(cfg, reader))
+    print_rows([{k: r[k] for k in ("deployed_at", "alias", "action", "from_version", "to_version", "actor", "reason")}
+                for r in rows] if fmt != "json" else rows, fmt)
+
+
+@models.command("decided")
+@click.argument("txn_id")
+@report_options
+def decided(txn_id, fmt, root, env):
+    """Which model version and route decided TXN_ID (and which only scored it), and why it was serving. No JVM."""
+    from lakehouse.config import load_config
+    from registry.history import who_decided
+
+    cfg = load_config(env, root)
+    print_rows(with_reader(cfg, lambda reader: who_decided(cfg, txn_id, reader)), fmt)

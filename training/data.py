@@ -46,12 +46,17 @@ def time_split(df: DataFrame, tc: TrainingConf) -> Split:
                                 hint="run build_training_set after labels have arrived")
     v_from, h_from = q
     ts = F.col(tc.timestamp)
-    return Split(df.where(ts < _instant(v_from)), df.where((ts >= _instant(v_from)) & (ts < _instant(h_from))),
-                 since(df, tc, h_from), v_from, h_from)
+    return Split(df.where(ts < _instant(v_from)), between(df, tc, v_from, h_from), since(df, tc, h_from), v_from, h_from)
 
 
 def _instant(seconds: float) -> Column:
     return F.lit(seconds).cast("timestamp")
+
+
+def between(df: DataFrame, tc: TrainingConf, start: float, end: float) -> DataFrame:
+    """Rows in [start, end): with `validation_from` and `holdout_from`, a model's validation slice."""
+    ts = F.col(tc.timestamp)
+    return df.where((ts >= _instant(start)) & (ts < _instant(end)))
 
 
 def since(df: DataFrame, tc: TrainingConf, seconds: float) -> DataFrame:

@@ -24,6 +24,7 @@ from lakehouse.console import progress
 from lakehouse.cli_options import option
 from lakehouse.job_runner import JobSpec
 from lakehouse.model_store import model_asset
+from training.validation import STRATEGY_OPTION
 
 JOB = "train"
 
@@ -59,13 +60,14 @@ OPTIONS = [
     option("--max-epochs", type=int, help="override training.max_epochs"),
     option("--training-set-version", type=int,
            help="train on this Delta version of the training set (default: the latest)"),
+    STRATEGY_OPTION,
     option("--result-file", hidden=True),  # written for the handing-over process
 ]
 
 
 def forwarded_argv(args: argparse.Namespace) -> list[str]:
     argv = []
-    for name in ("env", "root", "conf_dir", "engine", "num_proc", "max_epochs", "training_set_version"):
+    for name in ("env", "root", "conf_dir", "engine", "num_proc", "max_epochs", "training_set_version", "strategy"):
         value = getattr(args, name, None)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -121,6 +123,7 @@ def _train(run, args: argparse.Namespace) -> None:
         Path(args.result_file).write_text(json.dumps({
             "lineage_run_id": outcome.lineage_run_id, "mlflow_run_id": outcome.mlflow_run_id,
             "model_version": outcome.model_version, "promoted": outcome.decision.promoted,
+            "deployed_as": outcome.decision.deployed_as,
             "reason": outcome.decision.reason, "holdout": outcome.holdout,
             "outputs": run.changed_outputs()}))
 
@@ -132,7 +135,8 @@ train = JobSpec(
     run=_train,
     inputs=lambda cfg: [cfg.training_set_table],
     outputs=lambda cfg: {model_asset(cfg): [cfg.training_set_table],
-                         "meta.model_decisions": [cfg.training_set_table]},
+                         "meta.model_decisions": [cfg.training_set_table],
+                         "meta.model_deployments": [cfg.training_set_table]},
     options=OPTIONS,
     rerun_options=("training_set_version",),
     plan=_plan,

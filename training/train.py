@@ -21,6 +21,7 @@ from lakehouse.errors import ConfigError, TableNotFound
 from lakehouse.lineage import JobRun, code_version, producer_of
 from lakehouse.model_store import model_asset
 from registry import contract
+from registry.deployments import DEPLOYMENTS_TABLE
 from training.data import Split, TrainingDataError, boundary_text, encode, make_converter, prepare
 from training.launchers import TrainingLaunchFailed, launch
 from training.loop import WorkerSpec
@@ -69,6 +70,7 @@ class Prepared:
     spec: WorkerSpec
     n_train: int
     n_pos: int
+    validation: pd.DataFrame  # raw rows, for the decision threshold
     holdout: pd.DataFrame
 
 
@@ -101,7 +103,7 @@ def prepare_data(run: JobRun, cfg: Config) -> Prepared:
                                     max(4, 2 * tc.num_proc), key=tc.id_column)
     progress(f"{JOB}: {tc.training_set}@v{version}: {n_train} training rows ({n_pos} fraud), "
              f"{len(validation)} validation; {tc.engine} with {tc.num_proc} worker(s), {steps} steps/epoch")
-    return Prepared(version, split, pre, spec, n_train, n_pos, split.holdout.toPandas())
+    return Prepared(version, split, pre, spec, n_train, n_pos, split.validation.toPandas(), split.holdout.toPandas())
 
 
 def run_workers(data: Prepared, cfg: Config) -> tuple[dict, float]:
@@ -122,7 +124,6 @@ def log_run(run: JobRun, cfg: Config, data: Prepared, result: dict, seconds: flo
 
     from training.model_logging import environment, log_model
     from training.network import FraudMLP
-    from training.validation import holdout_metrics
 
     tc = cfg.training
     architecture = {"n_numeric": len(data.pre.numeric), "cardinalities": data.pre.cardinalities,
@@ -137,7 +138,7 @@ def log_run(run: JobRun, cfg: Config, data: Prepared, result: dict, seconds: flo
         "categorical_features": ",".join(tc.categorical_features), "pos_weight": round(data.spec.pos_weight, 4),
         "steps_per_epoch": data.spec.steps_per_epoch, "train_rows": data.n_train,
         "validation_rows": len(data.spec.validation_labels), contract.HOLDOUT_ROWS: len(data.holdout),
-        "validation_from": boundary_text(data.split.validation_from),
+        contract.VALIDATION_FROM: boundary_text(data.split.validation_from),
         contract.HOLDOUT_FROM: boundary_text(data.split.holdout_from)}
     tags = {**data_tags(run.spark, cfg, tc.training_set, data.version), contract.CODE_VERSION: code_version(),
             contract.LINEAGE_RUN_ID: run.run_id, contract.ENGINE: tc.engine,
@@ -156,9 +157,7 @@ def log_run(run: JobRun, cfg: Config, data: Prepared, result: dict, seconds: flo
         info = log_model(cfg, result["state_dict"], architecture, data.pre, data.holdout.head(5))
         model_version = int(info.registered_model_version)
         run.wrote_asset(model_asset(cfg), model_version, model_version - 1)
-        holdout_scores = holdout_metrics(info.model_uri, data.holdout, cfg)
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_scores.items() if v == v})
-    return mlrun.info.run_id, model_version, holdout_scores
+    return mlrun.info.run_id, model_version
 
 
 def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
@@ -170,15 +169,22 @@ def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
     client, experiment_id = connect(cfg)
     data = prepare_data(run, cfg)
     result, seconds = run_workers(data, cfg)
-    mlflow_run_id, model_version, holdout_scores = log_run(run, cfg, data, result, seconds, experiment_id)
+    mlflow_run_id, model_version = log_run(run, cfg, data, result, seconds, experiment_id)
     run.writing(DECISIONS_TABLE)
-    decision = validate_version(run.spark, cfg, client, model_version, data.holdout, training_set=tc.training_set,
-                                training_set_version=data.version, mlflow_run_id=mlflow_run_id, run_id=run.run_id)
+    run.writing(DEPLOYMENTS_TABLE)
+    decision, holdout_scores = validate_version(
+        run.spark, cfg, client, model_version, data.validation, data.holdout, run_id=run.run_id,
+        strategy=getattr(args, "strategy", None),
+        training_set=tc.training_set, training_set_version=data.version, mlflow_run_id=mlflow_run_id)
     run.wrote(DECISIONS_TABLE)
+    run.wrote(DEPLOYMENTS_TABLE)
+    for key, value in holdout_scores.items():
+        if value == value:  # NaN (undefined) is left out
+            client.log_metric(mlflow_run_id, f"holdout_{key}", value)
     for metric, n in (("model_version", model_version), ("promoted", int(decision.promoted)),
                       ("epochs", len(result["history"])), ("train_rows", data.n_train)):
         run.count(metric, n)
     progress(f"{JOB}: {tc.model_name} v{model_version} (run {mlflow_run_id}): holdout AUC-PR "
-             f"{holdout_scores['auc_pr']:.4f}, trained in {seconds:.1f}s over {len(result['history'])} epochs; "
-             f"{'now champion' if decision.promoted else 'stays challenger'} ({decision.reason})")
+             f"{holdout_scores['auc_pr']:.4f}, threshold {decision.threshold:.4f}, trained in {seconds:.1f}s over {len(result['history'])} epochs; "
+             f"{decision.outcome()} ({decision.reason})")
     return TrainingOutcome(run.run_id, mlflow_run_id, model_version, decision, holdout_scores)

@@ -1,29 +1,41 @@
-"""Validation and promotion: compare a registered version with the champion on its held-out slice.
+"""Validation and promotion: a registered version's own threshold, then the champion comparison.
 
-The held-out slice is the latest share of the training set version the model was trained on (the
-same time split as training), so the comparison can be rerun at any time: `train` runs it for the
-version it registers, and the `validate_model` job runs it alone. `champion` moves only on a win.
-Every decision is kept twice: as tags on the model version (for MLflow users) and as a row in
-meta.model_decisions (for SQL and BI).
+The version's decision threshold is chosen on its validation slice (training.decision_threshold)
+and stored on the version; the comparison with the champion runs on the held-out slice, the latest
+share of the training set version it was trained on, against promotion.bounds. Both slices are
+rebuilt from logged boundaries, so validation can be rerun at any time: `train` runs it for the
+version it registers, and the `validate_model` job runs it alone. `champion` moves only on a win,
+and nothing moves when the registry cannot be read. Every decision is kept as tags on the version
+(for MLflow users) and as a row in meta.model_decisions; every alias move as a row in
+meta.model_deployments.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 
+import click
+import numpy as np
 import pandas as pd
 
-from lakehouse.config import Config
 from lakehouse.cli_options import option
+from lakehouse.config import Config, PromotionConf
+from lakehouse.errors import TidewaterError
 from lakehouse.job_runner import job
-from lakehouse.model_store import alias_version, model_asset
+from lakehouse.model_store import alias_version, model_asset, unavailable
 from lakehouse.schemas import row_values, spark_schema
 from registry import contract
+from registry.deployments import DECISIONS_TABLE, DEPLOYMENTS_TABLE, deployment, record_deployments
 from registry.inputs import signature_input
-from registry.metrics import model_metrics
+from registry.metrics import choose_threshold, model_metrics
+from registry.rollout import promote, start_rollout
 
-DECISIONS_TABLE = "meta.model_decisions"
+
+
+class ValidationFailed(TidewaterError):
+    """The challenger could not be judged (it cannot be scored, or its slices are unusable): no alias moves."""
 
 
 @dataclass
@@ -37,61 +49,149 @@ class Decision:
     metric: str
     challenger_value: float | None
     champion_value: float | None
-    margin: float
-    promoted: bool
+    bounds: str  # the bars it was held to (promotion.bounds, as JSON)
+    promoted: bool  # it became champion now
     reason: str
     holdout_rows: int
     holdout_positives: int
+    threshold: float  # the challenger's own decision threshold (chosen on its validation slice)
+    threshold_rule: str
+    deployed_as: str | None = None  # champion | shadow | canary (deployment.strategy), None when rejected
     training_set: str | None = None
     training_set_version: int | None = None
     mlflow_run_id: str | None = None
     run_id: str | None = None  # the job run (meta.lineage) that decided
 
+    def outcome(self) -> str:
+        return {"champion": "now champion", "shadow": "now in shadow", "canary": "now canary"}.get(
+            self.deployed_as or "", "stays challenger")
 
-def holdout_metrics(model_uri: str, holdout: pd.DataFrame, cfg: Config) -> dict[str, float]:
-    """Score the held-out rows with the model as logged (pyfunc, its own preprocessing)."""
+
+def model_scores(model_uri: str, rows: pd.DataFrame) -> np.ndarray:
+    """Score rows with the model as logged (pyfunc, its own preprocessing); every score must be a number."""
     import mlflow.pyfunc
 
-    tc = cfg.training
     model = mlflow.pyfunc.load_model(model_uri)
-    scores = model.predict(signature_input(model, holdout))
-    return model_metrics(holdout[tc.label].to_numpy(), pd.Series(scores).to_numpy(),
-                         tc.promotion.precision_target, tc.promotion.threshold)
+    scores = pd.Series(model.predict(signature_input(model, rows))).to_numpy(dtype="float64")
+    if len(scores) != len(rows) or not np.isfinite(scores).all():
+        raise ValidationFailed(f"{model_uri} gives {int((~np.isfinite(scores)).sum())} non-finite scores "
+                               f"for {len(rows)} rows", hint="a model that cannot be scored never takes an alias")
+    return scores
 
 
-def decide(challenger: float, champion: float | None, margin: float, metric: str) -> tuple[bool, str]:
-    if champion is None:
-        return True, "first model: no champion yet"
-    if challenger != challenger:  # NaN: the held-out slice has no fraud to rank
-        return False, f"{metric} undefined on the held-out slice (no positive labels)"
-    if champion != champion or challenger > champion + margin:
-        return True, f"{metric} {challenger:.4f} beats champion's {champion:.4f} by more than {margin}"
-    return False, f"{metric} {challenger:.4f} does not beat champion's {champion:.4f} by more than {margin}"
+def pick_threshold(cfg: Config, labels, scores) -> tuple[float, str]:
+    """The version's decision threshold from training.decision_threshold, on its validation slice."""
+    dc = cfg.training.decision_threshold
+    try:
+        return choose_threshold(labels, scores, dc.rule, dc.precision, dc.alert_share)
+    except ValueError as err:
+        raise ValidationFailed(f"cannot choose a decision threshold: {err}",
+                               hint="the validation slice needs labelled fraud; train on more days") from None
 
 
-def validate_version(spark, cfg: Config, client, version: int, holdout: pd.DataFrame, **context) -> Decision:
-    """Give `version` the challenger alias, compare with the champion, promote on a win, record it."""
+def holdout_metrics(cfg: Config, labels, scores, threshold: float) -> dict[str, float]:
+    return model_metrics(labels, scores, cfg.training.promotion.precision_target, threshold)
+
+
+def judge(ours: dict[str, float], theirs: dict[str, float] | None, promo: PromotionConf) -> tuple[bool, str]:
+    """Every bound in promotion.bounds, checked by MLflow's validate_evaluation_results.
+
+    Absolute bars hold for every challenger (the first one too); bars relative to the champion
+    apply when there is one whose metrics are defined on this slice.
+    """
+    from mlflow.models import MetricThreshold
+    from mlflow.models.evaluation import EvaluationResult
+    from mlflow.models.evaluation.validation import ModelValidationFailedException, validate_evaluation_results
+
+    undefined = [m for m in promo.bounds if ours[m] != ours[m]]
+    if undefined:
+        return False, f"{', '.join(undefined)} undefined on the held-out slice (no positive labels)"
+    compare = theirs is not None and all(theirs[m] == theirs[m] for m in promo.bounds)
+    bars = {}
+    for metric, b in promo.bounds.items():
+        kept = {"threshold": b.threshold, **({"min_absolute_change": b.min_absolute_change,
+                                              "min_relative_change": b.min_relative_change} if compare else {})}
+        if any(v is not None for v in kept.values()):
+            bars[metric] = MetricThreshold(**kept, greater_is_better=b.greater_is_better)
+    try:
+        validate_evaluation_results(bars, EvaluationResult(ours, {}, run_id=""),
+                                    EvaluationResult(theirs, {}, run_id="") if compare else None)
+    except ModelValidationFailedException as err:
+        failed = [line.strip(" -") for line in err.message.splitlines() if "failed" in line and "Metric" in line]
+        return False, "; ".join(failed) or err.message.splitlines()[0]
+    m = promo.metric
+    if theirs is None:
+        return True, f"first model: {m} {ours[m]:.4f} meets every absolute bar"
+    if not compare:
+        return True, f"{m} {ours[m]:.4f} meets every absolute bar (the champion's metrics are undefined here)"
+    return True, f"{m} {ours[m]:.4f} vs champion's {theirs[m]:.4f} passes every bar"
+
+
+STRATEGY_OPTION = option("--strategy", type=click.Choice(["direct", "shadow", "canary"]),
+                         help="how a version that passes reaches traffic (default: deployment.strategy)")
+
+
+def validate_version(spark, cfg: Config, client, version: int, validation: pd.DataFrame, holdout: pd.DataFrame,
+                     run_id: str | None = None, strategy: str | None = None,
+                     **context) -> tuple[Decision, dict[str, float]]:
+    """Judge `version` against the champion, then move aliases by `strategy` and record what happened.
+
+    A version that passes becomes champion (`direct`, and always when there is no champion yet) or
+    starts a live rollout (`shadow`, `canary`) that review_deployment later promotes or rolls back.
+
+    Returns the decision and the version's metrics on the held-out slice (at its own threshold).
+
+    Fails closed: everything is read and computed first (any registry error stops here with no
+    alias changed); only then are tags, the challenger alias and, on a win, the champion set.
+    """
     tc = cfg.training
-    name, promo = tc.model_name, tc.promotion
-    client.set_registered_model_alias(name, contract.CHALLENGER, str(version))
+    name, promo, label = tc.model_name, tc.promotion, tc.label
     champion = alias_version(cfg, contract.CHAMPION)
-    ours = holdout_metrics(f"models:/{name}/{version}", holdout, cfg)
-    theirs = holdout_metrics(f"models:/{name}/{champion}", holdout, cfg) if champion is not None else None
-    promoted, reason = decide(ours[promo.metric], theirs[promo.metric] if theirs else None, promo.margin,
-                              promo.metric)
+    challenger_before = alias_version(cfg, contract.CHALLENGER)
+    try:
+        threshold, threshold_rule = pick_threshold(cfg, validation[label], model_scores(f"models:/{name}/{version}",
+                                                                                        validation))
+        ours = holdout_metrics(cfg, holdout[label], model_scores(f"models:/{name}/{version}", holdout), threshold)
+        theirs = None
+        if champion is not None:
+            champion_scores = model_scores(f"models:/{name}/{champion}", holdout)
+            tags = client.get_model_version(name, str(champion)).tags
+            champion_threshold = float(tags[contract.THRESHOLD]) if contract.THRESHOLD in tags else pick_threshold(
+                cfg, validation[label], model_scores(f"models:/{name}/{champion}", validation))[0]
+            theirs = holdout_metrics(cfg, holdout[label], champion_scores, champion_threshold)
+    except TidewaterError:
+        raise
+    except Exception as err:  # the registry (or the model files it points to) did not answer
+        raise unavailable(cfg, f"{name} v{version} and its champion", err) from err
+    passed, reason = judge(ours, theirs, promo)
+    strategy = strategy or cfg.deployment.strategy
+    deployed_as = None if not passed else contract.CHAMPION if champion is None or strategy == "direct" else strategy
+    promoted = deployed_as == contract.CHAMPION
     decision = Decision(
         decided_at=dt.datetime.now(dt.timezone.utc), model_name=name, challenger_version=int(version),
         champion_version=champion, metric=promo.metric, challenger_value=ours[promo.metric],
-        champion_value=theirs[promo.metric] if theirs else None, margin=promo.margin, promoted=promoted,
-        reason=reason, holdout_rows=int(ours["labels"]), holdout_positives=int(ours["positives"]), **context)
-    for key, value in {contract.DECISION: "promoted" if promoted else "rejected", contract.DECISION_REASON: reason,
+        champion_value=theirs[promo.metric] if theirs else None,
+        bounds=json.dumps({m: b.model_dump(exclude_none=True) for m, b in promo.bounds.items()}), promoted=promoted,
+        reason=reason, holdout_rows=int(ours["labels"]), holdout_positives=int(ours["positives"]),
+        threshold=threshold, threshold_rule=threshold_rule, deployed_as=deployed_as, run_id=run_id, **context)
+    verdict = "rejected" if not passed else "promoted" if promoted else deployed_as
+    for key, value in {contract.DECISION: verdict, contract.DECISION_REASON: reason,
                        contract.COMPARED_WITH: "none" if champion is None else str(champion),
+                       contract.THRESHOLD: repr(threshold), contract.THRESHOLD_RULE: threshold_rule,
                        **{contract.HOLDOUT_PREFIX + k: f"{v:.6f}" for k, v in ours.items()}}.items():
         client.set_model_version_tag(name, str(version), key, value)
+    moves = []
+    if challenger_before != version:
+        client.set_registered_model_alias(name, contract.CHALLENGER, str(version))
+        moves.append(deployment(cfg, contract.CHALLENGER, "challenge", challenger_before, version,
+                                f"registered; threshold {threshold:.4f} ({threshold_rule})", run_id))
     if promoted:
-        client.set_registered_model_alias(name, contract.CHAMPION, str(version))
+        moves += promote(client, cfg, version, reason, run_id)
+    elif passed:
+        moves += start_rollout(client, cfg, deployed_as, version, f"passed validation: {reason}", run_id)
     record(spark, cfg, decision)
-    return decision
+    record_deployments(spark, cfg, moves)
+    return decision, ours
 
 
 def record(spark, cfg: Config, decision: Decision) -> None:
@@ -113,8 +213,11 @@ def _plan(run, args) -> dict[str, int | None]:
     if version is None:
         raise contract.ModelNotFound(f"no {cfg.training.model_name}@{contract.CHALLENGER} to validate",
                                      hint="run `tidewater run train` first, or pass --version")
-    client = registry_client(cfg)
-    tags = client.get_run(client.get_model_version(cfg.training.model_name, str(version)).run_id).data.tags
+    try:
+        client = registry_client(cfg)
+        tags = client.get_run(client.get_model_version(cfg.training.model_name, str(version)).run_id).data.tags
+    except Exception as err:
+        raise unavailable(cfg, f"{cfg.training.model_name} v{version}", err) from err
     return {tags[contract.TRAINING_SET]: int(tags[contract.TRAINING_SET_VERSION]), model_asset(cfg): version}
 
 
@@ -123,18 +226,20 @@ def _plan(run, args) -> dict[str, int | None]:
              "slice; promote it to champion on a win.",
      inputs=lambda cfg: [cfg.training_set_table, model_asset(cfg)],
      outputs=lambda cfg: {DECISIONS_TABLE: [cfg.training_set_table, model_asset(cfg)],
+                          DEPLOYMENTS_TABLE: [cfg.training_set_table, model_asset(cfg)],
                           model_asset(cfg): [cfg.training_set_table, model_asset(cfg)]},
-     options=[option("--version", "model_version", type=int, help="model version (default: the challenger alias)")],
+     options=[option("--version", "model_version", type=int, help="model version (default: the challenger alias)"),
+              STRATEGY_OPTION],
      plan=_plan,
      skip_unchanged=False)  # a decision is asked for, not derived from changed inputs
 def validate_model(run, args) -> None:
-    """Rebuild the version's held-out slice (its training-set version, from its logged `holdout_from`) and decide.
+    """Rebuild the version's validation and held-out slices (its training-set version, logged boundaries) and decide.
 
     The model asset's output is the champion before and after: it changes only on a promotion.
     """
     from lakehouse.console import progress
     from registry.client import registry_client
-    from training.data import TrainingDataError, boundary_seconds, labelled, since
+    from training.data import TrainingDataError, between, boundary_seconds, labelled, since
 
     cfg, tc = run.cfg, run.cfg.training
     asset = model_asset(cfg)
@@ -147,17 +252,22 @@ def validate_model(run, args) -> None:
     mlflow_run = client.get_run(client.get_model_version(tc.model_name, str(version)).run_id)
     table, params = mlflow_run.data.tags[contract.TRAINING_SET], mlflow_run.data.params
     rows = labelled(run.read(table), tc)
-    holdout = since(rows, tc, boundary_seconds(params[contract.HOLDOUT_FROM])).toPandas()
+    holdout_from = boundary_seconds(params[contract.HOLDOUT_FROM])
+    holdout = since(rows, tc, holdout_from).toPandas()
+    validation = between(rows, tc, boundary_seconds(params[contract.VALIDATION_FROM]), holdout_from).toPandas()
     if len(holdout) != int(params[contract.HOLDOUT_ROWS]):
         raise TrainingDataError(f"{table}@v{run.inputs[table]} gives {len(holdout)} held-out rows, but "
                                 f"{tc.model_name} v{version} was trained with {params[contract.HOLDOUT_ROWS]}",
                                 hint="validate under the training configuration (label, timestamp) the model was trained with")
     run.writing(DECISIONS_TABLE)
-    decision = validate_version(run.spark, cfg, client, version, holdout, training_set=table,
-                                training_set_version=run.inputs[table], mlflow_run_id=mlflow_run.info.run_id,
-                                run_id=run.run_id)
+    run.writing(DEPLOYMENTS_TABLE)
+    decision, _ = validate_version(run.spark, cfg, client, version, validation, holdout, run_id=run.run_id,
+                                   strategy=args.strategy,
+                                training_set=table, training_set_version=run.inputs[table],
+                                mlflow_run_id=mlflow_run.info.run_id)
     run.wrote(DECISIONS_TABLE)
+    run.wrote(DEPLOYMENTS_TABLE)
     run.wrote_asset(asset, version if decision.promoted else champion, champion)
     run.count("promoted", int(decision.promoted))
-    progress(f"{run.job}: {tc.model_name} v{version}: {'now champion' if decision.promoted else 'not promoted'} "
+    progress(f"{run.job}: {tc.model_name} v{version}: {decision.outcome()} "
              f"({decision.reason})")
