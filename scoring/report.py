@@ -8,7 +8,8 @@ from lakehouse.tables import current_version, read_table
 
 
 def demo_report(spark, cfg) -> list[str]:
-    """Per prediction table: volume, the flagged share, and the fraud share among the labels that arrived."""
+    """Per prediction table and route: volume, model versions, the flagged share, and the fraud share
+    among the labels that arrived (labelled shares run high: fraud labels arrive first)."""
     lines = []
     labels_ref = cfg.table("silver.labels")
     labels = read_table(spark, labels_ref).select("txn_id", "is_fraud") \
@@ -21,11 +22,13 @@ def demo_report(spark, cfg) -> list[str]:
         if labels is not None:
             scored = scored.join(labels, "txn_id", "left")
         fraud = F.col("is_fraud").cast("int") if labels is not None else F.lit(None).cast("int")
-        r = scored.agg(F.count("*").alias("n"), F.sum("decision").alias("flagged"), F.max("model_version").alias("v"),
-                       F.count(fraud).alias("labelled"), F.sum(fraud).alias("fraud")).first()
-        flagged, n = r["flagged"] or 0, r["n"]
-        fraud_share = f"{r['fraud'] / r['labelled']:.1%}" if r["labelled"] else "n/a"
-        lines.append(f"{name}: {n} predictions by {cfg.training.model_name if cfg.training else 'model'} "
-                     f"v{r['v']}, {flagged} flagged for review ({flagged / n:.1%}; fraud among the "
-                     f"{r['labelled']} labelled: {fraud_share})")
+        for r in scored.groupBy("route").agg(
+                F.count("*").alias("n"), F.sum("decision").alias("flagged"),
+                F.array_sort(F.collect_set("model_version")).alias("versions"),
+                F.count(fraud).alias("labelled"), F.sum(fraud).alias("fraud")).orderBy("route").collect():
+            flagged, n = r["flagged"] or 0, r["n"]
+            fraud_share = f"{r['fraud'] / r['labelled']:.1%}" if r["labelled"] else "n/a"
+            versions = ", ".join(f"v{v}" for v in r["versions"])
+            lines.append(f"{name} ({r['route']}): {n} predictions by {versions}, {flagged} flagged "
+                         f"({flagged / n:.1%}; fraud among the {r['labelled']} labelled: {fraud_share})")
     return lines

@@ -18,7 +18,7 @@ def test_demo_runs_every_stage_and_summarizes(spark, demo_lake):
     out = demo_lake.output
     assert "Quality: checks run" in out and "failed 0" in out
     assert "Online lookup (sqlite): customer_id=" in out
-    assert "gold.predictions: " in out and "gold.predictions_stream: " in out
+    assert "gold.predictions (champion): " in out and "gold.predictions_stream (champion): " in out
     assert "drift 2026-03-" in out and "country" in out  # the planted drift, printed
 
 

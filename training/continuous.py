@@ -124,10 +124,12 @@ def drift_trigger(run: JobRun, version: int) -> Trigger:
         return Trigger("drift", False, f"{DRIFT_EVENTS} has not been written yet (run detect_drift)")
     events = unconsumed_drift(run, version).select("window_start", "drifted_features").collect()
     features = sorted({f for e in events for f in e["drifted_features"]})
-    days = ", ".join(sorted(f"{e['window_start']:%Y-%m-%d}" for e in events))
+    days = sorted(e["window_start"] for e in events)
+    span = f"{days[0]:%Y-%m-%d} .. {days[-1]:%Y-%m-%d}; " if days else ""
+    shown = ", ".join(features[:5]) + (f" and {len(features) - 5} more" if len(features) > 5 else "")
     return Trigger("drift", len(events) >= conf.min_events,
                    f"{len(events)} unconsumed drift window(s) of v{version} (bound {conf.min_events})"
-                   + (f": {days}; {', '.join(features)}" if events else ""))
+                   + (f": {span}{shown}" if events else ""))
 
 
 def performance_trigger(run: JobRun, version: int) -> Trigger:
@@ -177,9 +179,9 @@ def record(run: JobRun, row: TrainingTrigger) -> None:
 def retrain(run: JobRun, args) -> dict:
     """build_training_set -> train (validation and the strategy's alias moves inside it)."""
     steps = {"env": args.env, "root": args.root, "conf_dir": args.conf_dir}
-    find_job("build_training_set")(run.spark, run.cfg, **steps)
     for table in (run.cfg.training_set_table, DECISIONS_TABLE, DEPLOYMENTS_TABLE):
         run.writing(table)
+    find_job("build_training_set")(run.spark, run.cfg, **steps)
     trained = find_job("train")(run.spark, run.cfg, **steps, strategy=args.strategy, force=True)
     for table in (run.cfg.training_set_table, DECISIONS_TABLE, DEPLOYMENTS_TABLE):
         run.wrote(table)
