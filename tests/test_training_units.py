@@ -96,3 +96,25 @@ def test_the_alert_budget_rule_flags_its_share_of_legitimate_rows_whatever_the_f
         choose_threshold(np.ones(10), legit[:10], "alert_budget", 0.5, 0.04)  # no legitimate rows
     with pytest.raises(ValueError):
         choose_threshold(np.zeros(10), legit[:10], "precision", 0.5, 0.04)  # no fraud: no precision to reach
+
+
+def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(tmp_path):
+    import mlflow
+    import mlflow.pyfunc
+
+    from training.validation import ValidationFailed, model_scores
+
+    class Broken(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return np.full(len(model_input), np.nan)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment("broken")
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="model", python_model=Broken(), registered_model_name="broken",
+                                input_example=pd.DataFrame({"amount": [1.0]}))
+    with pytest.raises(ValidationFailed, match="non-finite scores"):
+        model_scores("models:/broken/1", pd.DataFrame({"amount": [1.0, 2.0]}))
+    assert mlflow.MlflowClient(uri, uri).get_registered_model("broken").aliases == {}
