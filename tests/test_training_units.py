@@ -98,7 +98,23 @@ def test_the_alert_budget_rule_flags_its_share_of_legitimate_rows_whatever_the_f
         choose_threshold(np.zeros(10), legit[:10], "precision", 0.5, 0.04)  # no fraud: no precision to reach
 
 
-def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(tmp_path):
+@pytest.fixture
+def scratch_mlflow(tmp_path, monkeypatch):
+    """An MLflow store of this test's own; the process's tracking and registry URIs are put back after
+    (mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI, which the platform's config honours)."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(before[0])
+    mlflow.set_registry_uri(before[1])
+
+
+def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(scratch_mlflow):
     import mlflow
     import mlflow.pyfunc
 
@@ -108,9 +124,7 @@ def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(tmp_pat
         def predict(self, context, model_input):
             return np.full(len(model_input), np.nan)
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    uri = scratch_mlflow
     mlflow.set_experiment("broken")
     with mlflow.start_run():
         mlflow.pyfunc.log_model(name="model", python_model=Broken(), registered_model_name="broken",
