@@ -188,9 +188,10 @@ def test_drill_a_bad_canary_is_rolled_back_and_a_good_one_promoted_with_no_human
     lake = demo_lake
     drill = {"deployment": {"strategy": "canary", "canary_share": 0.5,
                             "review": {"min_rows": 50, "min_fraud": 3, "min_labelled_alerts": 5}},
-             # Validation lets anything with an AUC-PR through: the live review has to catch a bad model
+             # Validation lets anything with an AUC-PR through (the base bar over the champion is unset too):
+             # the live review has to catch a bad model
              "training": {**DEMO_ENV["training"], "promotion": {"metric": "auc_pr",
-                                                                "bounds": {"auc_pr": {"threshold": 0.0001}}}}}
+                                                                "bounds": {"auc_pr": {"threshold": 0.0001, "min_absolute_change": None}}}}}
     cfg = env_with(lake, "drill", **drill)
     review_deployment(spark, cfg)  # whatever the demo left live is reviewed first ...
     record_deployments(spark, cfg, stop_rollout(client(cfg), cfg, "shadow_stop", "drill starts", None))  # ... and ends
@@ -240,7 +241,7 @@ def test_drill_shadow_scores_the_same_traffic_and_never_changes_a_decision(spark
     lake = demo_lake
     cfg = env_with(lake, "drill_shadow", deployment={"strategy": "shadow"},
                    training={**DEMO_ENV["training"], "promotion": {"metric": "auc_pr",
-                                                                   "bounds": {"auc_pr": {"threshold": 0.0001}}}})
+                                                                   "bounds": {"auc_pr": {"threshold": 0.0001, "min_absolute_change": None}}}})
     champion = aliases(cfg)["champion"]
     shadow = run_train(spark, lake, cfg, strategy="shadow")
     assert shadow["deployed_as"] == "shadow"
