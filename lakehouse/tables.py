@@ -38,3 +38,11 @@ def commit_metrics(spark: SparkSession, ref: TableRef, version: int) -> dict[str
     row = (DeltaTable.forPath(spark, ref.path).history()
            .where(f"version = {version}").select("operationMetrics").first())
     return {k: int(v) for k, v in (row[0] or {}).items() if str(v).lstrip("-").isdigit()}
+
+
+def union_all(frames: list[DataFrame]) -> DataFrame:
+    """The rows of every frame (matched by column name); at least one frame."""
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out

@@ -23,6 +23,7 @@ from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import alias_version, model_asset
 from lakehouse.schemas import Int32, row_values, spark_schema
+from lakehouse.tables import union_all
 from registry import contract
 from registry.client import registry_client
 from registry.contract import resolve
@@ -144,9 +145,7 @@ def live_predictions(run: JobRun, alias: str, since: dt.datetime) -> DataFrame |
               for t in run.cfg.drift.current_tables if run.version_to_read(t) is not None]
     if not frames:
         return None
-    rows = frames[0]
-    for frame in frames[1:]:
-        rows = rows.unionByName(frame)
+    rows = union_all(frames)
     live = rows.where((F.col("route") == alias) & (F.col("scored_at") >= F.lit(since))).select("txn_id").distinct()
     return rows.join(live, "txn_id", "left_semi").dropDuplicates(["txn_id", "route"]).drop("scored_at")
 

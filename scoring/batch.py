@@ -17,7 +17,7 @@ from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
-from lakehouse.tables import current_version, read_table
+from lakehouse.tables import current_version, read_table, union_all
 from features.serving import point_in_time_features, scoring_events
 from scoring.predictions import merge_predictions
 from scoring.routing import describe, route_pairs, routes, score_routes
@@ -86,7 +86,4 @@ def score_batch(run: JobRun, args) -> None:
 def _still_to_score(spark, cfg: Config, txns: DataFrame, plan, args) -> DataFrame:
     """(txn_id, route) pairs: per route, its share of the slice that its model version has not scored yet."""
     pairs = [route_pairs(select_slice(spark, cfg, txns, r.model, args.since, args.until), [r]) for r in plan]
-    out = pairs[0]
-    for frame in pairs[1:]:
-        out = out.unionByName(frame)
-    return out
+    return union_all(pairs)

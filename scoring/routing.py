@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config
+from lakehouse.tables import union_all
 from registry import contract
 from registry.contract import ResolvedModel, resolve
 from registry.rollout import live_rollout
@@ -65,20 +66,14 @@ def route_pairs(txns: DataFrame, plan: list[Route]) -> DataFrame:
     """(txn_id, route) for every silver row and every route that scores it."""
     frames = [(txns if r.where is None else txns.where(r.where)).select("txn_id", F.lit(r.name).alias("route"))
               for r in plan]
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
+    return union_all(frames)
 
 
 def score_routes(features: DataFrame, pairs: DataFrame, plan: list[Route], cfg: Config, run_id: str) -> DataFrame:
     """Feature rows -> prediction rows: each route's model on the rows `pairs` gives it."""
     frames = [score(features.join(pairs.where(F.col("route") == r.name).select("txn_id"), "txn_id"), r.model, cfg,
                     run_id, r.name) for r in plan]
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
+    return union_all(frames)
 
 
 def describe(plan: list[Route]) -> str:
