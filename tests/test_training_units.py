@@ -114,7 +114,7 @@ def scratch_mlflow(tmp_path, monkeypatch):
     mlflow.set_registry_uri(before[1])
 
 
-def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(scratch_mlflow):
+def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(scratch_mlflow, tmp_path):
     import mlflow
     import mlflow.pyfunc
 
@@ -125,7 +125,7 @@ def test_a_model_that_cannot_be_scored_is_stopped_before_any_alias_moves(scratch
             return np.full(len(model_input), np.nan)
 
     uri = scratch_mlflow
-    mlflow.set_experiment("broken")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("broken", artifact_location=str(tmp_path / "artifacts")))
     with mlflow.start_run():
         mlflow.pyfunc.log_model(name="model", python_model=Broken(), registered_model_name="broken",
                                 input_example=pd.DataFrame({"amount": [1.0]}))
