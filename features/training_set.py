@@ -9,6 +9,7 @@ from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
+from features.maturity import first_mature_day, mature, too_short
 from features.serving import point_in_time_features
 
 TRAINING_TABLE = "features.training_set"
@@ -36,10 +37,19 @@ def build_training_set(run: JobRun, args) -> None:
     txns, labels = run.read("silver.transactions"), run.read("silver.labels")
     for view in cfg.features.views.values():
         run.uses(view.table)  # Feast cannot pin a Delta version: lineage records the one read
-    training = point_in_time_features(cfg, label_events(txns, labels))
+    day = first_mature_day(cfg, txns)
+    events = label_events(txns, labels)
+    counts = events.agg(F.count("*").alias("all"),
+                        F.count(F.when(F.to_date("event_time") >= F.lit(day), 1)).alias("mature")).first()
+    if counts["all"] and not counts["mature"]:
+        raise too_short(cfg, txns)
+    training = point_in_time_features(cfg, mature(events, day))
     ref = cfg.table(TRAINING_TABLE)
     run.writing(TRAINING_TABLE)
     training.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
     run.wrote(TRAINING_TABLE)
     run.count("training_rows", spark.read.format("delta").load(ref.path).count())
-    progress(f"{run.job}: {run.metrics['training_rows']} labelled rows -> {TRAINING_TABLE}")
+    run.count("immature_rows_left_out", counts["all"] - counts["mature"])
+    progress(f"{run.job}: {run.metrics['training_rows']} labelled rows from {day} -> {TRAINING_TABLE} "
+             f"({run.metrics['immature_rows_left_out']} earlier ones left out: less than "
+             f"{cfg.features.maturity_days} day(s) of history behind them)")

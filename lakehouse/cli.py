@@ -79,8 +79,9 @@ def cli():
 
 
 @cli.command()
-@click.option("--rows", type=int, default=None, help="Transactions to generate (default from config).")
-@click.option("--days", type=int, default=None, help="Arrival batches (days) to generate.")
+@click.option("--rows", type=int, default=None,
+              help="Transactions from the start date on (default from config); the warm-up history adds its own.")
+@click.option("--days", type=int, default=None, help="Daily arrival batches from the start date on.")
 @ROOT_OPT
 @ENV_OPT
 @one_line_errors
@@ -129,17 +130,22 @@ def jobs(fmt, root, env):
 
 @cli.command()
 @click.option("--out", type=click.Path(), default=None, help="Landing folder (default: <root>/landing).")
-@click.option("--rows", type=int, default=None, help="About how many transactions.")
-@click.option("--days", type=int, default=None, help="Number of daily arrival batches.")
+@click.option("--rows", type=int, default=None,
+              help="About how many transactions from --start-date on (the warm-up adds its own at the same rate).")
+@click.option("--days", type=int, default=None, help="Number of daily arrival batches from --start-date on.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed, same files).")
 @click.option("--start-date", default=None, help="First day, YYYY-MM-DD.")
 @click.option("--defect-rate", type=float, default=None, help="Share of transactions with a planted defect.")
 @click.option("--fraud-rate", type=float, default=None, help="Base share of fraudulent transactions.")
 @click.option("--drift-from-day", type=int, default=None, help="From this day index, shift country and amount.")
+@click.option("--no-drift", is_flag=True, help="Plant no drift (overrides --drift-from-day and the config).")
+@click.option("--warmup-days", type=int, default=None,
+              help="Days of history before --start-date, at the same daily rate (default from config).")
 @ROOT_OPT
 @ENV_OPT
 @one_line_errors
-def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_from_day, root, env):
+def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_from_day, no_drift, warmup_days,
+             root, env):
     """Write synthetic arrival batches (JSON lines + CSV) and a manifest of what was planted."""
     from lakehouse.config import load_config
     from lakehouse.generator import generate as gen
@@ -147,8 +153,10 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
     cfg = load_config(env, root)
     g = cfg.generator
     opts = dict(seed=seed, rows=rows, days=days, start_date=start_date, defect_rate=defect_rate,
-                fraud_rate=fraud_rate, drift_from_day=drift_from_day)
+                fraud_rate=fraud_rate, drift_from_day=drift_from_day, warmup_days=warmup_days)
     settings = g.model_copy(update={k: v for k, v in opts.items() if v is not None}).model_dump()
+    if no_drift:
+        settings["drift_from_day"] = None
     target = out or cfg.landing_dir
     man = gen(target, progress=progress, **settings)
     click.echo(f"wrote {man.transactions_written} transactions in {len(man.batches)} batches to {target}")

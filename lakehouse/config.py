@@ -54,6 +54,7 @@ class GeneratorConf(_Strict):
     defect_rate: float = Field(0.02, ge=0.0, le=0.5)
     fraud_rate: float = Field(0.02, ge=0.0, le=0.5)
     drift_from_day: int | None = None
+    warmup_days: int = Field(0, ge=0)
 
 
 class PipelineConf(_Strict):
@@ -171,6 +172,15 @@ class FeaturesConf(_Strict):
     views: dict[str, FeatureViewConf] = {}
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
+    # Training and scoring use rows this many days after the history starts (None: the longest window).
+    mature_after_days: int | None = Field(None, ge=0)
+
+    @property
+    def maturity_days(self) -> int:
+        if self.mature_after_days is not None:
+            return self.mature_after_days
+        longest = max((f.window_seconds for v in self.views.values() for f in v.features), default=0)
+        return -(-longest // 86400)
 
 
 RegistryMetric = Literal["auc_pr", "recall_at_precision", "precision", "recall", "f1"]

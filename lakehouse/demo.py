@@ -37,7 +37,14 @@ def trainable(cfg, rows: int, days: int) -> bool:
 
 def check_size(cfg, rows: int, days: int) -> None:
     """Stop before generating anything when the demo could not train, and say what size would."""
-    if cfg.training is None or "train" not in cfg.pipeline.stages or trainable(cfg, rows, days):
+    if cfg.training is None or "train" not in cfg.pipeline.stages:
+        return
+    if cfg.generator.warmup_days < cfg.features.maturity_days:
+        raise ConfigError(f"generator.warmup_days is {cfg.generator.warmup_days}, but features need "
+                          f"{cfg.features.maturity_days} day(s) of history before a row is mature",
+                          hint=f"set generator.warmup_days to at least {cfg.features.maturity_days}, or "
+                               "features.mature_after_days to at most generator.warmup_days")
+    if trainable(cfg, rows, days):
         return
     more_days = next((d for d in range(days + 1, 366) if trainable(cfg, rows * d // days, d)), None)
     more_rows = next((r for r in (rows * 2 ** k for k in range(1, 12)) if trainable(cfg, r, days)), None)

@@ -4,6 +4,9 @@ Seeded and deterministic: the same settings write byte-identical files. Each day
 its own seed and written straight to disk, so memory stays flat from 1k to 10M+ transactions.
 Every arrival batch is one folder `batch-<date>` in the landing folder; `_manifest.json` says what
 was planted (fraud, each defect type) so tests and users can check the pipeline against it.
+
+`warmup_days` of history come first, at the same daily rate: a platform goes live on a source with a
+past, so the 30-day features are full (stationary) from the first scored day, not ramping up.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class Manifest:
     defect_rate: float
     fraud_rate: float
     drift_from_day: int | None
+    warmup_days: int = 0
     transactions_written: int = 0
     transactions_clean: int = 0
     fraud_transactions: int = 0
@@ -163,33 +167,38 @@ def _customer_row(pop: _Population, i: int, segment: int, city: int, updated_at:
 
 def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: int = 14,
              start_date: str = "2026-01-01", defect_rate: float = 0.02, fraud_rate: float = 0.02,
-             drift_from_day: int | None = None, first_day: int = 0,
+             drift_from_day: int | None = None, warmup_days: int = 0, first_day: int = 0,
              progress: Callable[[str], None] | None = None) -> Manifest:
-    """Write `days` arrival batches holding about `rows` transactions into `out_dir`.
+    """Write `days` arrival batches from `start_date` holding about `rows` transactions into `out_dir`,
+    after `warmup_days` batches of history before it at the same daily rate.
 
     `first_day` > 0 continues the same scenario: only days first_day .. days-1 are written (same
     customers, merchants and ids that do not collide with the earlier days'); labels due to the earlier
     days' transactions in these days are not re-sent.
     """
-    if rows < 1 or days < 1:
-        raise ValueError("rows and days must be positive")
+    if rows < 1 or days < 1 or warmup_days < 0:
+        raise ValueError("rows and days must be positive, warmup_days not negative")
     if not 0 <= first_day < days:
         raise ValueError("first_day must be a day of the scenario (0 .. days-1)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    start = dt.date.fromisoformat(start_date)
+    # Internally day 0 is the first warm-up day; drift_from_day and first_day count from start_date.
+    start = dt.date.fromisoformat(start_date) - dt.timedelta(days=warmup_days)
+    first = 0 if first_day == 0 else warmup_days + first_day
     rng = np.random.default_rng(seed)
-    pop = _Population(rng, n_customers=int(np.clip(rows // 40, 50, 250_000)),
-                      n_merchants=int(np.clip(rows // 200, 20, 50_000)))
+    history = rows * (warmup_days + days) // days  # the population grows with all the rows it makes
+    pop = _Population(rng, n_customers=int(np.clip(history // 40, 50, 250_000)),
+                      n_merchants=int(np.clip(history // 200, 20, 50_000)))
     segment, city = pop.segment.copy(), pop.city.copy()
-    man = Manifest(seed, rows, days, start_date, defect_rate, fraud_rate, drift_from_day,
+    man = Manifest(seed, rows, days, start_date, defect_rate, fraud_rate, drift_from_day, warmup_days,
                    customers=pop.n_customers, merchants=pop.n_merchants)
-    labels = _LabelMailbox(out, start, days, first_day)
+    total = warmup_days + days
+    labels = _LabelMailbox(out, start, total, first)
     carried_duplicates: list[str] = []
-    per_day = np.full(days, rows // days)
-    per_day[: rows % days] += 1
+    per_day = np.full(total, rows // days)
+    per_day[warmup_days: warmup_days + rows % days] += 1
 
-    for day in range(first_day, days):
+    for day in range(first, total):
         date = start + dt.timedelta(days=day)
         batch = out / f"batch-{date.isoformat()}"
         batch.mkdir(exist_ok=True)
@@ -198,7 +207,7 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
         updated_at = (midnight + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
         # Customers: everyone on the first day written, then the few whose segment or city changed (SCD2 input).
-        if day == first_day:
+        if day == first:
             changed = np.arange(pop.n_customers)
         else:
             changed = np.flatnonzero(drng.random(pop.n_customers) < 0.005)
@@ -209,7 +218,7 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
             f.write(CUSTOMER_HEADER + "\n")
             for i in changed:
                 f.write(_customer_row(pop, int(i), int(segment[i]), int(city[i]), updated_at) + "\n")
-        if day == first_day:
+        if day == first:
             with open(batch / "merchants.csv", "w") as f:
                 f.write(MERCHANT_HEADER + "\n")
                 for m in range(pop.n_merchants):
@@ -220,7 +229,7 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
         lines = _day_transactions(drng, pop, man, day, midnight, int(per_day[day]), labels,
                                   carried_duplicates)
         # A duplicate is resent in the next batch (the last batch repeats its own).
-        lines += resent + (carried_duplicates if day == days - 1 else [])
+        lines += resent + (carried_duplicates if day == total - 1 else [])
         man.transactions_written += len(lines)
         with open(batch / "transactions.jsonl", "w") as f:
             f.writelines(line + "\n" for line in lines)
@@ -270,8 +279,8 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
     channel[risky | odd] = 1
     burst = np.flatnonzero(fraud & (pattern == 3))
 
-    # Drift: from day K a new region appears and amounts shift up.
-    if man.drift_from_day is not None and day >= man.drift_from_day:
+    # Drift: from day K (after the warm-up) a new region appears and amounts shift up.
+    if man.drift_from_day is not None and day >= man.warmup_days + man.drift_from_day:
         moved = rng.random(n) < 0.25
         country[moved] = rng.choice(list(DRIFT_COUNTRIES), moved.sum())
         amount_eur *= 1.6
@@ -282,7 +291,7 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
     ip_a, ip_b = rng.integers(1, 255, n), rng.integers(0, 255, n)
     defect_draw = rng.random(n) < man.defect_rate
     defect_kind = rng.integers(0, len(DEFECT_TYPES), n)
-    late_days = rng.integers(2, 10, n)
+    late_days = np.minimum(rng.integers(2, 10, n), day)  # never before the source's first day
     label_delay = np.where(fraud, rng.integers(FRAUD_LABEL_DELAY_DAYS[0], FRAUD_LABEL_DELAY_DAYS[1] + 1, n),
                            rng.integers(LEGIT_LABEL_DELAY_DAYS[0], LEGIT_LABEL_DELAY_DAYS[1] + 1, n))
 

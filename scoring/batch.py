@@ -18,6 +18,7 @@ from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.tables import current_version, read_table, union_all
+from features.maturity import first_mature_day, mature
 from features.serving import point_in_time_features, scoring_events
 from scoring.predictions import merge_predictions
 from scoring.routing import describe, route_pairs, routes, score_routes
@@ -27,13 +28,14 @@ PREDICTIONS = "gold.predictions"
 
 def select_slice(spark: SparkSession, cfg: Config, txns: DataFrame, model, since: dt.date | None,
                  until: dt.date | None) -> DataFrame:
-    """A date range if given; otherwise every transaction this model version has not scored yet."""
+    """A date range if given; otherwise every mature transaction this model version has not scored yet."""
     if since or until:
         if since:
             txns = txns.where(F.to_date("event_time") >= F.lit(since))
         if until:
             txns = txns.where(F.to_date("event_time") <= F.lit(until))
         return txns
+    txns = mature(txns, first_mature_day(cfg, txns))
     ref = cfg.table(PREDICTIONS)
     if current_version(spark, ref) is None:
         return txns

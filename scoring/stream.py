@@ -23,6 +23,7 @@ from lakehouse.lineage import JobRun
 from lakehouse.model_store import model_asset
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, current_version, read_table
+from features.maturity import first_mature_day, mature
 from features.serving import features_as_of, scoring_events
 from scoring.predictions import PREDICTION_SCHEMA, merge_predictions
 from scoring.routing import describe, route_pairs, routes, score_routes
@@ -91,9 +92,10 @@ def score_stream(run: JobRun, args) -> None:
 
     checkpoint = cfg.checkpoint_dir(run.job, "predictions")
     run.writing(TARGET)
-    writer = (spark.readStream.format("delta")
-              .option("maxFilesPerTrigger", cfg.scoring.stream_max_files_per_trigger)
-              .load(cfg.table(SOURCE).path)
+    mature_day = first_mature_day(cfg, read_table(spark, cfg.table(SOURCE)))
+    writer = (mature(spark.readStream.format("delta")
+                     .option("maxFilesPerTrigger", cfg.scoring.stream_max_files_per_trigger)
+                     .load(cfg.table(SOURCE).path), mature_day)
               .writeStream.foreachBatch(each_batch).option("checkpointLocation", str(checkpoint)))
     if args.continuous:
         query = writer.trigger(processingTime=f"{cfg.scoring.stream_trigger_seconds} seconds").start()

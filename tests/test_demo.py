@@ -68,3 +68,15 @@ def test_a_demo_too_small_to_train_says_so_before_it_starts_with_a_size_that_wor
     cfg = load_config("local")
     assert trainable(cfg, rows, days) and not trainable(cfg, rows * (days - 1) // days, days - 1)
     assert trainable(cfg, cfg.generator.rows, cfg.generator.days)  # the default demo trains
+
+
+def test_a_demo_whose_warm_up_is_shorter_than_the_longest_window_says_so_before_it_starts():
+    from lakehouse.config import load_config
+    from lakehouse.demo import check_size
+    from lakehouse.errors import ConfigError
+
+    cfg = load_config("local")
+    short = cfg.model_copy(update={"generator": cfg.generator.model_copy(update={"warmup_days": 7})})
+    with pytest.raises(ConfigError, match="warmup_days is 7, but features need 30 day"):
+        check_size(short, cfg.generator.rows, cfg.generator.days)
+    check_size(cfg, cfg.generator.rows, cfg.generator.days)  # the default demo's 30 days are enough

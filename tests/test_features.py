@@ -14,6 +14,7 @@ from features.compute import feature_rows
 from features.offline import compute_features
 from features.online import materialize_online
 from features.store import feature_store, online_features
+from features.maturity import HistoryTooShort
 from features.training_set import build_training_set
 from lakehouse.config import load_config
 from lakehouse.generator import generate
@@ -66,6 +67,19 @@ def featured(spark, lake):
     build_training_set(spark, lake.cfg)
     materialize_online(spark, lake.cfg)
     return lake
+
+
+def test_a_training_set_takes_only_rows_with_a_full_window_of_history(spark, demo_lake, featured):
+    # Given the demo's 30 days of warm-up history before its start date, the training set starts on it
+    start = dt.date.fromisoformat(demo_lake.cfg.generator.start_date)
+    training = read_table(spark, demo_lake.cfg.table("features.training_set"))
+    assert training.agg(F.min(F.to_date("event_time"))).first()[0] == start
+    # and with only four days of history, a 30-day window is never full: the job says so, writes nothing
+    cfg = featured.cfg.model_copy(update={"features": featured.cfg.features.model_copy(update={"mature_after_days": None})})
+    before = read_table(spark, cfg.table("features.training_set")).count()
+    with pytest.raises(HistoryTooShort, match="4 day"):
+        build_training_set(spark, cfg)
+    assert read_table(spark, cfg.table("features.training_set")).count() == before
 
 
 def _recompute_from_silver(spark, cfg, customer, at):

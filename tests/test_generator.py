@@ -79,6 +79,21 @@ def test_drift_switch_adds_a_region_and_shifts_amounts_from_day_k(tmp_path):
     assert sorted(eur_after)[len(eur_after) // 2] > 1.3 * sorted(eur_before)[len(eur_before) // 2]
 
 
+def test_warm_up_history_comes_before_the_start_date_at_the_same_daily_rate(tmp_path):
+    man = generate(tmp_path, seed=5, rows=3000, days=3, start_date="2026-03-01", warmup_days=4, drift_from_day=1,
+                   defect_rate=0.2)
+    assert man.batches[:5] == ["batch-2026-02-25", "batch-2026-02-26", "batch-2026-02-27", "batch-2026-02-28",
+                               "batch-2026-03-01"] and len(man.batches) == 7
+    days = {p.parent.name: [json.loads(line) for line in p.read_text().splitlines() if line.endswith("}")]
+            for p in sorted(tmp_path.glob("batch-*/transactions.jsonl"))}
+    counts = [len(rows) for rows in days.values()]
+    assert max(counts) < 1.3 * min(counts)  # warm-up days at the scored days' rate (bursts vary a little)
+    drifted = {name for name, rows in days.items() if any(r["country"] in {"BR", "MX"} for r in rows)}
+    assert drifted == {"batch-2026-03-02", "batch-2026-03-03"}  # drift_from_day counts from the start date
+    # no planted late event dates back before the source's first day
+    assert min(r["event_time"] for rows in days.values() for r in rows) >= "2026-02-25T00:00:00Z"
+
+
 def test_labels_arrive_after_their_transactions(tmp_path):
     generate(tmp_path, rows=2000, days=5, defect_rate=0.0)
     first_seen = {}

@@ -31,6 +31,7 @@ from lakehouse.job_runner import find_job, job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import alias_version, model_asset
 from lakehouse.schemas import row_values, spark_schema
+from features.maturity import first_mature_day, mature
 from registry import contract
 from registry.client import registry_client
 from registry.deployments import DECISIONS_TABLE, DEPLOYMENTS_TABLE
@@ -38,7 +39,8 @@ from registry.rollout import live_rollout
 from training.validation import STRATEGY_OPTION
 
 TRIGGERS = "meta.training_triggers"
-LABELS, DRIFT_EVENTS, PERFORMANCE = "silver.labels", "meta.drift_events", "gold.model_performance"
+LABELS, TRANSACTIONS = "silver.labels", "silver.transactions"
+DRIFT_EVENTS, PERFORMANCE = "meta.drift_events", "gold.model_performance"
 OVERALL = "__all__"  # detect_drift's slice of every row
 
 
@@ -104,13 +106,15 @@ def new_labels_trigger(run: JobRun, champion_tags: dict) -> Trigger:
     conf, table = run.cfg.continuous_training.new_labels, run.cfg.training_set_table
     if run.version_to_read(LABELS) is None:
         return Trigger("new_labels", False, f"{LABELS} has not been written yet")
-    trained = run.read(table).where(
-        F.col(run.cfg.training.label).isNotNull()).select(run.cfg.training.id_column)
-    new = run.read(LABELS).select(F.col("txn_id").alias(run.cfg.training.id_column)).join(
-        trained, run.cfg.training.id_column, "left_anti").count()
+    key = run.cfg.training.id_column
+    trained = run.read(table).where(F.col(run.cfg.training.label).isNotNull()).select(key)
+    txns = run.read(TRANSACTIONS)
+    trainable = mature(txns, first_mature_day(run.cfg, txns)).select(F.col("txn_id").alias(key))
+    new = (run.read(LABELS).select(F.col("txn_id").alias(key)).join(trainable, key)
+           .join(trained, key, "left_anti").count())
     return Trigger("new_labels", new >= conf.min_rows,
-                   f"{new} labels arrived after {table}@v{champion_tags[contract.TRAINING_SET_VERSION]} "
-                   f"(bound {conf.min_rows})")
+                   f"{new} labels of mature transactions arrived after "
+                   f"{table}@v{champion_tags[contract.TRAINING_SET_VERSION]} (bound {conf.min_rows})")
 
 
 def unconsumed_drift(run: JobRun, version: int):
@@ -189,7 +193,7 @@ def retrain(run: JobRun, args) -> dict:
 
 
 def _inputs(cfg: Config) -> list[str]:
-    return [LABELS, DRIFT_EVENTS, PERFORMANCE, cfg.training_set_table, model_asset(cfg)]
+    return [LABELS, TRANSACTIONS, DRIFT_EVENTS, PERFORMANCE, cfg.training_set_table, model_asset(cfg)]
 
 
 def _plan(run: JobRun, args) -> dict[str, int | None]:
