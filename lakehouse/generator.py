@@ -186,9 +186,10 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
     start = dt.date.fromisoformat(start_date) - dt.timedelta(days=warmup_days)
     first = 0 if first_day == 0 else warmup_days + first_day
     rng = np.random.default_rng(seed)
-    history = rows * (warmup_days + days) // days  # the population grows with all the rows it makes
-    pop = _Population(rng, n_customers=int(np.clip(history // 40, 50, 250_000)),
-                      n_merchants=int(np.clip(history // 200, 20, 50_000)))
+    # The population is sized by the scored rows: with the warm-up, each customer has about 40 of them
+    # and (warmup_days + days) / days times that in all, so windowed counts are not all small integers.
+    pop = _Population(rng, n_customers=int(np.clip(rows // 40, 50, 250_000)),
+                      n_merchants=int(np.clip(rows // 200, 20, 50_000)))
     segment, city = pop.segment.copy(), pop.city.copy()
     man = Manifest(seed, rows, days, start_date, defect_rate, fraud_rate, drift_from_day, warmup_days,
                    customers=pop.n_customers, merchants=pop.n_merchants)

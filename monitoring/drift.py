@@ -85,51 +85,71 @@ def _splits(points) -> list[float]:
     return [-float("inf"), *inner, float("inf")]
 
 
-def _bucket_counts(df: DataFrame, feature: str, splits: list[float], keys: list[str]) -> dict:
-    """{(key values..., bucket): count} for the feature's non-null values."""
+def _bucket_counts(df: DataFrame, splits: dict[str, list[float]], keys: list[str]) -> dict[str, dict]:
+    """{feature: {(key values..., bucket): count}} over each feature's non-null values, every feature
+    in one pass (one Spark job, not one per feature)."""
     from pyspark.ml.feature import Bucketizer
 
-    data = df.where(F.col(feature).isNotNull() & ~F.isnan(F.col(feature))).select(*keys, F.col(feature).cast("double").alias("_x"))
-    bucketed = Bucketizer(splits=splits, inputCol="_x", outputCol="_b").transform(data)
-    rows = bucketed.groupBy(*keys, "_b").count().collect()
-    return {(*[r[k] for k in keys], int(r["_b"])): r["count"] for r in rows}
+    features = list(splits)
+    data = df.select(*keys, *[F.coalesce(F.col(f).cast("double"), F.lit(float("nan"))).alias(f"_x{i}")
+                              for i, f in enumerate(features)])
+    bucketed = Bucketizer(splitsArray=[splits[f] for f in features], inputCols=[f"_x{i}" for i in range(len(features))],
+                          outputCols=[f"_b{i}" for i in range(len(features))], handleInvalid="keep").transform(data)
+    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("f"), F.col(f"_b{i}").alias("b")) for i in range(len(features))]))
+    rows = bucketed.select(*keys, pairs.alias("_p")).groupBy(*keys, "_p.f", "_p.b").count().collect()
+    out: dict[str, dict] = {f: {} for f in features}
+    for r in rows:
+        feature, bucket = features[r["f"]], int(r["b"])
+        if bucket < len(splits[feature]) - 1:  # the last index is Bucketizer's bucket for NaN (null here)
+            out[feature][(*[r[k] for k in keys], bucket)] = r["count"]
+    return out
 
 
 def _vector(counts: dict, prefix: tuple, n: int) -> np.ndarray:
     return np.array([counts.get((*prefix, i), 0) for i in range(n)], dtype=np.float64)
 
 
-def numeric_metrics(sides: Sides, feature: str, cfg: DriftConf) -> list[dict]:
+def _quantiles(df: DataFrame, features: list[str], probabilities: list[float]) -> dict[str, list[float]]:
+    """Approximate quantiles of every feature in one pass (nulls ignored per feature)."""
+    values = df.approxQuantile(features, probabilities, 0.001)
+    return {f: [float(p) for p in v if p is not None and np.isfinite(p)] for f, v in zip(features, values)}
+
+
+def numeric_metrics(sides: Sides, features: list[str], cfg: DriftConf) -> list[dict]:
     """PSI and JS over reference-quantile bins; KS and Wasserstein over a pooled-quantile CDF grid."""
     ref, cur = sides.reference, sides.current
-    bins = _splits(ref.approxQuantile(feature, [i / cfg.bins for i in range(1, cfg.bins)], 0.001))
-    pooled = ref.select(feature).unionByName(cur.select(feature))
+    ref_quantiles = _quantiles(ref, features, [i / cfg.bins for i in range(1, cfg.bins)])
     # Half the grid at pooled quantiles, half evenly spaced from min to max: heavy tails need both
     # for the Wasserstein area (within 1% of scipy's exact value on lognormal samples).
-    quantiles = [p for p in pooled.approxQuantile(feature, list(np.linspace(0, 1, cfg.grid // 2)), 0.001)
-                 if p is not None and np.isfinite(p)]
-    if not quantiles:
+    pooled = _quantiles(ref.select(*features).unionByName(cur.select(*features)), features,
+                        list(np.linspace(0, 1, cfg.grid // 2)))
+    features = [f for f in features if pooled[f]]
+    if not features:
         return []
-    grid_points = sorted({float(p) for p in [*quantiles, *np.linspace(min(quantiles), max(quantiles), cfg.grid // 2)]})
-    grid = _splits(grid_points)
-    ref_bins = _bucket_counts(ref, feature, bins, ["_slice"])
-    cur_bins = _bucket_counts(cur, feature, bins, ["_window", "_slice"])
-    ref_grid = _bucket_counts(ref, feature, grid, ["_slice"])
-    cur_grid = _bucket_counts(cur, feature, grid, ["_window", "_slice"])
+    bins = {f: _splits(ref_quantiles[f]) for f in features}
+    grid_points = {f: sorted({*pooled[f], *map(float, np.linspace(min(pooled[f]), max(pooled[f]), cfg.grid // 2))})
+                   for f in features}
+    grids = {f: _splits(grid_points[f]) for f in features}
+    ref_bins, cur_bins = _bucket_counts(ref, bins, ["_slice"]), _bucket_counts(cur, bins, ["_window", "_slice"])
+    ref_grid, cur_grid = _bucket_counts(ref, grids, ["_slice"]), _bucket_counts(cur, grids, ["_window", "_slice"])
     out = []
-    for window, slice_value in sorted({k[:2] for k in cur_bins}):
-        r_b, c_b = _vector(ref_bins, (slice_value,), len(bins) - 1), _vector(cur_bins, (window, slice_value), len(bins) - 1)
-        if r_b.sum() == 0:
-            continue  # a slice the reference never saw (a new country): the categorical metrics catch it
-        r_g, c_g = _vector(ref_grid, (slice_value,), len(grid) - 1), _vector(cur_grid, (window, slice_value), len(grid) - 1)
-        # CDF just below each inner grid point: buckets are [s_i, s_i+1)
-        r_cdf, c_cdf = np.cumsum(r_g)[:-1] / r_g.sum(), np.cumsum(c_g)[:-1] / c_g.sum()
-        d, p = drift_stats.ks(r_cdf, c_cdf, int(r_g.sum()), int(c_g.sum()))
-        values = {"psi": drift_stats.psi(r_b, c_b), "js_distance": drift_stats.js_distance(r_b, c_b),
-                  "ks_statistic": d, "ks_pvalue": p,
-                  "wasserstein": drift_stats.wasserstein(grid_points, r_cdf, c_cdf)}
-        out += [dict(window=window, slice_value=slice_value, feature=feature, metric=m, value=v,
-                     reference_rows=int(r_b.sum()), current_rows=int(c_b.sum())) for m, v in values.items()]
+    for feature in features:
+        n_bins, n_grid = len(bins[feature]) - 1, len(grids[feature]) - 1
+        for window, slice_value in sorted({k[:2] for k in cur_bins[feature]}):
+            r_b = _vector(ref_bins[feature], (slice_value,), n_bins)
+            c_b = _vector(cur_bins[feature], (window, slice_value), n_bins)
+            if r_b.sum() == 0:
+                continue  # a slice the reference never saw (a new country): the categorical metrics catch it
+            r_g = _vector(ref_grid[feature], (slice_value,), n_grid)
+            c_g = _vector(cur_grid[feature], (window, slice_value), n_grid)
+            # CDF just below each inner grid point: buckets are [s_i, s_i+1)
+            r_cdf, c_cdf = np.cumsum(r_g)[:-1] / r_g.sum(), np.cumsum(c_g)[:-1] / c_g.sum()
+            d, p = drift_stats.ks(r_cdf, c_cdf, int(r_g.sum()), int(c_g.sum()))
+            values = {"psi": drift_stats.psi(r_b, c_b), "js_distance": drift_stats.js_distance(r_b, c_b),
+                      "ks_statistic": d, "ks_pvalue": p,
+                      "wasserstein": drift_stats.wasserstein(grid_points[feature], r_cdf, c_cdf)}
+            out += [dict(window=window, slice_value=slice_value, feature=feature, metric=m, value=v,
+                         reference_rows=int(r_b.sum()), current_rows=int(c_b.sum())) for m, v in values.items()]
     return out
 
 
@@ -193,9 +213,8 @@ def compare(reference: DataFrame, current: DataFrame, numeric: list[str], catego
     sides = Sides(with_slices(reference, cfg.slice_column).cache(),
                   with_windows(with_slices(current, cfg.slice_column), time_column, cfg.window_seconds).cache())
     rows = []
-    for f in numeric:
-        kind = "prediction" if f == SCORE else "numeric"
-        rows += [{**r, "kind": kind} for r in numeric_metrics(sides, f, cfg)]
+    rows += [{**r, "kind": "prediction" if r["feature"] == SCORE else "numeric"}
+             for r in numeric_metrics(sides, numeric, cfg)] if numeric else []
     for f in categorical:
         rows += [{**r, "kind": "categorical"} for r in categorical_metrics(sides, f)]
     rows += [{**r, "kind": "dataset"} for r in null_and_count_metrics(sides, [*numeric, *categorical])]
