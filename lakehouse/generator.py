@@ -351,7 +351,7 @@ def expected_labels(rows: int, days: int, first_days: int, fraud_rate: float) ->
 
 
 def _maybe_defect(rng, rec: dict, planted: bool, kind: str, late_days: int) -> tuple[str, str | None]:
-    if not planted:
+    if not planted or (kind == "late_event" and late_days == 0):  # nothing came before the first day
         return json.dumps(rec), None
     rec = dict(rec)
     if kind == "malformed":

@@ -58,10 +58,12 @@ def test_malformed_config_is_one_clear_line(tmp_path):
 
 
 def test_generate_writes_batches_and_manifest(tmp_path):
-    result = tw("generate", "--out", str(tmp_path), "--rows", "300", "--days", "2", "--seed", "3")
+    result = tw("generate", "--out", str(tmp_path), "--rows", "300", "--days", "2", "--seed", "3",
+                "--warmup-days", "1", "--no-drift")
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "_manifest.json").read_text())
-    assert manifest["rows"] == 300 and manifest["seed"] == 3 and len(manifest["batches"]) == 2
+    assert manifest["rows"] == 300 and manifest["seed"] == 3 and manifest["drift_from_day"] is None
+    assert len(manifest["batches"]) == 3 and manifest["warmup_days"] == 1  # one day of history, then two
 
 
 @pytest.mark.slow
