@@ -48,7 +48,7 @@ class SourceConf(_Strict):
 
 class GeneratorConf(_Strict):
     seed: int = 42
-    rows: int = Field(12000, ge=100)
+    rows: int = Field(20000, ge=100)
     days: int = Field(14, ge=1)
     start_date: str = "2026-01-01"
     defect_rate: float = Field(0.02, ge=0.0, le=0.5)
