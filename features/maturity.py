@@ -14,8 +14,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 from lakehouse.errors import TidewaterError
-
-EVENT_TIME = "event_time"
+from features.compute import EVENT_TIME
 
 
 class HistoryTooShort(TidewaterError):

@@ -28,14 +28,13 @@ PREDICTIONS = "gold.predictions"
 
 def select_slice(spark: SparkSession, cfg: Config, txns: DataFrame, model, since: dt.date | None,
                  until: dt.date | None) -> DataFrame:
-    """A date range if given; otherwise every mature transaction this model version has not scored yet."""
+    """A date range if given; otherwise every transaction of `txns` this model version has not scored yet."""
     if since or until:
         if since:
             txns = txns.where(F.to_date("event_time") >= F.lit(since))
         if until:
             txns = txns.where(F.to_date("event_time") <= F.lit(until))
         return txns
-    txns = mature(txns, first_mature_day(cfg, txns))
     ref = cfg.table(PREDICTIONS)
     if current_version(spark, ref) is None:
         return txns
@@ -87,5 +86,7 @@ def score_batch(run: JobRun, args) -> None:
 
 def _still_to_score(spark, cfg: Config, txns: DataFrame, plan, args) -> DataFrame:
     """(txn_id, route) pairs: per route, its share of the slice that its model version has not scored yet."""
+    if not (args.since or args.until):  # by default only mature transactions; the day is found once, not per route
+        txns = mature(txns, first_mature_day(cfg, txns))
     pairs = [route_pairs(select_slice(spark, cfg, txns, r.model, args.since, args.until), [r]) for r in plan]
     return union_all(pairs)
