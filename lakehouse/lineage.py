@@ -15,8 +15,8 @@ from lakehouse import lineage_graph
 from lakehouse.catalog import register_table
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import UndeclaredTable, root_cause
-from lakehouse.schemas import row_values, spark_schema
-from lakehouse.tables import current_version, read_table
+from lakehouse.schemas import spark_schema
+from lakehouse.tables import append_rows, current_version, delta_rs_writes, read_table
 
 LINEAGE_TABLE = "meta.lineage"
 
@@ -172,8 +172,7 @@ def _save(run: JobRun, status: str, error: str | None) -> None:
                      [OutputVersion(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
                      run.metrics)
     ref = run.cfg.table(LINEAGE_TABLE)
-    (run.spark.createDataFrame([row_values(row)], spark_schema(LineageRow)).write.format("delta").mode("append")
-     .option("mergeSchema", "true").save(ref.path))
+    append_rows(run.spark, ref, [row], spark_schema(LineageRow))
     register_table(run.spark, ref)
 
 
@@ -199,11 +198,24 @@ def lineage_rows(spark: SparkSession, cfg: Config) -> list[dict]:
 def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[str, int | None] | None:
     """The input versions of the job's latest successful run, or None if it never ran."""
     ref = cfg.table(LINEAGE_TABLE)
-    if current_version(spark, ref) is None:
+    if not delta_rs_writes(ref.path):
+        if current_version(spark, ref) is None:
+            return None
+        row = (read_table(spark, ref).where(f"job = '{job}' AND status = 'succeeded'")
+               .orderBy("ended_at", ascending=False).select("inputs").first())
+        return None if row is None else {i["table"]: i["version"] for i in row["inputs"]}
+    import pyarrow.compute as pc
+
+    from lakehouse.delta_reader import read_rows
+
+    # Read with delta-rs where it is installed: asked before every job, and a few small files are
+    # no work for a JVM.
+    runs = read_rows(cfg, LINEAGE_TABLE, where=lambda t: pc.and_(pc.equal(t["job"], job),
+                                                                 pc.equal(t["status"], "succeeded")))
+    if not runs:
         return None
-    row = (read_table(spark, ref).where(f"job = '{job}' AND status = 'succeeded'")
-           .orderBy("ended_at", ascending=False).select("inputs").first())
-    return None if row is None else {i["table"]: i["version"] for i in row["inputs"]}
+    latest = max(runs, key=lambda r: r["ended_at"])
+    return {i["table"]: i["version"] for i in latest["inputs"]}
 
 
 def producer_of(spark: SparkSession, cfg: Config, table: str, version: int) -> dict | None:

@@ -22,8 +22,8 @@ from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import alias_version, model_asset
-from lakehouse.schemas import Int32, row_values, spark_schema
-from lakehouse.tables import union_all
+from lakehouse.schemas import Int32, spark_schema
+from lakehouse.tables import append_rows, union_all
 from registry import contract
 from registry.client import registry_client
 from registry.contract import resolve
@@ -186,8 +186,7 @@ def review_deployment(run: JobRun, args) -> None:
                               ours.rows, ours.alert_rate, ours.error_rate, ours.fraud, ours.recall, ours.precision,
                               theirs.rows, theirs.alert_rate, theirs.fraud, theirs.recall, theirs.precision, run.run_id)
     run.writing(REVIEWS)
-    run.spark.createDataFrame([row_values(review)], spark_schema(DeploymentReview)).write.format("delta") \
-        .mode("append").save(cfg.table(REVIEWS).path)
+    append_rows(run.spark, cfg.table(REVIEWS), [review], spark_schema(DeploymentReview))
     run.wrote(REVIEWS)
     if moves:
         run.writing(DEPLOYMENTS_TABLE)

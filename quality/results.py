@@ -9,7 +9,8 @@ from pyspark.sql import SparkSession
 
 from lakehouse.catalog import register_table
 from lakehouse.config import Config
-from lakehouse.schemas import row_values, spark_schema
+from lakehouse.schemas import spark_schema
+from lakehouse.tables import append_rows
 
 RESULTS_TABLE = "gold.quality_results"
 
@@ -39,5 +40,5 @@ def write_results(spark: SparkSession, cfg: Config, rows: list[ResultRow]) -> No
     if not rows:
         return
     ref = cfg.table(RESULTS_TABLE)
-    spark.createDataFrame([row_values(r) for r in rows], spark_schema(ResultRow)).write.format("delta").mode("append").save(ref.path)
+    append_rows(spark, ref, rows, spark_schema(ResultRow))
     register_table(spark, ref)

@@ -35,24 +35,32 @@ def _typed(col, kind: str):
 
 
 def detect_shape_changes(batch: DataFrame, fields: tuple[str, ...], types: dict[str, str]) -> list[ShapeChange]:
-    """Per source file: fields most rows add, lack, or carry with another type (JSON sources)."""
+    """Per source file: fields most rows add, lack, or carry with another type (JSON sources).
+
+    One pass: each parsable row becomes the tags it counts for (`*` for the row, `k:<field>` for
+    each of its keys, `t:<field>` for a value that does not cast to the field's type), counted per file.
+    """
     keys = F.json_object_keys("raw")
-    parsable = batch.where(keys.isNotNull()).select("_source_file", "raw", keys.alias("_keys"))
-    totals = {r[0]: r[1] for r in parsable.groupBy("_source_file").count().collect()}
-    if not totals:
-        return []
-    seen: dict[str, dict[str, int]] = {}
-    for r in (parsable.select("_source_file", F.explode("_keys").alias("k"))
-              .groupBy("_source_file", "k").count().collect()):
-        seen.setdefault(r["_source_file"], {})[r["k"]] = r["count"]
-    retyped: dict[str, dict[str, int]] = {}
+    tags = [F.array(F.lit("*")), F.transform(keys, lambda k: F.concat(F.lit("k:"), k))]
     if types:
         schema = T.StructType([T.StructField(f, T.StringType()) for f in types])
-        parsed = parsable.select("_source_file", F.from_json("raw", schema).alias("j"))
-        aggs = [F.sum((F.col(f"j.{f}").isNotNull() & _typed(F.col(f"j.{f}"), k).isNull()).cast("int")).alias(f)
-                for f, k in types.items()]
-        for r in parsed.groupBy("_source_file").agg(*aggs).collect():
-            retyped[r["_source_file"]] = {f: r[f] or 0 for f in types}
+        parsed = F.from_json("raw", schema)
+        retyped = [F.when(parsed[f].isNotNull() & _typed(parsed[f], k).isNull(), F.lit(f"t:{f}"))
+                   for f, k in types.items()]
+        tags.append(F.filter(F.array(*retyped), lambda t: t.isNotNull()))
+    counted = (batch.where(keys.isNotNull()).select("_source_file", F.explode(F.concat(*tags)).alias("tag"))
+               .groupBy("_source_file", "tag").count().collect())
+    totals: dict[str, int] = {}
+    seen: dict[str, dict[str, int]] = {}
+    retyped_counts: dict[str, dict[str, int]] = {}
+    for r in counted:
+        source, tag, n = r["_source_file"], r["tag"], r["count"]
+        if tag == "*":
+            totals[source] = n
+        elif tag.startswith("k:"):
+            seen.setdefault(source, {})[tag[2:]] = n
+        else:
+            retyped_counts.setdefault(source, {})[tag[2:]] = n
     changes = []
     for source, total in sorted(totals.items()):
         counts = seen.get(source, {})
@@ -60,7 +68,7 @@ def detect_shape_changes(batch: DataFrame, fields: tuple[str, ...], types: dict[
             source_file=source,
             new_fields=sorted(k for k, n in counts.items() if k not in fields and n > MAJORITY * total),
             missing_fields=sorted(f for f in fields if counts.get(f, 0) <= MAJORITY * total),
-            retyped_fields=sorted(f for f, n in retyped.get(source, {}).items() if n > MAJORITY * total),
+            retyped_fields=sorted(f for f, n in retyped_counts.get(source, {}).items() if n > MAJORITY * total),
         )
         if change.new_fields or change.missing_fields or change.retyped_fields:
             changes.append(change)

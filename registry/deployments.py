@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from lakehouse.config import Config
-from lakehouse.schemas import Int32, row_values, spark_schema
+from lakehouse.schemas import Int32, spark_schema
 
 DEPLOYMENTS_TABLE = "meta.model_deployments"
 DECISIONS_TABLE = "meta.model_decisions"  # validation's verdicts (training.validation.Decision rows)
@@ -46,10 +46,10 @@ def deployment(cfg: Config, alias: str, action: str, from_version: int | None, t
 
 def record_deployments(spark, cfg: Config, rows: list[Deployment]) -> None:
     from lakehouse.catalog import register_table
+    from lakehouse.tables import append_rows
 
     if not rows:
         return
     ref = cfg.table(DEPLOYMENTS_TABLE)
-    spark.createDataFrame([row_values(r) for r in rows], spark_schema(Deployment)).write.format("delta") \
-        .mode("append").save(ref.path)
+    append_rows(spark, ref, rows, spark_schema(Deployment))
     register_table(spark, ref)

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from pyspark.sql import functions as F
 
 from lakehouse.model_store import tracking_uri
-from lakehouse.tables import current_version, read_table
+from lakehouse.tables import commit_metrics, current_version, read_table
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +96,21 @@ def test_tables_reads_versions_and_row_counts_from_the_delta_logs_like_spark(spa
         ref = demo_lake.cfg.table(name)
         version = current_version(spark, ref)
         assert (t["version"], t["rows"]) == (version, read_table(spark, ref, version).count()), name
+
+
+@pytest.mark.slow
+def test_versions_and_commit_metrics_read_from_the_log_are_sparks_history(spark, demo_lake):
+    from delta.tables import DeltaTable
+
+    cfg = demo_lake.cfg
+    written = [cfg.table(n) for n in cfg.table_names() if current_version(spark, cfg.table(n)) is not None]
+    assert len(written) >= 15
+    for ref in written:
+        history = DeltaTable.forPath(spark, ref.path).history().select("version", "operationMetrics").collect()
+        assert current_version(spark, ref) == max(h["version"] for h in history), ref.name
+        for h in history[:3]:
+            expected = {k: int(v) for k, v in (h["operationMetrics"] or {}).items() if v.lstrip("-").isdigit()}
+            assert commit_metrics(spark, ref, h["version"]) == expected, (ref.name, h["version"])
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ from lakehouse.errors import TidewaterError
 from lakehouse.job_runner import find_job, job
 from lakehouse.lineage import JobRun
 from lakehouse.model_store import alias_version, model_asset
-from lakehouse.schemas import row_values, spark_schema
+from lakehouse.schemas import spark_schema
+from lakehouse.tables import append_rows
 from features.maturity import first_mature_day, mature
 from registry import contract
 from registry.client import registry_client
@@ -175,8 +176,7 @@ def record(run: JobRun, row: TrainingTrigger) -> None:
 
     row.actor = actor()
     run.writing(TRIGGERS)
-    run.spark.createDataFrame([row_values(row)], spark_schema(TrainingTrigger)).write.format("delta") \
-        .mode("append").save(run.cfg.table(TRIGGERS).path)
+    append_rows(run.spark, run.cfg.table(TRIGGERS), [row], spark_schema(TrainingTrigger))
     run.wrote(TRIGGERS)
 
 

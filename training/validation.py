@@ -25,7 +25,8 @@ from lakehouse.config import Config, PromotionConf
 from lakehouse.errors import TidewaterError
 from lakehouse.job_runner import job
 from lakehouse.model_store import alias_version, model_asset, unavailable
-from lakehouse.schemas import row_values, spark_schema
+from lakehouse.schemas import spark_schema
+from lakehouse.tables import append_rows
 from registry import contract
 from registry.deployments import DECISIONS_TABLE, DEPLOYMENTS_TABLE, deployment, record_deployments
 from registry.inputs import signature_input
@@ -198,8 +199,7 @@ def record(spark, cfg: Config, decision: Decision) -> None:
     from lakehouse.catalog import register_table
 
     ref = cfg.table(DECISIONS_TABLE)
-    spark.createDataFrame([row_values(decision)], spark_schema(Decision)).write.format("delta").mode("append") \
-        .save(ref.path)
+    append_rows(spark, ref, [decision], spark_schema(Decision))
     register_table(spark, ref)
 
 
