@@ -15,7 +15,7 @@ setup(
         "mlflow", "torch", "scipy", "scikit-learn", "matplotlib", "deltalake", "rich", "psutil",
     ],
     extras_require={
-        "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib"],
+        "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib", "duckdb", "py-spy"],
     },
     entry_points={
         "console_scripts": ["tidewater = lakehouse.cli:main"],

@@ -114,6 +114,13 @@ def _plain_type(t):
     return t
 
 
+def _plain(rows):
+    """One file's rows in the plain types: Spark's files (INT96, naive) and delta-rs's (UTC) then agree."""
+    import pyarrow as pa
+
+    return rows.cast(pa.schema([f.with_type(_plain_type(f.type)) for f in rows.schema]))
+
+
 def arrow_rows(rows, where: Callable | None = None) -> list[dict]:
     """An Arrow table's rows as dicts (maps as dicts); `where(arrow_table)` gives a boolean mask."""
     import pyarrow as pa
@@ -136,7 +143,7 @@ def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dic
         return []
     if _scanned(name, table):
         return arrow_rows(_scan(table), where)
-    parts = [pq.ParquetFile(uri.removeprefix("file://")).read() for uri in table.file_uris()]
+    parts = [_plain(pq.ParquetFile(uri.removeprefix("file://")).read()) for uri in table.file_uris()]
     if not parts:
         return []
     return arrow_rows(pa.concat_tables(parts, promote_options="permissive"), where)  # older files may lack newer columns

@@ -50,9 +50,25 @@ def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -
 
 
 def create_if_missing(spark: SparkSession, path: str, schema) -> None:
-    """An empty Delta table with this schema, so a first MERGE has a target."""
-    if not delta_exists(path):
+    """An empty Delta table with this schema (every column nullable), so a first MERGE has a target.
+
+    delta-rs writes the empty first commit where it can (Spark spends a second or more on it).
+    """
+    if delta_exists(path):
+        return
+    from lakehouse.schemas import arrow_type
+
+    try:
+        arrow_schema = arrow_type(schema, nullable=True) if delta_rs_writes(path) else None
+    except KeyError:  # a column type delta-rs is not given here: Spark creates the table
+        arrow_schema = None
+    if arrow_schema is None:
         spark.createDataFrame([], schema).write.format("delta").save(path)
+        return
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    write_deltalake(path, pa.schema(list(arrow_schema)).empty_table(), mode="ignore")
 
 
 def commit_metrics(spark: SparkSession, ref: TableRef, version: int) -> dict[str, int]:

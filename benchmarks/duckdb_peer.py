@@ -1,0 +1,623 @@
+"""DuckDB + delta-rs doing Tidewater's lakehouse stages on the same landing files: the benchmark's peer.
+
+The work of a first run of ingest_bronze, refine_silver and build_gold on a fresh root, in DuckDB SQL,
+with delta-rs writing the Delta tables under the peer's own root. The rules are Tidewater's own
+declarations (the entity rules of lakehouse/refine.py, conf `quality:` checks and currencies),
+rendered as SQL here where Spark renders them as columns. The peer keeps no checkpoints: each run
+reads the whole landing folder and rewrites its tables. `verify` holds the peer's tables against
+Spark's, row for row, without a JVM.
+
+    .venv/bin/python benchmarks/duckdb_peer.py --landing DIR --root DIR [--verify SPARK_ROOT] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import resource
+import sys
+import time
+import uuid
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and benchmarks/lakehouse.py would
+# shadow the `lakehouse` package whose rules it renders.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import deltalake  # noqa: E402
+import duckdb  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from deltalake import DeltaTable, write_deltalake  # noqa: E402
+
+from lakehouse.config import CheckConf, Config, SourceConf, load_config  # noqa: E402
+from lakehouse.delta_reader import delta_exists  # noqa: E402
+from lakehouse.errors import QualityGateFailed  # noqa: E402
+from lakehouse.pii import pii_key  # noqa: E402
+from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, META_COLUMNS,  # noqa: E402
+                              TRANSACTION_RULES, EntityRules)
+from lakehouse.schemas import spark_schema  # noqa: E402
+from lakehouse.silver import SCD2_ATTRIBUTES  # noqa: E402
+from lakehouse.tables import append_rows  # noqa: E402
+from quality.results import RESULTS_TABLE, STATUS_FOR_POLICY, ResultRow  # noqa: E402
+from quality.schema_changes import MAJORITY, ShapeChange  # noqa: E402
+
+# In refine_silver's order: dimensions first.
+ENTITIES = {"merchants": MERCHANT_RULES, "customers": CUSTOMER_RULES, "transactions": TRANSACTION_RULES,
+            "labels": LABEL_RULES}
+# Which arrival silver keeps per key (lakehouse/silver.py `refiners`): key, then the winner's order.
+KEEP = {"merchants": ("merchant_id", "updated_at DESC, _ingested_at DESC"),
+        "transactions": ("txn_id", "_ingested_at, _source_file"),
+        "labels": ("txn_id", "label_time DESC, _ingested_at DESC")}
+HISTORY = {"customers": ("customer_id", "updated_at")}  # type 2: key, the record's timestamp
+SQL_TYPES = {"double": "DOUBLE", "timestamp": "TIMESTAMPTZ", "boolean": "BOOLEAN"}
+STRUCTURAL = ("schema_change", "malformed_record", "null_key", "invalid_type", "missing_field")
+GOLD_KEYS = {"gold.customer_daily_spend": ("customer_id", "event_date"),
+             "gold.merchant_daily": ("merchant_id", "event_date"), "gold.fraud_kpis": ("event_date",)}
+# Where and when a row was read: Spark escapes its file URIs and has its own clock.
+READ_COLUMNS = ("_source_file", "_ingested_at")
+# Gold sums add the same values in another order: a rounded sum or mean may land one unit apart.
+GOLD_TOLERANCE = 0.01
+
+
+def _lit(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def spark_round(expr: str, scale: int) -> str:
+    """Spark's round of a double: HALF_UP on its shortest decimal form (DuckDB's round() works on the
+    binary value and takes 1.005 down)."""
+    return f"CAST(CAST({expr} AS VARCHAR) AS DECIMAL(38, {scale}))::DOUBLE"
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """A DuckDB session in Spark's session time zone (conf spark.sql.session.timeZone: UTC)."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def write(con: duckdb.DuckDBPyConnection, sql: str, path: str) -> None:
+    """Replace the Delta table at `path` with the query's rows, streamed from DuckDB to delta-rs as Arrow."""
+    write_deltalake(path, con.sql(sql).arrow(), mode="overwrite", schema_mode="overwrite")
+
+
+def scan(con: duckdb.DuckDBPyConnection, view: str, path: str) -> None:
+    """Let DuckDB's SQL read a Delta table as `view` (delta-rs lists the files, DuckDB reads them)."""
+    con.register(view, DeltaTable(path).to_pyarrow_dataset())
+
+
+# --- bronze -------------------------------------------------------------------------------------
+
+def bronze_sql(landing: Path, src: SourceConf) -> str:
+    """Each landing file's lines as Spark's text source gives them (no empty line after the last
+    newline, none for an empty file), CSV headers dropped, with where and when they were read."""
+    header = f"WHERE raw <> {_lit(src.header)}" if src.format == "csv" and src.header else ""
+    return f"""
+        SELECT raw, 'file:' || filename AS _source_file,
+               regexp_extract(filename, '/(batch-[^/]+)/[^/]*$', 1) AS _batch_id, now() AS _ingested_at
+        FROM (SELECT filename, unnest(string_split(
+                     CASE WHEN suffix(content, chr(10)) THEN left(content, -1) ELSE content END, chr(10))) AS raw
+              FROM read_text({_lit(landing.resolve() / '*' / src.file_glob)}) WHERE content <> '')
+        {header}"""
+
+
+def ingest_bronze(con: duckdb.DuckDBPyConnection, cfg: Config, landing: Path) -> None:
+    """Land every file of every configured source into its bronze table."""
+    for src in cfg.sources.values():
+        write(con, bronze_sql(landing, src), cfg.table(src.bronze).path)
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+def check_failing(check: CheckConf) -> str:
+    """A row-level check's failing rows as SQL (quality/rules.py `failing_rows`): null fails only not_null."""
+    col = check.column
+    if check.check == "not_null":
+        return f"{col} IS NULL"
+    if check.check == "between":
+        bounds = [f"{col} < {check.min}"] * (check.min is not None) + [f"{col} > {check.max}"] * (check.max is not None)
+        return f"({col} IS NOT NULL AND ({' OR '.join(bounds)}))"
+    if check.check == "in_set":
+        return f"({col} IS NOT NULL AND {col} NOT IN ({', '.join(map(_lit, check.values))}))"
+    if check.check == "regex":
+        return f"({col} IS NOT NULL AND NOT regexp_matches(CAST({col} AS VARCHAR), {_lit(check.pattern)}))"
+    raise ValueError(f"{check.check} is not a row-level rule with a per-row predicate")
+
+
+def first_broken(rules: list[tuple[str, str, str]]) -> tuple[str, str]:
+    """(reason, detail) SQL naming the first of (name, condition, detail) a row breaks; NULL if none."""
+    if not rules:
+        return "NULL::VARCHAR", "NULL::VARCHAR"
+    reason = " ".join(f"WHEN {cond} THEN {_lit(name)}" for name, cond, _ in rules)
+    detail = " ".join(f"WHEN {cond} THEN {text}" for _, cond, text in rules)
+    return f"CASE {reason} END", f"CASE {detail} END"
+
+
+def gate_reason(checks: list[CheckConf]) -> tuple[str, str]:
+    """The quality gate's quarantine reason: the first failing quarantine check, in conf order."""
+    return first_broken([(c.name, check_failing(c),
+                          f"{_lit(f'{c.check} on {c.column}: ')} || coalesce(CAST({c.column} AS VARCHAR), 'null')")
+                         for c in checks if c.policy == "quarantine"])
+
+
+def _measure_sql(check: CheckConf) -> str:
+    """What one check counts: row-level checks over the rows the gate saw (`_valid`), dataset-level
+    ones over the rows it kept (`reason IS NULL`), as GE and Soda see them."""
+    col, kept = check.column, "reason IS NULL"
+    if check.check == "unique":  # GE counts every row of a repeated value
+        return f"count(*) FILTER (WHERE _valid AND _same_{col} > 1)"
+    if check.check in ("not_null", "between", "in_set", "regex"):
+        return f"count(*) FILTER (WHERE _valid AND {check_failing(check)})"
+    if check.check == "missing_percent":
+        return f"count(*) FILTER (WHERE {kept} AND {col} IS NULL)"
+    if check.check == "invalid_percent":
+        return f"count(*) FILTER (WHERE {kept} AND {col} IS NOT NULL AND {col} NOT IN ({', '.join(map(_lit, check.values))}))"
+    if check.check == "duplicate_percent":
+        return f"count({col}) FILTER (WHERE {kept}) - count(DISTINCT {col}) FILTER (WHERE {kept})"
+    if check.check == "freshness":
+        return f"epoch(max({col}) FILTER (WHERE {kept}))"
+    return "NULL"  # row_count and schema need no more than the row counts and the columns
+
+
+def _within(value: float, check: CheckConf) -> bool:
+    return (check.min is None or value >= check.min) and (check.max is None or value <= check.max)
+
+
+def _judge(check: CheckConf, value, seen: int, kept: int, now: dt.datetime, columns: list[str]) -> tuple:
+    """(passed, observed, rows_checked, rows_failing) of one check, as quality/engines.py records it."""
+    if check.engine == "great_expectations":
+        return value == 0, f"{100 * value / seen if seen else 0.0:.4f}% unexpected", seen, value
+    if check.check == "row_count":
+        return _within(kept, check), str(kept), kept, None
+    if check.check == "freshness":
+        hours = None if value is None else (now.timestamp() - value) / 3600
+        return hours is not None and _within(hours, check), f"{hours} hours", kept, None
+    if check.check == "schema":
+        missing = sorted(set(check.columns) - set(columns))
+        return not missing, f"{len(missing)} schema differences", None, None
+    percent = 100 * value / kept if kept else 0
+    return _within(percent, check), f"{percent}%", kept, value
+
+
+def measure(con: duckdb.DuckDBPyConnection, temp: str, table: str, checks: list[CheckConf],
+            columns: list[str], run: dict) -> list[ResultRow]:
+    """The gate's figures in one aggregate query: rows refused per structural reason, then every
+    declared check; raises on a failing fail-policy check before anything is written, as the gate does."""
+    unique = "".join(f", count({c.column}) OVER (PARTITION BY _valid, {c.column}) AS _same_{c.column}"
+                     for c in checks if c.check == "unique")
+    figures = {"seen": "count(*) FILTER (WHERE _valid)", "kept": "count(*) FILTER (WHERE reason IS NULL)",
+               "newest_batch": "max(_batch_id) FILTER (WHERE reason IS NULL)" if "_batch_id" in columns else "NULL"}
+    figures |= {f"refused {r}": f"count(*) FILTER (WHERE NOT _valid AND reason = {_lit(r)})" for r in STRUCTURAL}
+    figures |= {c.name: _measure_sql(c) for c in checks}
+    select = ", ".join(f'{sql} AS "{name}"' for name, sql in figures.items())
+    got = dict(zip(figures, con.sql(f"SELECT {select} FROM (SELECT *{unique} FROM {temp})").fetchall()[0]))
+    # Freshness is judged at the end of the newest arrival batch, as quality/gates.py `data_time` does.
+    now = (dt.datetime.combine(dt.date.fromisoformat(got["newest_batch"][len("batch-"):]) + dt.timedelta(days=1),
+                               dt.time(), dt.timezone.utc)
+           if got["newest_batch"] else dt.datetime.now(dt.timezone.utc))
+    rows = [ResultRow(run["run_id"], run["job"], table, None, run["batch"], "refine", r, "quarantine",
+                      "quarantined", f"{got[f'refused {r}']} rows", None, got[f"refused {r}"], run["at"])
+            for r in STRUCTURAL if got[f"refused {r}"]]
+    failed = []
+    for c in checks:
+        passed, observed, checked, failing = _judge(c, got[c.name], got["seen"], got["kept"], now, columns)
+        rows.append(ResultRow(run["run_id"], run["job"], table, None, run["batch"], c.engine, c.name, c.policy,
+                              "passed" if passed else STATUS_FOR_POLICY[c.policy], observed, checked, failing,
+                              run["at"]))
+        if not passed and c.policy == "fail":
+            failed.append(f"{c.name} ({observed})")
+    if failed:
+        raise QualityGateFailed(f"quality gate failed on {table}: {', '.join(failed)}; {table} was not written")
+    return rows
+
+
+def record(cfg: Config, rows: list[ResultRow]) -> None:
+    """Append the stage's check results to the peer's gold.quality_results (a local path: delta-rs
+    writes it, no Spark session is involved)."""
+    append_rows(None, cfg.table(RESULTS_TABLE), rows, spark_schema(ResultRow))
+
+
+# --- silver -------------------------------------------------------------------------------------
+
+def parse_sql(rules: EntityRules) -> str:
+    """Bronze rows -> raw, meta, one string column per field (NULL when malformed) and `_malformed`."""
+    if rules.format == "json":
+        parsed = f"try(from_json(raw, {_lit(json.dumps({f: 'VARCHAR' for f in rules.fields}))})) AS _p"
+        malformed = "try(json_type(raw)) IS DISTINCT FROM 'OBJECT'"
+        values = [f"_p.{f}" for f in rules.fields]
+    else:
+        parsed = "string_split(raw, ',') AS _p"
+        malformed = f"len(_p) <> {len(rules.fields)}"
+        values = [f"nullif(_p[{i + 1}], '')" for i in range(len(rules.fields))]  # Spark's CSV: empty is null
+    cols = ", ".join(f"CASE WHEN NOT _malformed THEN {v} END AS {f}" for f, v in zip(rules.fields, values))
+    return f"""SELECT raw, {', '.join(META_COLUMNS)}, _malformed, {cols}
+               FROM (SELECT *, {malformed} OR trim(coalesce(raw, '')) = '' AS _malformed
+                     FROM (SELECT *, {parsed} FROM bronze))"""
+
+
+def hmac_sha256(col: str, key: bytes) -> str:
+    """HMAC-SHA256 as 64 hex characters, in SQL as lakehouse/pii.py writes it for Spark (null stays null)."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    ipad, opad = (bytes(b ^ pad for b in key).hex() for pad in (0x36, 0x5C))
+    return f"sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode({col}))))"
+
+
+def structural_rules(rules: EntityRules, shape: dict[str, str]) -> list[tuple[str, str, str]]:
+    """refine's rules in its order (lakehouse/refine.py `refine`), after the schema screen's files."""
+    screened = []
+    if shape:
+        details = " ".join(f"WHEN {_lit(f)} THEN {_lit(d)}" for f, d in shape.items())
+        screened = [("schema_change", f"_source_file IN ({', '.join(map(_lit, shape))})",
+                     f"CASE _source_file {details} END")]
+    key_missing = " OR ".join(f"{k} IS NULL OR trim({k}) = ''" for k in rules.key)
+    return [*screened,
+            ("malformed_record", "_malformed", "'not a parsable record'"),
+            ("null_key", f"({key_missing})", _lit(f"key {'/'.join(rules.key)} is null or empty")),
+            *[("invalid_type", f"({f} IS NOT NULL AND _t_{f} IS NULL)", f"{_lit(f'{f} is not a {kind}: ')} || {f}")
+              for f, kind in rules.types.items()],
+            *[("missing_field", f"{f} IS NULL", _lit(f"{f} is missing")) for f in rules.required]]
+
+
+def derived_columns(entity: str, cfg: Config) -> list[str]:
+    """Columns silver adds after refine (lakehouse/refine.py `with_amount_eur`)."""
+    if entity != "transactions":
+        return []
+    rate = " ".join(f"WHEN {_lit(cur)} THEN {float(r)!r}" for cur, r in cfg.currencies.items())
+    return [f"{spark_round(f'amount / CASE currency {rate} END', 2)} AS amount_eur",
+            "CAST(event_time AS DATE) AS event_date"]
+
+
+def refine_sql(entity: str, rules: EntityRules, cfg: Config, checks: list[CheckConf], shape: dict[str, str]) -> str:
+    """Every bronze row typed and PII-hashed, with the first reason it is refused (NULL: kept) and
+    `_valid` (it passed refine's structural rules, so the gate's row checks saw it)."""
+    typed = {f: f"TRY_CAST({f} AS {SQL_TYPES[kind]})" for f, kind in rules.types.items()}
+    reason, detail = first_broken(structural_rules(rules, shape))
+    keep = [f"_t_{f} AS {f}" if f in typed else f for f in rules.fields
+            if f not in rules.dropped and f not in rules.hashed]
+    hashed = [f"{hmac_sha256(f, pii_key(cfg))} AS {token}" for f, token in rules.hashed.items()]
+    gate, gate_detail = gate_reason(checks)
+    derived = "".join(f", {c}" for c in derived_columns(entity, cfg))
+    return f"""
+        WITH typed AS (SELECT *{''.join(f', {c} AS _t_{f}' for f, c in typed.items())} FROM ({parse_sql(rules)})),
+        refined AS (SELECT {', '.join(keep + hashed)}, raw, {', '.join(META_COLUMNS)},
+                           {reason} AS _refused, {detail} AS _refused_detail FROM typed)
+        SELECT * EXCLUDE (_refused, _refused_detail), coalesce(_refused, {gate}) AS reason,
+               CASE WHEN _refused IS NOT NULL THEN _refused_detail ELSE {gate_detail} END AS detail,
+               _refused IS NULL AS _valid
+        FROM (SELECT *{derived} FROM refined)"""
+
+
+def shape_changes(con: duckdb.DuckDBPyConnection, rules: EntityRules) -> list[ShapeChange]:
+    """Per source file, the fields most parsable rows add, lack or retype (quality/schema_changes.py),
+    counted in one pass over bronze."""
+    struct = json.dumps({f: "VARCHAR" for f in rules.types})
+    retyped = ", ".join(f"CASE WHEN _p.{f} IS NOT NULL AND TRY_CAST(_p.{f} AS {SQL_TYPES[k]}) IS NULL THEN 't:{f}' END"
+                        for f, k in rules.types.items())
+    counted = con.sql(f"""
+        SELECT _source_file, tag, count(*) FROM (
+          SELECT _source_file, unnest(['*'] || list_transform(_keys, lambda k: 'k:' || k)
+                                      || list_filter([{retyped}], lambda t: t IS NOT NULL)) AS tag
+          FROM (SELECT _source_file, try(json_keys(raw)) AS _keys, try(from_json(raw, {_lit(struct)})) AS _p
+                FROM bronze)
+          WHERE _keys IS NOT NULL)
+        GROUP BY ALL""").fetchall()
+    tags: dict[str, dict[str, int]] = {}
+    for source, tag, n in counted:
+        tags.setdefault(source, {})[tag] = n
+    changes = []
+    for source, counts in sorted(tags.items()):
+        total, seen = counts["*"], {t[2:]: n for t, n in counts.items() if t.startswith("k:")}
+        change = ShapeChange(
+            source_file=source,
+            new_fields=sorted(k for k, n in seen.items() if k not in rules.fields and n > MAJORITY * total),
+            missing_fields=sorted(f for f in rules.fields if seen.get(f, 0) <= MAJORITY * total),
+            retyped_fields=sorted(t[2:] for t, n in counts.items() if t.startswith("t:") and n > MAJORITY * total))
+        if change.new_fields or change.missing_fields or change.retyped_fields:
+            changes.append(change)
+    return changes
+
+
+def screen_shapes(con: duckdb.DuckDBPyConnection, table: str, rules: EntityRules, policy: str,
+                  run: dict) -> tuple[EntityRules, dict[str, str], ResultRow]:
+    """The table's schema_policy applied to changed files (quality/gates.py `screen_schema`): the rules
+    to refine with, the files to quarantine (file -> detail) and the screen's result."""
+    changes = shape_changes(con, rules)
+    status = {"evolve": "warned", "quarantine_batch": "quarantined", "fail": "failed"}[policy]
+    observed = "; ".join(c.describe() for c in changes)
+    result = ResultRow(run["run_id"], run["job"], table, None, run["batch"], "schema", "schema_change", policy,
+                       status if changes else "passed", observed or "no shape change", None, None, run["at"])
+    if changes and policy == "fail":
+        raise QualityGateFailed(f"schema change in the source of {table}: {observed}; schema_policy is fail, "
+                                f"{table} was not written")
+    if policy == "evolve":
+        new = tuple(sorted({f for c in changes for f in c.new_fields}))
+        return dataclasses.replace(rules, fields=rules.fields + new), {}, result
+    return rules, {c.source_file: c.describe() for c in changes}, result
+
+
+def silver_sql(entity: str, columns: list[str]) -> str:
+    """The refined rows silver keeps: one per key (first arrival or latest record), or each change."""
+    if entity in HISTORY:
+        return history_sql(*HISTORY[entity])
+    key, order = KEEP[entity]
+    return f"""SELECT {', '.join(columns)} FROM refined WHERE reason IS NULL
+               QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1"""
+
+
+def history_sql(key: str, ts: str) -> str:
+    """Type-2 history (lakehouse/silver.py `scd2_history` on a new table): one row per change of
+    SCD2_ATTRIBUTES, a record identical to the one before it adds none, valid_from/valid_to."""
+    change = ", ".join(f"coalesce(CAST({a} AS VARCHAR), chr(0))" for a in SCD2_ATTRIBUTES)
+    window = f"(PARTITION BY {key} ORDER BY valid_from)"
+    return f"""
+        WITH incoming AS (
+          SELECT {key}, {', '.join(SCD2_ATTRIBUTES)}, _batch_id, _ingested_at, {ts} AS valid_from,
+                 sha256(concat_ws('|', {change})) AS _change
+          FROM refined WHERE reason IS NULL
+          QUALIFY row_number() OVER (PARTITION BY {key}, {ts} ORDER BY _ingested_at) = 1),
+        changes AS (SELECT * EXCLUDE (_change) FROM incoming QUALIFY lag(_change) OVER {window} IS DISTINCT FROM _change),
+        windows AS (SELECT *, lead(valid_from) OVER {window} AS valid_to FROM changes)
+        SELECT *, valid_to IS NULL AS is_current FROM windows"""
+
+
+def quarantine_sql(temp: str, source_table: str | None, run_id: str, payload: list[str] | None = None) -> str:
+    """Refused rows as quarantine.* holds them (lakehouse/quarantine.py); rows without a raw line
+    (gold) keep their columns as JSON."""
+    raw, meta = "raw", ", ".join(META_COLUMNS)
+    if payload is not None:
+        raw = f"to_json(struct_pack({', '.join(payload)}))"
+        meta = "NULL::VARCHAR AS _source_file, NULL::VARCHAR AS _batch_id, NULL::TIMESTAMPTZ AS _ingested_at"
+    source = _lit(source_table) if source_table else "NULL::VARCHAR"
+    return f"""SELECT {raw} AS raw, reason, detail, {meta}, uuid()::VARCHAR AS quarantine_id,
+                      {source} AS source_table, {_lit(run_id)} AS run_id, now() AS quarantined_at,
+                      NULL::TIMESTAMPTZ AS replayed_at, NULL::VARCHAR AS replay_run_id
+               FROM {temp} WHERE reason IS NOT NULL"""
+
+
+def _columns(con: duckdb.DuckDBPyConnection, sql: str) -> list[str]:
+    return con.sql(f"SELECT * FROM ({sql}) LIMIT 0").columns
+
+
+def refine_entity(con: duckdb.DuckDBPyConnection, cfg: Config, entity: str, run: dict) -> list[ResultRow]:
+    """Refine one entity's bronze rows into silver and quarantine; returns the gate's results."""
+    rules, table, src = ENTITIES[entity], f"silver.{entity}", cfg.sources[entity]
+    conf = cfg.quality.get(table)
+    checks = conf.checks if conf else []
+    scan(con, "bronze", cfg.table(src.bronze).path)
+    results, shape = [], {}
+    if rules.format == "json" and conf is not None:
+        rules, shape, screened = screen_shapes(con, table, rules, conf.schema_policy, run)
+        results.append(screened)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE refined AS {refine_sql(entity, rules, cfg, checks, shape)}")
+    columns = [c for c in _columns(con, "SELECT * FROM refined") if c not in ("raw", "reason", "detail", "_valid")]
+    results += measure(con, "refined", table, checks, _columns(con, silver_sql(entity, columns)), run)
+    write(con, silver_sql(entity, columns), cfg.table(table).path)
+    write(con, quarantine_sql("refined", src.bronze, run["run_id"]), cfg.table(f"quarantine.{entity}").path)
+    return results
+
+
+def refine_silver(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
+    """Refine every configured entity, dimensions first, and record the gate's results."""
+    run = {"run_id": run_id, "job": "refine_silver", "batch": "0", "at": dt.datetime.now(dt.timezone.utc)}
+    results = []
+    for entity in ENTITIES:
+        if entity in cfg.sources:
+            results += refine_entity(con, cfg, entity, run)
+    record(cfg, results)
+
+
+# --- gold ---------------------------------------------------------------------------------------
+
+def gold_sql() -> dict[str, str]:
+    """lakehouse/gold.py's three tables over the views `txns` and `labelled` (txns + is_fraud)."""
+    total = spark_round("sum(amount_eur)", 2)
+    return {
+        "gold.customer_daily_spend": f"""
+            SELECT customer_id, event_date, count(*) AS txn_count, {total} AS total_amount_eur,
+                   {spark_round('avg(amount_eur)', 2)} AS avg_amount_eur, max(amount_eur) AS max_amount_eur,
+                   count(DISTINCT merchant_id) AS distinct_merchants
+            FROM txns GROUP BY customer_id, event_date""",
+        "gold.merchant_daily": f"""
+            SELECT merchant_id, event_date, count(*) AS txn_count, {total} AS total_amount_eur,
+                   count(DISTINCT customer_id) AS distinct_customers, count(is_fraud) AS labelled_count,
+                   CAST(sum(CAST(is_fraud AS INTEGER)) AS BIGINT) AS fraud_count
+            FROM labelled GROUP BY merchant_id, event_date""",
+        "gold.fraud_kpis": f"""
+            SELECT *, {spark_round('labelled_count / txn_count', 4)} AS label_coverage,
+                   {spark_round('fraud_count / nullif(labelled_count, 0)', 6)} AS fraud_rate
+            FROM (SELECT event_date, count(*) AS txn_count, {total} AS total_amount_eur,
+                         count(is_fraud) AS labelled_count,
+                         CAST(coalesce(sum(CAST(is_fraud AS INTEGER)), 0) AS BIGINT) AS fraud_count,
+                         {spark_round('coalesce(sum(CASE WHEN is_fraud THEN amount_eur END), 0.0)', 2)} AS fraud_amount_eur
+                  FROM labelled GROUP BY event_date)""",
+    }
+
+
+def build_gold(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None:
+    """Rebuild the gold tables from the peer's silver; every gate runs before any table is written."""
+    run = {"run_id": run_id, "job": "build_gold", "batch": "full", "at": dt.datetime.now(dt.timezone.utc)}
+    scan(con, "txns", cfg.table("silver.transactions").path)
+    scan(con, "labels", cfg.table("silver.labels").path)
+    con.execute("CREATE OR REPLACE TEMP VIEW labelled AS "
+                "SELECT t.*, l.is_fraud FROM txns t LEFT JOIN (SELECT txn_id, is_fraud FROM labels) l USING (txn_id)")
+    results, payloads = [], {}
+    for name, sql in gold_sql().items():
+        checks = cfg.quality[name].checks if name in cfg.quality else []
+        reason, detail = gate_reason(checks)
+        temp = name.replace(".", "_")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {temp} AS "
+                    f"SELECT *, {reason} AS reason, {detail} AS detail, true AS _valid FROM ({sql})")
+        payloads[name] = _columns(con, sql)
+        results += measure(con, temp, name, checks, payloads[name], run)
+    for name, payload in payloads.items():
+        temp = name.replace(".", "_")
+        write(con, f"SELECT {', '.join(payload)} FROM {temp} WHERE reason IS NULL", cfg.table(name).path)
+        write(con, quarantine_sql(temp, name, run_id, payload), cfg.table(f"quarantine.{name.split('.', 1)[1]}").path)
+    record(cfg, results)
+
+
+def run_stages(landing: Path, root: Path) -> dict[str, float]:
+    """Run bronze, silver and gold into `root`; each stage's wall-clock seconds."""
+    cfg, con, run_id = load_config("local", root=root), connect(), f"duckdb-{uuid.uuid4().hex[:12]}"
+    stages = {"bronze": lambda: ingest_bronze(con, cfg, landing),
+              "silver": lambda: refine_silver(con, cfg, run_id),
+              "gold": lambda: build_gold(con, cfg, run_id)}
+    seconds = {}
+    for name, stage in stages.items():
+        started = time.perf_counter()
+        stage()
+        seconds[name] = time.perf_counter() - started
+    return seconds
+
+
+# --- verification -------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Verdict:
+    """What the two roots agree on, and every difference found."""
+
+    silver_rows: dict[str, int]
+    quarantine: dict[str, dict[str, int]]
+    checks: int
+    gold_rows: dict[str, int]
+    float_cells: tuple[int, int]  # gold float values bit-identical, of all compared
+    differences: list[str]
+
+    @property
+    def identical(self) -> bool:
+        return not self.differences
+
+    def summary(self) -> str:
+        if self.differences:
+            return f"{len(self.differences)} difference(s): " + "; ".join(self.differences)
+        quarantined = "; ".join(f"{t.split('.', 1)[1]}: " + ", ".join(f"{r} {n}" for r, n in sorted(by.items()))
+                                for t, by in self.quarantine.items())
+        same, cells = self.float_cells
+        return (f"identical silver rows {sum(self.silver_rows.values()):,} "
+                f"({', '.join(f'{e} {n:,}' for e, n in self.silver_rows.items())}), quarantine per reason "
+                f"({quarantined or 'none'}), HMAC tokens, {self.checks} check results, gold "
+                f"{sum(self.gold_rows.values()):,} rows ({same:,} of {cells:,} float values bit-identical, "
+                f"the rest within {GOLD_TOLERANCE})")
+
+
+def _arrow(cfg: Config, name: str) -> pa.Table | None:
+    path = cfg.table(name).path
+    return DeltaTable(path).to_pyarrow_table() if delta_exists(path) else None
+
+
+def _pair(con: duckdb.DuckDBPyConnection, spark_cfg: Config, peer_cfg: Config, name: str,
+          differences: list[str]) -> list[str] | None:
+    """Register both roots' table as views s and p (one not written as empty); their common columns
+    (other column differences noted), None where neither root has written it."""
+    spark, peer = _arrow(spark_cfg, name), _arrow(peer_cfg, name)
+    if spark is None and peer is None:
+        return None
+    spark = spark if spark is not None else peer.schema.empty_table()
+    peer = peer if peer is not None else spark.schema.empty_table()
+    con.register("s", spark)
+    con.register("p", peer)
+    for f in spark.schema:
+        if f.name not in peer.schema.names:
+            differences.append(f"{name}: column {f.name} only in Spark")
+        elif not f.type.equals(peer.schema.field(f.name).type):
+            differences.append(f"{name}: {f.name} is {f.type} in Spark, {peer.schema.field(f.name).type} in the peer")
+    differences += [f"{name}: column {c} only in the peer" for c in peer.schema.names if c not in spark.schema.names]
+    return [c for c in spark.schema.names if c in peer.schema.names]
+
+
+def _row_differences(con: duckdb.DuckDBPyConnection, name: str, columns: list[str]) -> list[str]:
+    """Rows of s and p that the other lacks (as multisets), with an example of each side."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    out = []
+    for side, this, other in (("Spark", "s", "p"), ("the peer", "p", "s")):
+        extra = con.sql(f"SELECT {cols} FROM {this} EXCEPT ALL SELECT {cols} FROM {other}").fetchall()
+        if extra:
+            out.append(f"{name}: {len(extra)} row(s) only in {side}, e.g. {dict(zip(columns, extra[0]))}")
+    return out
+
+
+def _gold_floats(con: duckdb.DuckDBPyConnection, name: str, floats: list[str]) -> tuple[int, int, list[str]]:
+    """Gold's float columns joined on the table's key: (bit-identical, compared, differences)."""
+    keys = " AND ".join(f"s.{k} = p.{k}" for k in GOLD_KEYS[name])
+    same = " + ".join(f"(s.{c} IS NOT DISTINCT FROM p.{c})::INT" for c in floats)
+    far = " OR ".join(f"(s.{c} IS NULL) <> (p.{c} IS NULL) OR abs(s.{c} - p.{c}) > {GOLD_TOLERANCE} + 1e-9"
+                      for c in floats)
+    identical, cells, apart = con.sql(f"SELECT sum({same}), count(*) * {len(floats)}, count(*) FILTER (WHERE {far}) "
+                                      f"FROM s JOIN p ON {keys}").fetchall()[0]
+    return int(identical or 0), int(cells), [f"{name}: {apart} row(s) with a float beyond {GOLD_TOLERANCE}"] * bool(apart)
+
+
+def verify(spark_root: Path, peer_root: Path) -> Verdict:
+    """Hold the peer's tables against Spark's: silver rows (every column but where and when a row was
+    read), quarantine rows per reason, the latest check results per job, and gold."""
+    spark_cfg, peer_cfg = load_config("local", root=spark_root), load_config("local", root=peer_root)
+    con, differences = connect(), []
+    silver, quarantine, gold, same_cells, cells = {}, {}, {}, 0, 0
+    for entity in ENTITIES:
+        name = f"silver.{entity}"
+        if (columns := _pair(con, spark_cfg, peer_cfg, name, differences)) is None:
+            continue
+        differences += _row_differences(con, name, [c for c in columns if c not in READ_COLUMNS])
+        silver[entity] = con.sql("SELECT count(*) FROM s").fetchall()[0][0]
+    for name in (f"quarantine.{t}" for t in spark_cfg.tables["quarantine"]):
+        if _pair(con, spark_cfg, peer_cfg, name, differences) is None:
+            continue
+        spark, peer = (dict(con.sql(f"SELECT reason, count(*) FROM {v} GROUP BY reason").fetchall()) for v in "sp")
+        if spark != peer:
+            differences.append(f"{name}: rows per reason differ, Spark {spark}, the peer {peer}")
+        if spark:
+            quarantine[name] = spark
+    _pair(con, spark_cfg, peer_cfg, RESULTS_TABLE, differences)
+    latest = ('SELECT "table", "check", status, rows_checked, rows_failing FROM {0} '
+              "WHERE run_id IN (SELECT arg_max(run_id, checked_at) FROM {0} GROUP BY job)")
+    spark_checks, peer_checks = ({(t, c): rest for t, c, *rest in con.sql(latest.format(v)).fetchall()} for v in "sp")
+    for check in sorted(set(spark_checks) | set(peer_checks)):
+        if spark_checks.get(check) != peer_checks.get(check):
+            differences.append(f"check {'.'.join(check)}: (status, rows checked, failing) Spark "
+                               f"{spark_checks.get(check)}, the peer {peer_checks.get(check)}")
+    for name in GOLD_KEYS:
+        if (columns := _pair(con, spark_cfg, peer_cfg, name, differences)) is None:
+            continue
+        types = dict(con.sql("SELECT column_name, column_type FROM (DESCRIBE s)").fetchall())
+        floats = [c for c in columns if types[c] == "DOUBLE"]
+        differences += _row_differences(con, name, [c for c in columns if c not in floats])
+        same, compared, apart = _gold_floats(con, name, floats)
+        differences += apart
+        same_cells, cells = same_cells + same, cells + compared
+        gold[name] = con.sql("SELECT count(*) FROM s").fetchall()[0][0]
+    return Verdict(silver, quarantine, len(spark_checks), gold, (same_cells, cells), differences)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--landing", required=True, help="the landing folder Tidewater ingested")
+    parser.add_argument("--root", required=True, help="the peer's storage root (its tables go under it)")
+    parser.add_argument("--verify", metavar="SPARK_ROOT", help="compare the peer's tables with this Tidewater root")
+    parser.add_argument("--json", metavar="FILE", help="write seconds, peak memory and the verdict here")
+    args = parser.parse_args()
+    seconds = run_stages(Path(args.landing), Path(args.root))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before verification adds its own
+    for name, s in seconds.items():
+        print(f"{name:<8}{s:>8.2f} s")
+    print(f"peak memory {peak:,.0f} MiB")
+    verdict = verify(Path(args.verify), Path(args.root)) if args.verify else None
+    if verdict is not None:
+        print(f"verification: {verdict.summary()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "seconds": seconds, "peak_memory_mib": peak,
+            "versions": {"duckdb": duckdb.__version__, "deltalake": deltalake.__version__},
+            "verification": None if verdict is None else {
+                "identical": verdict.identical, "summary": verdict.summary(), "differences": verdict.differences},
+        }, indent=2))
+    if verdict is not None and not verdict.identical:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
