@@ -1,18 +1,25 @@
-"""Throughput of the lakehouse stages: rows/s for generate, bronze, silver, gold, and peak memory.
+"""Throughput of the lakehouse stages, side by side with DuckDB + delta-rs doing the same work.
 
-    .venv/bin/python benchmarks/lakehouse.py --rows 1000000 [--days 30] [--root DIR]
+    .venv/bin/python benchmarks/lakehouse.py --rows 1000000 [--days 30] [--root DIR] [--no-peer] [--json FILE]
 
 Each stage runs once on a fresh root (the first run of a job is the expensive one); rows/s is
-transactions written by the generator divided by the stage's wall time.
+transactions written by the generator divided by the stage's wall time. The peer
+(benchmarks/duckdb_peer.py) then runs the same stages on the same landing files in a process of its
+own, under <root>/duckdb-peer, and its tables are verified against Tidewater's. ratio is Tidewater's
+seconds over the peer's; peak memory is each side's resident high-water mark.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the
@@ -26,6 +33,9 @@ from lakehouse.gold import build_gold  # noqa: E402
 from lakehouse.session import build_session  # noqa: E402
 from lakehouse.silver import refine_silver  # noqa: E402
 
+PEER = Path(__file__).resolve().parent / "duckdb_peer.py"
+STAGES = {"bronze": "bronze", "silver": "silver (+quarantine)", "gold": "gold", "total": "total"}
+
 
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -34,33 +44,91 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def run_peer(landing: Path, root: Path) -> dict:
+    """Run the peer on the landing files into <root>/duckdb-peer and verify it against root: its JSON."""
+    peer_root = root / "duckdb-peer"
+    out = peer_root / "benchmark.json"
+    out.unlink(missing_ok=True)
+    done = subprocess.run([sys.executable, str(PEER), "--landing", str(landing), "--root", str(peer_root),
+                           "--verify", str(root), "--json", str(out)], capture_output=True, text=True)
+    if not out.exists():  # it wrote no figures: it failed before the end, not on a difference
+        raise RuntimeError(f"the DuckDB peer failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(out.read_text())
+
+
+def figures(args, man, generate_s: float, seconds: dict[str, float], memory: dict[str, float],
+            versions: dict[str, str], peer: dict | None) -> dict:
+    """Every figure of the run, as --json writes it (one file per size makes a README table or plot)."""
+    rows = man.transactions_written
+    peer_seconds = dict(peer["seconds"]) if peer else {}
+    seconds = dict(seconds, total=sum(seconds.values()))
+    if peer_seconds:
+        peer_seconds["total"] = sum(peer_seconds.values())
+    stages = {}
+    for name, s in seconds.items():
+        p = peer_seconds.get(name)
+        stages[name] = {"tidewater_s": s, "peer_s": p, "ratio": s / p if p else None,
+                        "tidewater_rows_per_s": rows / s, "peer_rows_per_s": rows / p if p else None}
+    return {"rows": args.rows, "days": args.days, "transactions": rows, "root": str(args.root),
+            "cpus": os.cpu_count(), "generate_s": generate_s, "stages": stages,
+            "peak_memory_mib": {**memory, "peer": peer["peak_memory_mib"] if peer else None},
+            "versions": {**versions, **(peer["versions"] if peer else {})},
+            "verification": peer["verification"] if peer else None}
+
+
+def print_table(fig: dict) -> None:
+    def cell(value, fmt: str, width: int) -> str:
+        return f"{'-' if value is None else format(value, fmt):>{width}}"
+
+    print(f"\nlakehouse benchmark: {fig['transactions']} transactions in {fig['days']} daily batches, "
+          f"root {fig['root']} (generated in {fig['generate_s']:.1f} s)")
+    print(f"{'stage':<22}{'Tidewater s':>12}{'DuckDB+delta-rs s':>19}{'ratio':>9}"
+          f"{'Tidewater rows/s':>18}{'DuckDB rows/s':>15}")
+    for name, label in STAGES.items():
+        st = fig["stages"][name]
+        print(f"{label:<22}{cell(st['tidewater_s'], '.1f', 12)}{cell(st['peer_s'], '.2f', 19)}"
+              f"{cell(st['ratio'], '.1f', 8)}{'x' if st['ratio'] else ' '}"
+              f"{cell(st['tidewater_rows_per_s'], ',.0f', 18)}{cell(st['peer_rows_per_s'], ',.0f', 15)}")
+    mem = fig["peak_memory_mib"]
+    peer = "" if mem["peer"] is None else f"; DuckDB+delta-rs process {mem['peer']:,.0f} MiB"
+    print(f"peak memory: Tidewater driver JVM {mem['tidewater_jvm']:,.0f} MiB + Python "
+          f"{mem['tidewater_python']:,.0f} MiB{peer}")
+    if fig["verification"]:
+        print(f"verification: {fig['verification']['summary']}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--root", help="storage root (default: a new temporary folder)")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run the DuckDB + delta-rs peer and verify it (default: on)")
+    parser.add_argument("--json", metavar="FILE", help="write every figure here as JSON")
     args = parser.parse_args()
-    root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-bench-"))
-    cfg = load_config("local", root=root)
+    args.root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-bench-"))
+    cfg = load_config("local", root=args.root)
 
-    timings: dict[str, float] = {}
     t = time.perf_counter()
     man = generate(cfg.landing_dir, rows=args.rows, days=args.days)
-    timings["generate"] = time.perf_counter() - t
+    generate_s = time.perf_counter() - t
     spark = build_session(cfg)
+    seconds: dict[str, float] = {}
     for name, stage in (("bronze", ingest_bronze), ("silver", refine_silver), ("gold", build_gold)):
         t = time.perf_counter()
         stage(spark, cfg)
-        timings[name] = time.perf_counter() - t
+        seconds[name] = time.perf_counter() - t
+    memory = {"tidewater_jvm": _peak_rss_mib(spark.sparkContext._gateway.proc.pid),
+              "tidewater_python": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    versions = {"spark": spark.version, "delta-spark": version("delta-spark")}
 
-    rows = man.transactions_written
-    print(f"\nlakehouse benchmark: {rows} transactions in {args.days} daily batches, root {root}")
-    print(f"{'stage':<10}{'seconds':>10}{'rows/s':>12}")
-    for name, seconds in timings.items():
-        print(f"{name:<10}{seconds:>10.1f}{rows / seconds:>12,.0f}")
-    jvm_pid = spark.sparkContext._gateway.proc.pid
-    python_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory: driver JVM {_peak_rss_mib(jvm_pid):,.0f} MiB, Python {python_peak:,.0f} MiB")
+    peer = run_peer(cfg.landing_dir, args.root) if args.peer else None
+    fig = figures(args, man, generate_s, seconds, memory, versions, peer)
+    print_table(fig)
+    if args.json:
+        Path(args.json).write_text(json.dumps(fig, indent=2))
+    if peer and not peer["verification"]["identical"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

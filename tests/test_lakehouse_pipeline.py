@@ -2,6 +2,9 @@
 
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -106,6 +109,16 @@ def test_gold_tables_agree_with_silver(spark, lake):
     assert kpis.agg(F.sum("fraud_count")).first()[0] == labelled.where("is_fraud").count()
     spend = read_table(spark, cfg.table("gold.customer_daily_spend"))
     assert spend.agg(F.sum("txn_count")).first()[0] == silver.count()
+
+
+def test_an_independent_duckdb_peer_reproduces_silver_quarantine_and_gold_row_for_row(lake, tmp_path):
+    """The benchmark's peer (DuckDB SQL + delta-rs) on the same landing files writes the same tables."""
+    project = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "benchmarks/duckdb_peer.py", "--landing", str(lake.cfg.landing_dir),
+                           "--root", str(tmp_path / "peer"), "--verify", str(lake.root)],
+                          cwd=project, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "verification: identical silver rows" in done.stdout
 
 
 def test_lineage_names_the_versions_read_and_written(spark, lake):
