@@ -108,10 +108,8 @@ def append_rows(spark: SparkSession, ref: TableRef, rows: list, schema) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    arrow_schema = pa.schema([pa.field(f.name, arrow_type(f.dataType), f.nullable) for f in schema.fields])
-    columns = list(zip(*[row_values(r) for r in rows])) or [[] for _ in schema.fields]
-    data = pa.Table.from_arrays([pa.array(list(c), type=f.type) for c, f in zip(columns, arrow_schema)],
-                                schema=arrow_schema)
+    data = pa.Table.from_pylist([dict(zip(schema.fieldNames(), row_values(r))) for r in rows],
+                                schema=pa.schema(list(arrow_type(schema))))
     write_deltalake(ref.path, data, mode="append", schema_mode="merge")
 
 
