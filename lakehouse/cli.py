@@ -182,8 +182,9 @@ def tables(fmt, root, env):
 @one_line_errors
 def sql(query, fmt, limit, root, env):
     """Run a Spark SQL query over the lakehouse (VERSION AS OF / TIMESTAMP AS OF work)."""
-    _, spark = session(env, root)
-    rows = [r.asDict(recursive=True) for r in spark.sql(query).limit(limit).collect()]
+    from lakehouse import catalog
+    cfg, spark = session(env, root)
+    rows = [r.asDict(recursive=True) for r in catalog.sql(spark, cfg, query).limit(limit).collect()]
     print_rows(rows, fmt)
 
 

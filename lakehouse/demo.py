@@ -156,7 +156,7 @@ def _print_summary(spark, cfg, inventory: list[dict], seconds: float) -> None:
     for t in inventory:
         print(f"  {t['name']:<{width}}  v{t['version']:<3} {t['rows']:>9} rows")
     if "quarantine.transactions" in {t["name"] for t in inventory}:
-        reasons = (spark.table("quarantine.transactions").groupBy("reason").count()
+        reasons = (read_table(spark, cfg.table("quarantine.transactions")).groupBy("reason").count()
                    .orderBy("reason").collect())
         print("Quarantined transactions by reason: "
               + ", ".join(f"{r['reason']}={r['count']}" for r in reasons))

@@ -12,7 +12,7 @@ from typing import Iterator
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import lineage_graph
-from lakehouse.catalog import register_table
+from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import UndeclaredTable, root_cause
 from lakehouse.schemas import spark_schema
@@ -139,14 +139,12 @@ class JobRun:
             self.outputs[name] = (current_version(self.spark, self.cfg.table(name)), None)
 
     def wrote(self, name: str) -> int | None:
-        """Note an output's version after the job wrote it (and register it by name)."""
+        """Note an output's version after the job wrote it."""
         self._declared(name, self.declared_outputs, "writes")
         ref = self.cfg.table(name)
         before = self.outputs.get(name, (None, None))[0]
         after = current_version(self.spark, ref)
         self.outputs[name] = (before, after)
-        if after is not None:
-            register_table(self.spark, ref)
         return after
 
     def wrote_asset(self, name: str, version: int | None, before: int | None = None) -> None:
@@ -171,9 +169,8 @@ def _save(run: JobRun, status: str, error: str | None) -> None:
                      [TableVersion(t, v) for t, v in run.inputs.items()],
                      [OutputVersion(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
                      run.metrics)
-    ref = run.cfg.table(LINEAGE_TABLE)
-    append_rows(run.spark, ref, [row], spark_schema(LineageRow))
-    register_table(run.spark, ref)
+    append_rows(run.spark, run.cfg.table(LINEAGE_TABLE), [row], spark_schema(LineageRow))
+    write_catalog_script(run.cfg)
 
 
 @contextlib.contextmanager

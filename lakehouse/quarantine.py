@@ -5,7 +5,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.catalog import register_table
 from lakehouse.config import Config
 from lakehouse.refine import QUARANTINE_COLUMNS
 
@@ -40,4 +39,3 @@ def append_quarantine(spark: SparkSession, cfg: Config, target: str, rows: DataF
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(ref.path)
-    register_table(spark, ref)

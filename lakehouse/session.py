@@ -1,4 +1,4 @@
-"""The one SparkSession factory: Delta, jars, logging and catalog registration from the Config."""
+"""The one SparkSession factory: Delta, jars and logging from the Config."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Iterator
 
 from pyspark.sql import SparkSession
 
-from lakehouse.catalog import register_tables
+from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
 
@@ -61,12 +61,11 @@ def _jvm_output_to(log_file: Path) -> Iterator[None]:
             os.close(saved)
 
 
-def build_session(cfg: Config, register: bool = True) -> SparkSession:
-    """Build (or join) the SparkSession for this config and register the lakehouse tables."""
+def build_session(cfg: Config) -> SparkSession:
+    """Build (or join) the SparkSession for this config (tables get names on demand: lakehouse.catalog)."""
+    write_catalog_script(cfg)
     active = SparkSession.getActiveSession()
     if active is not None:
-        if register:
-            register_tables(active, cfg)
         return active
     # Python workers (UDFs, scoring) run this interpreter unless the user chose one.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -91,8 +90,6 @@ def build_session(cfg: Config, register: bool = True) -> SparkSession:
     with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    if register:
-        register_tables(spark, cfg)
     return spark
 
 

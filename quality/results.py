@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
-from lakehouse.catalog import register_table
 from lakehouse.config import Config
 from lakehouse.schemas import spark_schema
 from lakehouse.tables import append_rows
@@ -39,6 +38,4 @@ class ResultRow:
 def write_results(spark: SparkSession, cfg: Config, rows: list[ResultRow]) -> None:
     if not rows:
         return
-    ref = cfg.table(RESULTS_TABLE)
-    append_rows(spark, ref, rows, spark_schema(ResultRow))
-    register_table(spark, ref)
+    append_rows(spark, cfg.table(RESULTS_TABLE), rows, spark_schema(ResultRow))

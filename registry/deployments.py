@@ -45,11 +45,8 @@ def deployment(cfg: Config, alias: str, action: str, from_version: int | None, t
 
 
 def record_deployments(spark, cfg: Config, rows: list[Deployment]) -> None:
-    from lakehouse.catalog import register_table
     from lakehouse.tables import append_rows
 
     if not rows:
         return
-    ref = cfg.table(DEPLOYMENTS_TABLE)
-    append_rows(spark, ref, rows, spark_schema(Deployment))
-    register_table(spark, ref)
+    append_rows(spark, cfg.table(DEPLOYMENTS_TABLE), rows, spark_schema(Deployment))

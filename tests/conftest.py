@@ -119,7 +119,6 @@ def lake(spark, tmp_path_factory) -> Lakehouse:
     # Four days of history and no warm-up: its feature tests take every row, mature or not.
     cfg = cfg.model_copy(update={"features": cfg.features.model_copy(update={"mature_after_days": 0})})
     generate(cfg.landing_dir, **SMALL)
-    build_session(cfg)  # registers this root's tables in the shared session
     run_pipeline(spark, cfg)
     manifest = json.loads((cfg.landing_dir / "_manifest.json").read_text())
     return Lakehouse(cfg=cfg, manifest=manifest, root=root)

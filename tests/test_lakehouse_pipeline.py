@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import run_pipeline
+from lakehouse import catalog
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
 from lakehouse.errors import LandingNotFound
@@ -170,7 +171,7 @@ def test_rerun_and_new_batch(spark, tmp_path):
 
     # Time travel: the earlier version still reads as it was.
     assert _count(spark, cfg, "silver.transactions", versions["silver.transactions"]) == counts["silver.transactions"]
-    by_sql = spark.sql(f"SELECT count(*) FROM silver.transactions VERSION AS OF {versions['silver.transactions']}").first()[0]
+    by_sql = catalog.sql(spark, cfg, f"SELECT count(*) FROM silver.transactions VERSION AS OF {versions['silver.transactions']}").first()[0]
     assert by_sql == counts["silver.transactions"]
     assert current_version(spark, cfg.table("gold.fraud_kpis")) > versions["gold.fraud_kpis"]
 

@@ -196,11 +196,7 @@ def validate_version(spark, cfg: Config, client, version: int, validation: pd.Da
 
 
 def record(spark, cfg: Config, decision: Decision) -> None:
-    from lakehouse.catalog import register_table
-
-    ref = cfg.table(DECISIONS_TABLE)
-    append_rows(spark, ref, [decision], spark_schema(Decision))
-    register_table(spark, ref)
+    append_rows(spark, cfg.table(DECISIONS_TABLE), [decision], spark_schema(Decision))
 
 
 def _plan(run, args) -> dict[str, int | None]:
