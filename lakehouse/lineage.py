@@ -86,6 +86,7 @@ class JobRun:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     planned: dict[str, int | None] = field(default_factory=dict)
     inputs: dict[str, int | None] = field(default_factory=dict)
+    more_inputs: list[tuple[str, int]] = field(default_factory=list)  # further versions of an input, in order
     outputs: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)
     skipped: bool = False
@@ -132,6 +133,16 @@ class JobRun:
         self.inputs[name] = version if version is not None else self.version_to_read(name)
         return self.inputs[name]
 
+    def also_uses(self, name: str, version: int) -> None:
+        """Record one more version of an input the run read next to the first (a canary or shadow model)."""
+        self._declared(name, self.declared_inputs, "reads")
+        if self.inputs.get(name) != version and (name, version) not in self.more_inputs:
+            self.more_inputs.append((name, version))
+
+    def all_inputs(self) -> list[tuple[str, int | None]]:
+        """Every (input, version) the run read: the planned one per input first, then the further versions."""
+        return [*self.inputs.items(), *self.more_inputs]
+
     def writing(self, name: str) -> None:
         """Note an output's version before the job writes it."""
         self._declared(name, self.declared_outputs, "writes")
@@ -166,7 +177,7 @@ class JobRun:
 def _save(run: JobRun, status: str, error: str | None) -> None:
     row = LineageRow(run.run_id, run.job, run.cfg.env, code_version(), run.started_at,
                      dt.datetime.now(dt.timezone.utc), status, error,
-                     [TableVersion(t, v) for t, v in run.inputs.items()],
+                     [TableVersion(t, v) for t, v in run.all_inputs()],
                      [OutputVersion(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
                      run.metrics)
     append_rows(run.spark, run.cfg.table(LINEAGE_TABLE), [row], spark_schema(LineageRow))
@@ -200,7 +211,7 @@ def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[s
             return None
         row = (read_table(spark, ref).where(f"job = '{job}' AND status = 'succeeded'")
                .orderBy("ended_at", ascending=False).select("inputs").first())
-        return None if row is None else {i["table"]: i["version"] for i in row["inputs"]}
+        return None if row is None else _first_versions(row["inputs"])
     import pyarrow.compute as pc
 
     from lakehouse.delta_reader import read_rows
@@ -212,7 +223,15 @@ def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[s
     if not runs:
         return None
     latest = max(runs, key=lambda r: r["ended_at"])
-    return {i["table"]: i["version"] for i in latest["inputs"]}
+    return _first_versions(latest["inputs"])
+
+
+def _first_versions(inputs: list[dict]) -> dict[str, int | None]:
+    """input -> the version the run planned for it (further versions of one input come after it)."""
+    out: dict[str, int | None] = {}
+    for i in inputs:
+        out.setdefault(i["table"], i["version"])
+    return out
 
 
 def producer_of(spark: SparkSession, cfg: Config, table: str, version: int) -> dict | None:

@@ -21,7 +21,7 @@ from lakehouse.tables import current_version, read_table, union_all
 from features.maturity import first_mature_day, mature
 from features.serving import point_in_time_features, scoring_events
 from scoring.predictions import merge_predictions
-from scoring.routing import describe, route_pairs, routes, score_routes
+from scoring.routing import describe, record_models, route_pairs, routes, score_routes
 
 PREDICTIONS = "gold.predictions"
 
@@ -57,7 +57,7 @@ def _inputs(cfg: Config) -> list[str]:
 def score_batch(run: JobRun, args) -> None:
     spark, cfg = run.spark, run.cfg
     plan = routes(cfg, args.alias)
-    run.uses(model_asset(cfg), plan[0].model.version)
+    record_models(run, plan)
     txns = run.read("silver.transactions")
     for view in cfg.features.views.values():
         run.uses(view.table)  # Feast reads the current versions; lineage records which

@@ -16,6 +16,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config
+from lakehouse.lineage import JobRun
+from lakehouse.model_store import model_asset
 from lakehouse.tables import union_all
 from registry import contract
 from registry.contract import ResolvedModel, resolve
@@ -60,6 +62,16 @@ def routes(cfg: Config, alias: str | None = None) -> list[Route]:
         return [Route(contract.CHAMPION, base, ~canary), Route(BASELINE, base, canary),
                 Route(contract.CANARY, rollout, canary)]
     return [Route(contract.CHAMPION, base, None), Route(contract.SHADOW, rollout, arrived)]
+
+
+def record_models(run: JobRun, plan: list[Route]) -> None:
+    """Lineage of a routed run: the first route's model version is the model input, every other
+    version that scored (canary, shadow, a promotion mid-stream) is recorded next to it."""
+    asset = model_asset(run.cfg)
+    if asset not in run.inputs:
+        run.uses(asset, plan[0].model.version)
+    for route in plan:
+        run.also_uses(asset, route.model.version)
 
 
 def route_pairs(txns: DataFrame, plan: list[Route]) -> DataFrame:

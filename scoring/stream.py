@@ -26,7 +26,7 @@ from lakehouse.tables import create_if_missing, current_version, read_table
 from features.maturity import first_mature_day, mature
 from features.serving import features_as_of, scoring_events
 from scoring.predictions import PREDICTION_SCHEMA, merge_predictions
-from scoring.routing import describe, route_pairs, routes, score_routes
+from scoring.routing import describe, record_models, route_pairs, routes, score_routes
 
 SOURCE = "silver.transactions"
 TARGET = "gold.predictions_stream"
@@ -63,7 +63,7 @@ def _inputs(cfg: Config) -> list[str]:
 def score_stream(run: JobRun, args) -> None:
     spark, cfg = run.spark, run.cfg
     plan = {"routes": routes(cfg, args.alias)}
-    run.uses(model_asset(cfg), plan["routes"][0].model.version)
+    record_models(run, plan["routes"])
     target = cfg.table(TARGET)
     create_if_missing(spark, target.path, PREDICTION_SCHEMA)
     counts = {"batches": 0, "rows": 0}
@@ -80,6 +80,7 @@ def score_stream(run: JobRun, args) -> None:
         n = events.count()
         if n:
             plan["routes"] = routes(cfg, args.alias)  # a rollout started or stopped takes effect here
+            record_models(run, plan["routes"])
             features = features_as_of(cfg, events, txns, customers, labels)
             merge_predictions(spark, target.path, score_routes(features, route_pairs(df, plan["routes"]),
                                                                 plan["routes"], cfg, run.run_id))

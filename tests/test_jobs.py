@@ -94,6 +94,27 @@ def test_lineage_records_per_output_only_the_inputs_it_was_built_from(spark, lak
     assert [n["table"] for n in chain["inputs"]] == ["bronze.labels_raw"]
 
 
+def test_a_run_that_read_two_versions_of_an_input_records_both_and_still_skips_on_the_first(spark, lake):
+    from lakehouse.lineage import last_successful_inputs
+
+    @job(name="reads_two_versions", summary="reads silver.labels now and as first written",
+         inputs=("silver.labels",), outputs={})
+    def reads_two_versions(run, args):
+        run.read("silver.labels")
+        run.also_uses("silver.labels", 0)
+        run.also_uses("silver.labels", 0)  # recorded once
+
+    latest = current_version(spark, lake.cfg.table("silver.labels"))
+    assert latest > 0
+    # Given a run that read the latest version and version 0 of one input
+    assert not reads_two_versions(spark, lake.cfg).skipped
+    row = max((r for r in lineage_rows(spark, lake.cfg) if r["job"] == "reads_two_versions"), key=lambda r: r["ended_at"])
+    # Then lineage lists both, the planned one first, and the skip rule compares the planned one
+    assert [(i["table"], i["version"]) for i in row["inputs"]] == [("silver.labels", latest), ("silver.labels", 0)]
+    assert last_successful_inputs(spark, lake.cfg, "reads_two_versions") == {"silver.labels": latest}
+    assert reads_two_versions(spark, lake.cfg).skipped
+
+
 def _commits(spark, path: str) -> list[tuple[int, dt.datetime]]:
     history = DeltaTable.forPath(spark, path).history().select("version", "timestamp").collect()
     return [(r["version"], r["timestamp"]) for r in history]

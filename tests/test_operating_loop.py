@@ -20,7 +20,9 @@ from conftest import DEMO_DAYS, DEMO_ENV, DEMO_ROWS, conf_env
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
 from lakehouse.generator import generate
-from lakehouse.model_store import tracking_uri
+from lakehouse.lineage import lineage_rows
+from lakehouse.lineage_graph import upstream_chain
+from lakehouse.model_store import model_asset, tracking_uri
 from lakehouse.silver import refine_silver
 from lakehouse.tables import current_version, read_table
 from monitoring.deployment_review import RouteStats, review_deployment, verdict
@@ -254,6 +256,14 @@ def test_drill_shadow_scores_the_same_traffic_and_never_changes_a_decision(spark
     deciding = scored.where(F.col("route") != "shadow")
     assert deciding.groupBy("txn_id").count().where("count > 1").count() == 0
     assert {r["model_version"] for r in deciding.select("model_version").distinct().collect()} == {champion}
+    # and the run's lineage names both model versions that scored, each traced to the run that trained it
+    run = max((r for r in lineage_rows(spark, cfg) if r["job"] == "score_stream"), key=lambda r: r["ended_at"])
+    asset = model_asset(cfg)
+    assert [i["version"] for i in run["inputs"] if i["table"] == asset] == [champion, shadow["model_version"]]
+    stream_v = next(o["version"] for o in run["outputs"] if o["table"] == "gold.predictions_stream")
+    models = [n for n in upstream_chain(lineage_rows(spark, cfg), "gold.predictions_stream", stream_v)["inputs"]
+              if n["table"] == asset]
+    assert [(n["version"], n["produced_by"]["job"]) for n in models] == [(champion, "train"), (shadow["model_version"], "train")]
     # The champion's rows are what the champion alone decides: scoring again without the shadow changes none
     record_deployments(spark, cfg, stop_rollout(client(cfg), cfg, "shadow_stop", "drill ends", None))
     before = deciding.select("txn_id", "score", "decision").orderBy("txn_id").collect()
