@@ -279,10 +279,16 @@ def derived_columns(entity: str, cfg: Config) -> list[str]:
             "CAST(event_time AS DATE) AS event_date"]
 
 
+def typed_sql(field: str, kind: str) -> str:
+    """A field converted as lakehouse.refine.typed does: a double that is not finite does not convert."""
+    cast = f"TRY_CAST({field} AS {SQL_TYPES[kind]})"
+    return f"CASE WHEN isfinite({cast}) THEN {cast} END" if kind == "double" else cast
+
+
 def refine_sql(entity: str, rules: EntityRules, cfg: Config, checks: list[CheckConf], shape: dict[str, str]) -> str:
     """Every bronze row typed and PII-hashed, with the first reason it is refused (NULL: kept) and
     `_valid` (it passed refine's structural rules, so the gate's row checks saw it)."""
-    typed = {f: f"TRY_CAST({f} AS {SQL_TYPES[kind]})" for f, kind in rules.types.items()}
+    typed = {f: typed_sql(f, kind) for f, kind in rules.types.items()}
     reason, detail = first_broken(structural_rules(rules, shape))
     keep = [f"_t_{f} AS {f}" if f in typed else f for f in rules.fields
             if f not in rules.dropped and f not in rules.hashed]
@@ -303,7 +309,7 @@ def shape_changes(con: duckdb.DuckDBPyConnection, rules: EntityRules) -> list[Sh
     """Per source file, the fields most parsable rows add, lack or retype (quality/schema_changes.py),
     counted in one pass over bronze."""
     struct = json.dumps({f: "VARCHAR" for f in rules.types})
-    retyped = ", ".join(f"CASE WHEN _p.{f} IS NOT NULL AND TRY_CAST(_p.{f} AS {SQL_TYPES[k]}) IS NULL THEN 't:{f}' END"
+    retyped = ", ".join(f"CASE WHEN _p.{f} IS NOT NULL AND {typed_sql('_p.' + f, k)} IS NULL THEN 't:{f}' END"
                         for f, k in rules.types.items())
     counted = con.sql(f"""
         SELECT _source_file, tag, count(*) FROM (

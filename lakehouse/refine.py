@@ -32,10 +32,15 @@ class EntityRules:
     dropped: tuple[str, ...] = ()
 
 
-def _typed(col: Column, kind: str) -> Column:
+def typed(col: Column, kind: str) -> Column:
+    """A string field as `kind`, or null where it does not convert. Spark casts "Infinity" and "NaN"
+    to doubles; no amount or rate is either, so a double that is not finite does not convert."""
     if kind == "timestamp":
         return F.try_to_timestamp(col)
-    return col.try_cast(kind)
+    value = col.try_cast(kind)
+    if kind == "double":
+        return F.when(F.isnan(value) | (F.abs(value) == F.lit(float("inf"))), F.lit(None).cast("double")).otherwise(value)
+    return value
 
 
 def parse_lines(bronze: DataFrame, rules: EntityRules) -> DataFrame:
@@ -57,9 +62,9 @@ def parse_lines(bronze: DataFrame, rules: EntityRules) -> DataFrame:
 def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataFrame, DataFrame]:
     """Split bronze rows into (typed, PII-safe silver rows, quarantine rows with a reason)."""
     df = parse_lines(bronze, rules)
-    typed = {f: _typed(F.col(f), kind) for f, kind in rules.types.items()}
-    df = df.select("*", *[c.alias(f"_t_{f}") for f, c in typed.items()])
-    t = {f: F.col(f"_t_{f}") if f in typed else F.col(f) for f in rules.fields}
+    converted = {f: typed(F.col(f), kind) for f, kind in rules.types.items()}
+    df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()])
+    t = {f: F.col(f"_t_{f}") if f in converted else F.col(f) for f in rules.fields}
 
     key_missing = F.lit(False)
     for k in rules.key:

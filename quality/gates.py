@@ -19,15 +19,23 @@ from quality.rules import failing_rows
 from quality.schema_changes import detect_shape_changes
 
 
+DATED_BATCH = r"^batch-[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+
 def data_time(df: DataFrame) -> dt.datetime | None:
-    """'Now' for freshness: the end of the newest arrival batch in the rows, if they carry one."""
+    """'Now' for freshness: the end of the newest dated arrival batch (`batch-YYYY-MM-DD`) in the rows.
+
+    Other folder names (`batch-backfill`) are arrivals too, but say nothing about time; without a
+    dated batch the checks use the clock.
+    """
     if "_batch_id" not in df.columns:
         return None
-    newest = df.agg(F.max("_batch_id")).first()[0]
-    if not newest or not newest.startswith("batch-"):
+    newest = df.agg(F.max(F.when(F.col("_batch_id").rlike(DATED_BATCH), F.col("_batch_id")))).first()[0]
+    try:
+        day = dt.date.fromisoformat(newest[len("batch-"):]) if newest else None
+    except ValueError:  # batch-2026-13-45
         return None
-    day = dt.date.fromisoformat(newest[len("batch-"):])
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc) if day else None
 
 
 def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[CheckConf]

@@ -13,6 +13,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.refine import typed
+
 MAJORITY = 0.5
 
 
@@ -30,10 +32,6 @@ class ShapeChange:
         return f"{self.source_file.rsplit('/', 2)[-2:][0]}: " + ", ".join(parts)
 
 
-def _typed(col, kind: str):
-    return F.try_to_timestamp(col) if kind == "timestamp" else col.try_cast(kind)
-
-
 def detect_shape_changes(batch: DataFrame, fields: tuple[str, ...], types: dict[str, str]) -> list[ShapeChange]:
     """Per source file: fields most rows add, lack, or carry with another type (JSON sources).
 
@@ -45,7 +43,7 @@ def detect_shape_changes(batch: DataFrame, fields: tuple[str, ...], types: dict[
     if types:
         schema = T.StructType([T.StructField(f, T.StringType()) for f in types])
         parsed = F.from_json("raw", schema)
-        retyped = [F.when(parsed[f].isNotNull() & _typed(parsed[f], k).isNull(), F.lit(f"t:{f}"))
+        retyped = [F.when(parsed[f].isNotNull() & typed(parsed[f], k).isNull(), F.lit(f"t:{f}"))
                    for f, k in types.items()]
         tags.append(F.filter(F.array(*retyped), lambda t: t.isNotNull()))
     counted = (batch.where(keys.isNotNull()).select("_source_file", F.explode(F.concat(*tags)).alias("tag"))

@@ -105,6 +105,41 @@ def _rewrite_first_batch(cfg, change):
     return path
 
 
+def test_non_finite_amounts_are_quarantined_and_an_undated_folder_does_not_wedge_later_runs(spark, tmp_path):
+    # Given four transactions whose amounts Spark would cast to inf or NaN, and a backfill folder
+    # next to the dated batches (it sorts after them: 'b' > '2')
+    cfg = _fresh(tmp_path, rows=600, days=3)
+    path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[0]
+    lines = path.read_text().splitlines()
+    poisoned = {}
+    for i, amount in zip(range(1, 8, 2), ("Infinity", "-Infinity", "NaN", "inf")):
+        rec = json.loads(lines[i])
+        rec["amount"] = amount
+        lines[i] = json.dumps(rec)
+        poisoned[rec["txn_id"]] = amount
+    path.write_text("\n".join(lines) + "\n")
+    sorted(cfg.landing_dir.glob("batch-*"))[-1].rename(cfg.landing_dir / "batch-backfill")
+    # When bronze and silver run, and again after one more dated batch arrives
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    first = current_version(spark, cfg.table("silver.transactions"))
+    generate(cfg.landing_dir, seed=21, rows=800, days=4, first_day=3, start_date="2026-06-01")
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    # Then each poisoned amount is quarantined as invalid_type with its value, silver holds only finite amounts
+    held = read_table(spark, cfg.table("quarantine.transactions")).where(
+        F.get_json_object("raw", "$.txn_id").isin(list(poisoned))).collect()
+    assert sorted((r["reason"], r["detail"]) for r in held) == \
+        sorted(("invalid_type", f"amount is not a double: {a}") for a in poisoned.values())
+    silver = read_table(spark, cfg.table("silver.transactions"))
+    assert silver.where(F.col("txn_id").isin(list(poisoned))).count() == 0
+    assert silver.where(F.isnan("amount") | (F.abs("amount") == float("inf"))).count() == 0
+    # and both runs wrote silver: the backfill's rows under their folder's name, then the new day's
+    assert current_version(spark, cfg.table("silver.transactions")) > first
+    assert silver.where(F.col("_batch_id") == "batch-backfill").count() > 0
+    assert silver.where(F.col("_batch_id") == "batch-2026-06-04").count() > 0
+
+
 @pytest.mark.parametrize("policy", ["evolve", "quarantine_batch", "fail"])
 def test_a_new_source_field_follows_the_schema_policy(spark, tmp_path, policy):
     cfg = _fresh(tmp_path, quality={"silver.transactions": {"schema_policy": policy}})
