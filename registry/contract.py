@@ -73,12 +73,45 @@ def signature_columns(schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return numeric, tuple(s.name for s in schema.inputs if s.name not in numeric)
 
 
+COMPLETE = ".complete"  # written last into a model's cache folder: a folder without it is not used
+
+
+def cached_model(name: str, version: int, cache: Path) -> Path:
+    """The model version's artifacts on local disk, downloaded once.
+
+    A download goes to a scratch folder that is marked complete and then renamed into place, so a
+    killed or failed download never leaves a folder that looks like a model; one left by an older
+    download without the mark is fetched again.
+    """
+    import shutil
+    import uuid
+
+    import mlflow
+
+    path = cache / str(version)
+    if (path / COMPLETE).exists():
+        return path
+    scratch = cache / f".{version}.{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True)
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(scratch))
+        (scratch / COMPLETE).touch()
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            scratch.rename(path)
+        except OSError:  # another process put a complete copy there first
+            if not (path / COMPLETE).exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
 def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     """name@alias -> version, run, inputs and the training data version it was trained on.
 
     The model directory is copied under the storage root once, so Spark tasks load it from there.
     """
-    import mlflow
     from mlflow.models import Model
 
     from registry.client import registry_client
@@ -96,10 +129,7 @@ def resolve(cfg: Config, alias: str | None = None) -> ResolvedModel:
     if THRESHOLD not in mv.tags:
         raise ModelNotFound(f"{name} v{mv.version} (@{alias}) has no decision threshold (tag {THRESHOLD})",
                             hint=f"validate it first: tidewater run validate_model --version {mv.version}")
-    path = Path(cfg.root) / "_models" / name / str(mv.version)
-    if not (path / "MLmodel").exists():
-        path.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(path))
+    path = cached_model(name, int(mv.version), Path(cfg.root) / "_models" / name)
     numeric, categorical = signature_columns(Model.load(str(path)).get_input_schema())
     tags = client.get_run(mv.run_id).data.tags
     version = tags.get(TRAINING_SET_VERSION)

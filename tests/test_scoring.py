@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import mlflow.pyfunc
@@ -83,6 +84,29 @@ def test_batch_scores_equal_the_models_in_process_scores_and_the_training_featur
         for f in cfg.training.numeric_features:
             seen, trained = row["inputs_numeric"][f], row[f]
             assert (seen is None and trained is None) or seen == pytest.approx(float(trained), abs=1e-9), (row["txn_id"], f)
+
+
+def test_a_model_download_that_stopped_half_way_is_fetched_again_not_loaded(spark, demo_lake):
+    from registry.contract import COMPLETE, resolve
+
+    cfg = demo_lake.cfg
+    model = resolve(cfg)
+    cached = Path(model.path)
+    assert (cached / COMPLETE).exists()
+    # Given the cache folder a killed download leaves: the MLmodel file, not the weights
+    for entry in cached.iterdir():
+        if entry.name != "MLmodel":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    # When the model is resolved again
+    again = resolve(cfg)
+    # Then it is downloaded afresh and complete, and scores what batch scoring recorded for it
+    assert again.path == model.path and (cached / COMPLETE).exists()
+    assert not [p for p in cached.parent.iterdir() if p.name.startswith(".")]  # no scratch folder left
+    predictions = (read_table(spark, cfg.table("gold.predictions")).where(F.col("model_version") == again.version)
+                   .orderBy("txn_id").limit(50).toPandas())
+    loaded = mlflow.pyfunc.load_model(again.path)
+    np.testing.assert_allclose(np.asarray(loaded.predict(inputs_frame(predictions, loaded))),
+                               predictions["score"].to_numpy(), rtol=0, atol=SCORE_TOLERANCE)
 
 
 def test_batch_rerun_and_date_range_rescore_add_no_rows(spark, demo_lake):
