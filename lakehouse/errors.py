@@ -43,6 +43,10 @@ class SetupIncomplete(TidewaterError):
     """Something `make setup` provides (the Delta jars, the environment) is missing."""
 
 
+class AlreadyRunning(TidewaterError):
+    """Another run of a job that must not overlap holds its lock (lakehouse.locks)."""
+
+
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w+(?:Error|Exception)): (.+)$")
 _WRAPPERS = {"StreamingQueryException", "Py4JJavaError", "PythonException", "SparkException"}
 

@@ -46,19 +46,22 @@ def stream():
 @one_line_errors
 def start(alias, root, env):
     """Start score_stream --continuous in the background (logs under <root>/streams/score_stream)."""
+    from lakehouse.locks import exclusive
+
     cfg, pid_file, _, log_file = _paths(env, root)
-    if pid_file.exists() and _pid_alive(int(pid_file.read_text())):
-        raise click.ClickException(f"already running (pid {pid_file.read_text().strip()}); "
-                                   "`tidewater stream stop` first")
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "lakehouse.cli", "run", "score_stream", "--continuous", "--root", str(cfg.root)]
-    if env:
-        cmd += ["--env", env]
-    if alias:
-        cmd += ["--alias", alias]
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    pid_file.write_text(str(proc.pid))
+    with exclusive(cfg, "stream_start", doing="starting the stream"):  # check and spawn as one step
+        if pid_file.exists() and _pid_alive(int(pid_file.read_text())):
+            raise click.ClickException(f"already running (pid {pid_file.read_text().strip()}); "
+                                       "`tidewater stream stop` first")
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "lakehouse.cli", "run", "score_stream", "--continuous", "--root", str(cfg.root)]
+        if env:
+            cmd += ["--env", env]
+        if alias:
+            cmd += ["--alias", alias]
+        with open(log_file, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pid_file.write_text(str(proc.pid))
     click.echo(f"score_stream started (pid {proc.pid}); log: {log_file}")
 
 

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from conftest import DEMO_DAYS, DEMO_ENV, DEMO_ROWS, conf_env
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
+from lakehouse.errors import AlreadyRunning
 from lakehouse.generator import generate
 from lakehouse.lineage import lineage_rows
 from lakehouse.lineage_graph import upstream_chain
@@ -29,7 +30,7 @@ from monitoring.deployment_review import RouteStats, review_deployment, verdict
 from registry.deployments import record_deployments
 from registry.rollout import stop_rollout
 from scoring.routing import canary_bucket
-from training.continuous import AlreadyRunning, continuous_training
+from training.continuous import continuous_training
 from training.job import train as train_job
 
 REVIEW = load_config("local").deployment.review

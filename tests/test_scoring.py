@@ -24,6 +24,7 @@ from scipy.spatial.distance import jensenshannon
 
 from conftest import DRIFT_FROM_DAY
 from lakehouse.config import DriftConf
+from lakehouse.errors import AlreadyRunning
 from lakehouse.model_store import tracking_uri
 from lakehouse.tables import read_table
 from features.maturity import first_mature_day, mature
@@ -176,9 +177,17 @@ def test_a_killed_stream_restarts_with_exactly_one_prediction_per_transaction(sp
     both = stream.join(batch, "txn_id").select(F.max(F.abs(F.col("score") - F.col("batch_score"))).alias("gap"),
                                                F.count("*").alias("n")).first()
     assert both["n"] == silver.count() and both["gap"] <= SCORE_TOLERANCE
-    # and the CLI can stop a running stream cleanly
-    subprocess.run([*cli, "start", *common], env=env, check=True)
+    # and of two starts at once exactly one starts a stream; a stream beside it is refused
+    starts = [subprocess.Popen([*cli, "start", *common], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True) for _ in range(2)]
+    replies = [p.communicate(timeout=120) for p in starts]
+    assert sorted(p.returncode == 0 for p in starts) == [False, True]
+    refused = next(err for p, (_, err) in zip(starts, replies) if p.returncode)
+    assert "already running" in refused or "another stream_start run" in refused
     _wait_for(lambda: status().get("state") == "running" and status()["running"], 120, "the restarted stream")
+    with pytest.raises(AlreadyRunning, match="another score_stream run"):
+        score_stream(spark, cfg, args())
+    # and the CLI can stop a running stream cleanly
     stopped = subprocess.run([*cli, "stop", *common], env=env, check=True, capture_output=True, text=True).stdout
     assert "stopped" in stopped and not status()["running"]
 

@@ -14,11 +14,7 @@ canary rollout is live (review_deployment decides that one first).
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
@@ -26,9 +22,9 @@ from pyspark.sql import functions as F
 from lakehouse.cli_options import option
 from lakehouse.config import Config
 from lakehouse.console import progress
-from lakehouse.errors import TidewaterError
 from lakehouse.job_runner import find_job, job
 from lakehouse.lineage import JobRun
+from lakehouse.locks import exclusive
 from lakehouse.model_store import alias_version, model_asset
 from lakehouse.schemas import spark_schema
 from lakehouse.tables import append_rows
@@ -43,10 +39,6 @@ TRIGGERS = "meta.training_triggers"
 LABELS, TRANSACTIONS = "silver.labels", "silver.transactions"
 DRIFT_EVENTS, PERFORMANCE = "meta.drift_events", "gold.model_performance"
 OVERALL = "__all__"  # detect_drift's slice of every row
-
-
-class AlreadyRunning(TidewaterError):
-    """Another continuous_training run holds the lock."""
 
 
 @dataclass
@@ -70,29 +62,6 @@ class TrainingTrigger:
     new_version: int | None
     run_id: str
     actor: str = field(default="")
-
-
-@contextmanager
-def single_run(cfg: Config) -> Iterator[None]:
-    """An exclusive lock under the storage root for the whole run (released when the process dies too)."""
-    path = cfg.root / "_locks" / "continuous_training.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise AlreadyRunning(f"another continuous_training run ({holder}) is deciding or deploying",
-                                 hint="wait for it to finish, then rerun; nothing was changed") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def schedule_trigger(run: JobRun, champion) -> Trigger:
@@ -221,7 +190,7 @@ def _plan(run: JobRun, args) -> dict[str, int | None]:
      skip_unchanged=False)  # the schedule trigger fires on time alone
 def continuous_training(run: JobRun, args) -> None:
     cfg = run.cfg
-    with single_run(cfg):
+    with exclusive(cfg, "continuous_training", doing="deciding or deploying"):
         champion = alias_version(cfg, contract.CHAMPION)
         run.uses(model_asset(cfg), champion)
         now = dt.datetime.now(dt.timezone.utc)
