@@ -7,14 +7,16 @@ so build the Delta-enabled session first (lakehouse.session.build_session).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 from lakehouse.config import Config, FeatureViewConf
+from lakehouse.errors import TidewaterError
 from features.compute import EVENT_TIME
-
 
 
 def _quiet_feast() -> None:
@@ -39,7 +41,8 @@ def repo_config(cfg: Config):
     _quiet_feast()
     base = feast_dir(cfg)
     if cfg.features.online_store == "redis":
-        connection = cfg.features.redis_url
+        timeout = cfg.features.redis_timeout_seconds
+        connection = f"{cfg.features.redis_url},socket_timeout={timeout},socket_connect_timeout={timeout}"
         if os.environ.get(REDIS_PASSWORD_ENV):
             connection += f",password={os.environ[REDIS_PASSWORD_ENV]}"
         online = RedisOnlineStoreConfig(connection_string=connection)
@@ -93,10 +96,33 @@ def view_for_entity(cfg: Config, key: str) -> tuple[str, FeatureViewConf]:
     raise ConfigError(f"no feature view is keyed by {key!r}", hint=f"entity keys: {keys}")
 
 
+class OnlineStoreUnavailable(TidewaterError):
+    """The online store did not answer: the lookup or materialization stopped, nothing half-written is used."""
+
+
+@contextlib.contextmanager
+def online_store_errors(cfg: Config) -> Iterator[None]:
+    """A Redis that is down or stopped answering becomes one line with a hint, not a hang or a trace."""
+    try:
+        yield
+    except Exception as err:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeout
+
+        if cfg.features.online_store != "redis" or not isinstance(err, (RedisConnectionError, RedisTimeout)):
+            raise
+        raise OnlineStoreUnavailable(
+            f"the online store (Redis at {cfg.features.redis_url}) did not answer "
+            f"(timeout {cfg.features.redis_timeout_seconds:g}s a try): {err}",
+            hint="is redis-server running and reachable? (features.redis_url, features.redis_timeout_seconds); "
+                 "materialize_online refills it once it answers") from None
+
+
 def online_features(cfg: Config, key: str, values: list[str], features: list[str] | None = None,
                     store=None) -> dict[str, list]:
     """Latest online values for entities (the lookup scoring code uses): {column: [values...]}."""
     name, view = view_for_entity(cfg, key)
     refs = [f"{name}:{f}" for f in features] if features else feature_refs(cfg, [name])
     store = store or feature_store(cfg, apply=False)
-    return store.get_online_features(features=refs, entity_rows=[{key: v} for v in values]).to_dict()
+    with online_store_errors(cfg):
+        return store.get_online_features(features=refs, entity_rows=[{key: v} for v in values]).to_dict()

@@ -172,6 +172,8 @@ class FeaturesConf(_Strict):
     views: dict[str, FeatureViewConf] = {}
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "127.0.0.1:6379"
+    # A Redis that stops answering fails a lookup or a materialization after this long, never hangs it.
+    redis_timeout_seconds: float = Field(5.0, gt=0)
     # Training and scoring use rows this many days after the history starts (None: the longest window).
     mature_after_days: int | None = Field(None, ge=0)
 

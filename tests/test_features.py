@@ -1,10 +1,13 @@
 """Feature store: point-in-time correctness, no training/serving skew, idempotent reruns, both online stores."""
 
 import datetime as dt
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 
 import pytest
 from pyspark.sql import functions as F
@@ -13,7 +16,7 @@ from conftest import run_pipeline
 from features.compute import feature_rows
 from features.offline import compute_features
 from features.online import materialize_online
-from features.store import feature_store, online_features
+from features.store import OnlineStoreUnavailable, feast_dir, feature_store, online_features
 from features.maturity import HistoryTooShort
 from features.training_set import build_training_set
 from lakehouse.config import load_config
@@ -134,8 +137,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@dataclass
+class RedisServer:
+    url: str
+    proc: subprocess.Popen
+
+
 @pytest.fixture
-def redis_url():
+def redis_server():
     server = shutil.which("redis-server")
     if server is None:
         pytest.fail("redis-server is not installed: `make setup` installs it (Debian package redis-server)")
@@ -147,7 +156,7 @@ def redis_url():
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
+    yield RedisServer(f"127.0.0.1:{port}", proc)
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -157,7 +166,7 @@ def redis_url():
 def test_reruns_do_not_duplicate_and_new_data_reaches_the_online_store(spark, tmp_path, store, request):
     overrides = {"features": {"online_store": store}}
     if store == "redis":
-        overrides["features"]["redis_url"] = request.getfixturevalue("redis_url")
+        overrides["features"].update(redis_url=request.getfixturevalue("redis_server").url, redis_timeout_seconds=1)
     cfg = load_config("local", root=tmp_path, overrides=overrides)
     generate(cfg.landing_dir, seed=31, rows=600, days=2, start_date="2026-07-01")
     run_pipeline(spark, cfg)
@@ -183,3 +192,28 @@ def test_reruns_do_not_duplicate_and_new_data_reaches_the_online_store(spark, tm
     assert newest["event_time"].date() == dt.date(2026, 7, 3)
     after = online_features(cfg, "customer_id", [customer])["txn_count_7d"][0]
     assert after == newest["txn_count_7d"] and after != before
+    # When the online store is lost (its SQLite file deleted, Redis flushed), then the next
+    # materialization refills it, though no offline table changed
+    if store == "redis":
+        import redis
+        host, port = cfg.features.redis_url.split(":")
+        redis.Redis(host=host, port=int(port)).flushall()
+    else:
+        (feast_dir(cfg) / "online.db").unlink()
+    materialize_online(spark, cfg)
+    assert online_features(cfg, "customer_id", [customer])["txn_count_7d"][0] == after
+    if store == "redis":
+        # When Redis stops answering (SIGSTOP: its socket stays open, no reply comes)
+        server = request.getfixturevalue("redis_server")
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(OnlineStoreUnavailable, match=r"did not answer \(timeout 1s a try\)"):
+                online_features(cfg, "customer_id", [customer])
+            waited = time.monotonic() - started
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        # Then the lookup fails in bounded time (redis-py tries 4 times with backoff), not never,
+        # and answers again once Redis does
+        assert waited < 30
+        assert online_features(cfg, "customer_id", [customer])["txn_count_7d"][0] == after
