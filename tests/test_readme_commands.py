@@ -1,24 +1,24 @@
 """Every `tidewater` command the README shows works on the lakehouse the demo leaves behind.
 
 Lines of ```bash blocks run for real (optional `[...]` parts dropped, placeholders filled from the
-demo root); commands the prose names inline must exist: their `--help` runs.
+demo root); commands the prose names inline must exist: their `--help` runs. They run through the
+`tidewater` command group in this process (the test session's Spark, as the demo's own jobs do): a
+command's own start-up as a separate process is what tests/test_cli.py checks, once per kind.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from lakehouse.tables import read_table
 
 PROJECT = Path(__file__).resolve().parent.parent
-TIDEWATER = str(Path(sys.executable).parent / "tidewater")
 # Not run for real: the demo itself (the fixture ran it), a server, a background process, another cluster.
 NOT_RUN = (re.compile(r"^tidewater demo\b"), re.compile(r"^tidewater mlflow-ui\b"),
            re.compile(r"^tidewater stream start\b"), re.compile(r"--env cluster"))
@@ -59,8 +59,21 @@ def command_path(command: str) -> list[str]:
     return out
 
 
-def tw(args: list[str], env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([TIDEWATER, *args], capture_output=True, text=True, env=env, cwd=PROJECT, timeout=600)
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tw(args: list[str], env: dict) -> Done:
+    """`tidewater ARGS` with these environment variables, exit status and output as a user sees them."""
+    from lakehouse import cli
+
+    if not cli.cli.commands.keys() >= {"models", "features"}:
+        cli._add_plugin_commands()
+    result = CliRunner(env=env).invoke(cli.cli, args, prog_name="tidewater")
+    return Done(result.exit_code, result.stdout, result.stderr)
 
 
 @pytest.mark.slow
@@ -70,7 +83,7 @@ def test_every_readme_command_runs_after_the_demo(spark, demo_lake):
     assert len(runnable) >= 15 and any("lineage --txn" in c for c in runnable)
     cfg = demo_lake.cfg
     placeholders = {"TXN_ID": read_table(spark, cfg.table("gold.predictions")).orderBy("txn_id").first()["txn_id"]}
-    env = {**os.environ, "TIDEWATER_CONF_DIR": str(demo_lake.conf_dir), "TIDEWATER_ENV": demo_lake.env,
+    env = {"TIDEWATER_CONF_DIR": str(demo_lake.conf_dir), "TIDEWATER_ENV": demo_lake.env,
            "TIDEWATER_ROOT": str(demo_lake.root)}
     failures = []
     for command in runnable:
