@@ -225,11 +225,16 @@ def _add_plugin_commands() -> None:
         cli.add_command(ep.load(), name=ep.name)
 
 
-def main() -> None:
+def prepared() -> click.Group:
+    """The full `tidewater` group, logging as a terminal user gets it (main's set-up, also for tests)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     configure_logging()
-    _add_plugin_commands()
-    cli(prog_name="tidewater")
+    _add_plugin_commands()  # idempotent: a name added again replaces itself
+    return cli
+
+
+def main() -> None:
+    prepared()(prog_name="tidewater")
 
 
 if __name__ == "__main__":

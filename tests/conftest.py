@@ -99,6 +99,24 @@ def demo_lake(spark, tmp_path_factory) -> Scenario:
 
 
 @dataclass
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def tidewater_in_process(args: list[str], env: dict[str, str] | None = None) -> CommandResult:
+    """`tidewater ARGS` through its command group in this process (this session's Spark), with these
+    environment variables: exit status and output as a user sees them, without a JVM start per command."""
+    from click.testing import CliRunner
+
+    from lakehouse.cli import prepared
+
+    result = CliRunner(env=env).invoke(prepared(), args, prog_name="tidewater")
+    return CommandResult(result.exit_code, result.stdout, result.stderr)
+
+
+@dataclass
 class Lakehouse:
     cfg: Config
     manifest: dict

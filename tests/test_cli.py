@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tidewater_in_process
+
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -87,7 +89,8 @@ def test_tables_sql_and_lineage_read_the_lakehouse(lake):
     assert tree["produced_by"]["job"] == "build_gold"
     assert {n["table"] for n in tree["inputs"]} == {"silver.transactions", "silver.labels"}
 
-    bad = tw("sql", "--root", root, "SELECT * FROM silver.nope")
+    # An error is one line from the command itself (run in this process: no second JVM for it)
+    bad = tidewater_in_process(["sql", "--root", root, "SELECT * FROM silver.nope"])
     assert bad.returncode == 1 and bad.stderr.startswith("error: AnalysisException: [TABLE_OR_VIEW_NOT_FOUND]")
     assert "\tat org.apache" not in bad.stderr
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
+from conftest import tidewater_in_process
 from lakehouse.tables import read_table
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -59,21 +58,8 @@ def command_path(command: str) -> list[str]:
     return out
 
 
-@dataclass
-class Done:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def tw(args: list[str], env: dict) -> Done:
-    """`tidewater ARGS` with these environment variables, exit status and output as a user sees them."""
-    from lakehouse import cli
-
-    if not cli.cli.commands.keys() >= {"models", "features"}:
-        cli._add_plugin_commands()
-    result = CliRunner(env=env).invoke(cli.cli, args, prog_name="tidewater")
-    return Done(result.exit_code, result.stdout, result.stderr)
+def tw(args: list[str], env: dict):
+    return tidewater_in_process(args, env)
 
 
 @pytest.mark.slow
