@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from lakehouse.landing import complete_file, part_path
 
 DEFECT_TYPES = ("malformed", "wrong_type", "null_key", "negative_amount", "duplicate_txn_id",
                 "late_event", "unknown_currency")
@@ -123,6 +126,7 @@ class _LabelMailbox:
         self._files: dict[int, object] = {}
         for day in range(first_day, days):  # a rerun into the same folder starts these files afresh
             self._path(day).unlink(missing_ok=True)
+            part_path(self._path(day)).unlink(missing_ok=True)
 
     def _path(self, day: int) -> Path:
         return self.out / f"batch-{(self.start + dt.timedelta(days=day)).isoformat()}" / "labels.jsonl"
@@ -133,7 +137,7 @@ class _LabelMailbox:
             return
         if due_day not in self._files:
             self._path(due_day).parent.mkdir(parents=True, exist_ok=True)
-            self._files[due_day] = open(self._path(due_day), "a")
+            self._files[due_day] = open(part_path(self._path(due_day)), "a")  # renamed in place at close_day
         self._files[due_day].write(line + "\n")
         self.delivered[due_day] = self.delivered.get(due_day, 0) + 1
 
@@ -142,6 +146,7 @@ class _LabelMailbox:
         f = self._files.pop(day, None)
         if f is not None:
             f.close()
+            os.replace(part_path(self._path(day)), self._path(day))
         else:
             self._path(day).touch()
 
@@ -215,12 +220,12 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
             man.customer_changes += len(changed)
             segment[changed] = drng.integers(0, len(SEGMENTS), len(changed))
             city[changed] = drng.integers(0, len(CITIES), len(changed))
-        with open(batch / "customers.csv", "w") as f:
+        with complete_file(batch / "customers.csv") as f:
             f.write(CUSTOMER_HEADER + "\n")
             for i in changed:
                 f.write(_customer_row(pop, int(i), int(segment[i]), int(city[i]), updated_at) + "\n")
         if day == first:
-            with open(batch / "merchants.csv", "w") as f:
+            with complete_file(batch / "merchants.csv") as f:
                 f.write(MERCHANT_HEADER + "\n")
                 for m in range(pop.n_merchants):
                     f.write(f"{_merchant_id(m)},Merchant {m},{CATEGORIES[pop.merchant_cat[m]]},"
@@ -232,7 +237,7 @@ def generate(out_dir: str | Path, *, seed: int = 42, rows: int = 20000, days: in
         # A duplicate is resent in the next batch (the last batch repeats its own).
         lines += resent + (carried_duplicates if day == total - 1 else [])
         man.transactions_written += len(lines)
-        with open(batch / "transactions.jsonl", "w") as f:
+        with complete_file(batch / "transactions.jsonl") as f:
             f.writelines(line + "\n" for line in lines)
         labels.close_day(day)
         man.batches.append(batch.name)

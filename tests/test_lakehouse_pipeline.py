@@ -62,7 +62,7 @@ def test_late_events_are_kept_in_silver(spark, lake):
 
 def test_bronze_keeps_raw_payload_and_where_it_came_from(spark, lake):
     bronze = read_table(spark, lake.cfg.table("bronze.transactions_raw"))
-    assert set(bronze.columns) == {"raw", "_source_file", "_batch_id", "_ingested_at"}
+    assert set(bronze.columns) == {"raw", "_source_file", "_batch_id", "_ingested_at", "_file_size", "_file_modified"}
     files = {r[0].rsplit("/", 2)[-2] for r in bronze.select("_source_file").distinct().collect()}
     assert files == set(lake.manifest["batches"])
     customers = read_table(spark, lake.cfg.table("bronze.customers_raw"))
