@@ -254,12 +254,14 @@ def hmac_sha256(col: str, key: bytes) -> str:
     return f"sha256(unhex('{opad}') || unhex(sha256(unhex('{ipad}') || encode({col}))))"
 
 
-def structural_rules(rules: EntityRules, shape: dict[str, str]) -> list[tuple[str, str, str]]:
-    """refine's rules in its order (lakehouse/refine.py `refine`), after the schema screen's files."""
-    screened = []
+def structural_rules(rules: EntityRules, shape: dict[str, str], max_chars: int) -> list[tuple[str, str, str]]:
+    """refine's rules in its order (lakehouse/refine.py `refine`), after oversized lines and the schema
+    screen's files."""
+    screened = [("oversized_record", f"length(raw) > {max_chars}",
+                 f"length(raw) || {_lit(f' characters; a record holds at most {max_chars}')}")]
     if shape:
         details = " ".join(f"WHEN {_lit(f)} THEN {_lit(d)}" for f, d in shape.items())
-        screened = [("schema_change", f"_source_file IN ({', '.join(map(_lit, shape))})",
+        screened += [("schema_change", f"_source_file IN ({', '.join(map(_lit, shape))})",
                      f"CASE _source_file {details} END")]
     key_missing = " OR ".join(f"{k} IS NULL OR trim({k}) = ''" for k in rules.key)
     return [*screened,
@@ -289,7 +291,7 @@ def refine_sql(entity: str, rules: EntityRules, cfg: Config, checks: list[CheckC
     """Every bronze row typed and PII-hashed, with the first reason it is refused (NULL: kept) and
     `_valid` (it passed refine's structural rules, so the gate's row checks saw it)."""
     typed = {f: typed_sql(f, kind) for f, kind in rules.types.items()}
-    reason, detail = first_broken(structural_rules(rules, shape))
+    reason, detail = first_broken(structural_rules(rules, shape, cfg.sources[entity].max_record_chars))
     keep = [f"_t_{f} AS {f}" if f in typed else f for f in rules.fields
             if f not in rules.dropped and f not in rules.hashed]
     hashed = [f"{hmac_sha256(f, pii_key(cfg))} AS {token}" for f, token in rules.hashed.items()]

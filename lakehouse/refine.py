@@ -43,6 +43,19 @@ def typed(col: Column, kind: str) -> Column:
     return value
 
 
+def within_limit(bronze: DataFrame, max_chars: int) -> DataFrame:
+    """Bronze lines short enough to parse."""
+    return bronze.where(F.coalesce(F.length("raw"), F.lit(0)) <= max_chars)
+
+
+def oversized(bronze: DataFrame, max_chars: int) -> DataFrame:
+    """Quarantine rows for lines longer than `max_chars`: a 50 MB line is refused before any parser sees it."""
+    return bronze.where(F.length("raw") > max_chars).select(
+        "raw", F.lit("oversized_record").alias("reason"),
+        F.format_string(f"%d characters; a record holds at most {max_chars}", F.length("raw")).alias("detail"),
+        *META_COLUMNS)
+
+
 def parse_lines(bronze: DataFrame, rules: EntityRules) -> DataFrame:
     """Raw lines -> one string column per field plus `_malformed`."""
     string_schema = T.StructType([T.StructField(f, T.StringType()) for f in rules.fields])

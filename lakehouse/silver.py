@@ -28,7 +28,7 @@ from lakehouse.pii import pii_key
 from lakehouse.gates import SchemaScreen, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
-                              EntityRules, refine, with_amount_eur)
+                              EntityRules, oversized, refine, with_amount_eur, within_limit)
 from lakehouse.tables import commit_metrics, create_if_missing, current_version
 
 JOB = "refine_silver"
@@ -148,14 +148,17 @@ class EntityRefiner:
         """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record."""
         batch = batch.persist()
         gate, run_id, rules = quality_gate(), self.run.run_id, self.rules
+        max_chars = self.cfg.sources[self.entity].max_record_chars
         try:
-            screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, batch, fields=rules.fields,
+            parsable = within_limit(batch, max_chars)
+            screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, parsable, fields=rules.fields,
                                          types=rules.types, job=self.run.job, run_id=run_id,
                                          batch_id=str(batch_id))
-                      if rules.format == "json" else SchemaScreen(passed=batch, quarantined=None))
+                      if rules.format == "json" else SchemaScreen(passed=parsable, quarantined=None))
             if screen.new_fields:
                 rules = dataclasses.replace(rules, fields=rules.fields + screen.new_fields)
             valid, rejected = refine(screen.passed, rules, self.key)
+            rejected = rejected.unionByName(oversized(batch, max_chars))
             if screen.quarantined is not None:
                 rejected = rejected.unionByName(screen.quarantined)
             valid = self.derive(valid).persist()

@@ -140,6 +140,30 @@ def test_non_finite_amounts_are_quarantined_and_an_undated_folder_does_not_wedge
     assert silver.where(F.col("_batch_id") == "batch-2026-06-04").count() > 0
 
 
+def test_an_oversized_line_is_quarantined_unparsed_and_nothing_else_is_lost(spark, tmp_path):
+    # Given a transactions file with one line far longer than the source allows (a 100 KB field)
+    cfg = _fresh(tmp_path, rows=300, days=2, sources={"transactions": {"max_record_chars": 20_000}})
+    man = json.loads((cfg.landing_dir / "_manifest.json").read_text())
+    path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[-1]
+    rec = json.loads(path.read_text().splitlines()[0]) | {"txn_id": "T_OVERSIZED", "merchant_category": "x" * 100_000}
+    line = json.dumps(rec)
+    path.write_text(path.read_text() + line + "\n")
+    # When bronze and silver run
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    # Then it is quarantined as oversized, with its length, and never reaches silver
+    held = read_table(spark, cfg.table("quarantine.transactions")).where(
+        F.col("raw").startswith('{"txn_id": "T_OVERSIZED"')).collect()
+    assert [(r["reason"], r["detail"]) for r in held] == \
+        [("oversized_record", f"{len(line)} characters; a record holds at most 20000")]
+    silver = read_table(spark, cfg.table("silver.transactions"))
+    assert silver.where(F.col("txn_id") == "T_OVERSIZED").count() == 0
+    # and every bronze row is accounted for
+    bronze = read_table(spark, cfg.table("bronze.transactions_raw")).count()
+    quarantined = read_table(spark, cfg.table("quarantine.transactions")).count()
+    assert bronze == silver.count() + quarantined + man["expected"]["duplicate_transactions"]
+
+
 @pytest.mark.parametrize("policy", ["evolve", "quarantine_batch", "fail"])
 def test_a_new_source_field_follows_the_schema_policy(spark, tmp_path, policy):
     cfg = _fresh(tmp_path, quality={"silver.transactions": {"schema_policy": policy}})
