@@ -6,7 +6,9 @@ that changed after it was ingested is quarantined whole, with a reason, rather t
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
+from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -18,7 +20,7 @@ from lakehouse.cli_options import option
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.quarantine import append_quarantine
-from lakehouse.tables import commit_metrics, current_version, read_table
+from lakehouse.tables import commit_metrics, read_table
 
 # The file source skips files more than `maxFileAge` older than the newest it has seen (a week by
 # default): a backfill copied with its original times would be dropped in silence. Ingest takes every
@@ -49,6 +51,7 @@ def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, 
     run.writing(src.bronze)
     lines = spark.readStream.format("text").option("maxFileAge", MAX_FILE_AGE).load(str(landing / "*" / src.file_glob))
     query = (with_ingest_metadata(lines, src).writeStream.format("delta")
+             .option("mergeSchema", "true")  # bronze written before _file_size/_file_modified gains them
              .queryName(f"{run.job}_{name}")
              .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, name)))
              .trigger(availableNow=True).start(ref.path))
@@ -61,41 +64,68 @@ def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, 
     return rows
 
 
+def _ms(stamp) -> int:
+    return round(stamp.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _recorded(spark: SparkSession, cfg: Config, table: str, columns: list[str]) -> list[dict]:
+    """A few columns of every row, read in Python (delta-rs) where it can: no Spark job per ingest."""
+    from lakehouse import delta_reader
+
+    try:
+        return delta_reader.read_rows(cfg, table, columns=columns)
+    except delta_reader.NeedsSpark:
+        return [r.asDict() for r in read_table(spark, cfg.table(table)).select(*columns).collect()]
+
+
+def changed_files(spark: SparkSession, cfg: Config, landing: Path, src: SourceConf) -> list[tuple[str, str]]:
+    """(file as bronze names it, what changed) for landing files whose size or time differ from when
+    ingest read them. The landing folder is listed here; bronze's record of each file is read in Python."""
+    seen: dict[str, list[dict]] = {}
+    for r in _recorded(spark, cfg, src.bronze, ["_source_file", "_file_size", "_file_modified"]):
+        if r.get("_file_size") is not None:  # rows ingested before bronze recorded sizes have none
+            seen.setdefault(unquote(r["_source_file"].removeprefix("file:")), []).append(r)
+    out = []
+    for path in sorted(landing.glob(f"*/{src.file_glob}")):
+        records = seen.get(str(path.resolve()))
+        if not records:
+            continue  # not ingested yet: the stream takes it
+        st = path.stat()
+        size, ms = st.st_size, st.st_mtime_ns // 1_000_000
+        if any(r["_file_size"] == size and _ms(r["_file_modified"]) == ms for r in records):
+            continue
+        r = records[-1]
+        out.append((r["_source_file"], f"ingested at {r['_file_size']} bytes ({_when(_ms(r['_file_modified']))}); "
+                                       f"now {size} bytes ({_when(ms)})"))
+    return out
+
+
 def quarantine_changed_files(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, name: str,
                              src: SourceConf) -> int:
     """Files whose size or time differ from when they were ingested: their whole content, once, to
     quarantine.<entity> with reason landing_file_changed. Bronze keeps what it read; nothing is read twice."""
-    ref = cfg.table(src.bronze)
     if run.outputs[src.bronze][-1] is None:
         return 0
-    listed = (spark.read.format("binaryFile").load(str(landing / "*" / src.file_glob))
-              .select(F.col("path").alias("_source_file"), F.col("length").alias("size"),
-                      F.col("modificationTime").alias("modified")))
-    ingested = (read_table(spark, ref).where(F.col("_file_size").isNotNull())
-                .select("_source_file", "_file_size", "_file_modified").distinct())
-    changed = (listed.join(ingested, "_source_file")
-               .where((F.col("size") != F.col("_file_size")) | (F.col("modified") != F.col("_file_modified")))
-               .select("_source_file", F.format_string("ingested at %d bytes (%s); now %d bytes (%s)",
-                                                       "_file_size", F.col("_file_modified").cast("string"),
-                                                       "size", F.col("modified").cast("string")).alias("detail"))
-               .collect())
+    changed = changed_files(spark, cfg, landing, src)
     if not changed:
         return 0
     target = f"quarantine.{name}"
-    done = set()
-    if current_version(spark, cfg.table(target)) is not None:
-        done = {(r["_source_file"], r["detail"]) for r in read_table(spark, cfg.table(target))
-                .where(F.col("reason") == CHANGED).select("_source_file", "detail").distinct().collect()}
-    todo = [r for r in changed if (r["_source_file"], r["detail"]) not in done]
-    for r in todo:
-        rows = (with_ingest_metadata(spark.read.format("text").load(r["_source_file"]), src)
-                .withColumn("reason", F.lit(CHANGED)).withColumn("detail", F.lit(r["detail"])))
+    done = {(r["_source_file"], r["detail"]) for r in _recorded(spark, cfg, target, ["_source_file", "reason", "detail"])
+            if r.get("reason") == CHANGED}
+    todo = [(file, detail) for file, detail in changed if (file, detail) not in done]
+    for file, detail in todo:
+        rows = (with_ingest_metadata(spark.read.format("text").load(file), src)
+                .withColumn("reason", F.lit(CHANGED)).withColumn("detail", F.lit(detail)))
         run.writing(target)
         append_quarantine(spark, cfg, f"silver.{name}", rows, run_id=run.run_id, source_table=src.bronze)
         run.wrote(target)
-        progress(f"{run.job}: {name}: {r['_source_file']} changed after it was ingested ({r['detail']}): "
-                 f"its whole content is in {target} (reason {CHANGED}); land a corrected file under a new "
-                 f"name, or `tidewater quarantine replay silver.{name} --reason {CHANGED}`")
+        progress(f"{run.job}: {name}: {file} changed after it was ingested ({detail}): its whole content "
+                 f"is in {target} (reason {CHANGED}); land a corrected file under a new name, or "
+                 f"`tidewater quarantine replay silver.{name} --reason {CHANGED}`")
     run.count(f"{name}_changed_files", len(todo))
     return len(todo)
 

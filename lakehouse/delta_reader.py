@@ -133,8 +133,10 @@ def arrow_rows(rows, where: Callable | None = None) -> list[dict]:
     return rows.cast(plain).to_pylist(maps_as_pydicts="strict")
 
 
-def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dict]:
-    """The table's current rows as dicts; `where(arrow_table)` gives a boolean mask; [] if not written."""
+def read_rows(cfg: Config, name: str, where: Callable | None = None,
+              columns: list[str] | None = None) -> list[dict]:
+    """The table's current rows as dicts (only `columns`, if given: a file written before a column
+    existed gives nulls); `where(arrow_table)` gives a boolean mask; [] if not written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -142,8 +144,12 @@ def read_rows(cfg: Config, name: str, where: Callable | None = None) -> list[dic
     if table is None:
         return []
     if _scanned(name, table):
-        return arrow_rows(_scan(table), where)
-    parts = [_plain(pq.ParquetFile(uri.removeprefix("file://")).read()) for uri in table.file_uris()]
+        return arrow_rows(_scan(table, f"SELECT {', '.join(columns)} FROM t" if columns else "SELECT * FROM t"), where)
+    parts = []
+    for uri in table.file_uris():
+        file = pq.ParquetFile(uri.removeprefix("file://"))
+        parts.append(_plain(file.read(columns=[c for c in columns if c in file.schema_arrow.names]
+                                      if columns else None)))
     if not parts:
         return []
     return arrow_rows(pa.concat_tables(parts, promote_options="permissive"), where)  # older files may lack newer columns
