@@ -42,9 +42,11 @@ print("done", flush=True)
 
 
 class SlowCopy:
-    """A second process copying `source` to `target` in two halves, paused in between."""
+    """A second process copying one day's transactions file from `later` into landing, in two halves."""
 
-    def __init__(self, target: Path, source: Path, half: int, part: bool):
+    def __init__(self, cfg, later: Path, day: str, half: int, part: bool):
+        source = later / f"batch-{day}" / "transactions.jsonl"
+        self.target = target = cfg.landing_dir / f"batch-{day}" / "transactions.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-c", SLOW_COPY, str(target), str(source), str(half),
                                       *(["--part"] if part else [])],
@@ -92,10 +94,9 @@ def landed(spark, tmp_path):
 @pytest.mark.slow
 def test_a_file_copied_by_the_protocol_is_ingested_whole_only_once_it_is_in_place(spark, landed):
     cfg, later = landed
-    source = later / "batch-2026-08-03" / "transactions.jsonl"
-    target = cfg.landing_dir / "batch-2026-08-03" / "transactions.jsonl"
     # Given a copy under the hidden part name, half done, when ingest runs, then none of it is read
-    copy = SlowCopy(target, source, half=50, part=True)
+    copy = SlowCopy(cfg, later, "2026-08-03", half=50, part=True)
+    target = copy.target
     assert part_path(target).exists() and not target.exists()
     ingest_bronze(spark, cfg)
     assert bronze_lines(spark, cfg, target) == []
@@ -109,10 +110,9 @@ def test_a_file_copied_by_the_protocol_is_ingested_whole_only_once_it_is_in_plac
 @pytest.mark.slow
 def test_a_file_that_grew_after_ingest_is_quarantined_whole_once_and_replays_with_nothing_lost(spark, landed):
     cfg, later = landed
-    source = later / "batch-2026-08-04" / "transactions.jsonl"
-    target = cfg.landing_dir / "batch-2026-08-04" / "transactions.jsonl"
     # Given a copy straight to the final name (against the protocol), paused half way, ingested as it stood
-    copy = SlowCopy(target, source, half=60, part=False)
+    copy = SlowCopy(cfg, later, "2026-08-04", half=60, part=False)
+    target = copy.target
     ingest_bronze(spark, cfg)
     prefix = bronze_lines(spark, cfg, target)
     assert len(prefix) == 60
