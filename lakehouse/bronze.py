@@ -73,13 +73,13 @@ def _when(ms: int) -> str:
 
 
 def _recorded(spark: SparkSession, cfg: Config, table: str, columns: list[str]) -> list[dict]:
-    """A few columns of every row, read in Python (delta-rs) where it can: no Spark job per ingest."""
+    """Each distinct combination of a few columns, read in Python (delta-rs) where it can: no Spark job per ingest."""
     from lakehouse import delta_reader
 
     try:
-        return delta_reader.read_rows(cfg, table, columns=columns)
+        return delta_reader.distinct_rows(cfg, table, columns)
     except delta_reader.NeedsSpark:
-        return [r.asDict() for r in read_table(spark, cfg.table(table)).select(*columns).collect()]
+        return [r.asDict() for r in read_table(spark, cfg.table(table)).select(*columns).distinct().collect()]
 
 
 def changed_files(spark: SparkSession, cfg: Config, landing: Path, src: SourceConf) -> list[tuple[str, str]]:
@@ -87,7 +87,7 @@ def changed_files(spark: SparkSession, cfg: Config, landing: Path, src: SourceCo
     ingest read them. The landing folder is listed here; bronze's record of each file is read in Python."""
     seen: dict[str, list[dict]] = {}
     for r in _recorded(spark, cfg, src.bronze, ["_source_file", "_file_size", "_file_modified"]):
-        if r.get("_file_size") is not None:  # rows ingested before bronze recorded sizes have none
+        if r["_file_size"] is not None:  # rows ingested before bronze recorded sizes have none
             seen.setdefault(unquote(r["_source_file"].removeprefix("file:")), []).append(r)
     out = []
     for path in sorted(landing.glob(f"*/{src.file_glob}")):
@@ -115,7 +115,7 @@ def quarantine_changed_files(spark: SparkSession, cfg: Config, run: JobRun, land
         return 0
     target = f"quarantine.{name}"
     done = {(r["_source_file"], r["detail"]) for r in _recorded(spark, cfg, target, ["_source_file", "reason", "detail"])
-            if r.get("reason") == CHANGED}
+            if r["reason"] == CHANGED}
     todo = [(file, detail) for file, detail in changed if (file, detail) not in done]
     for file, detail in todo:
         rows = (with_ingest_metadata(spark.read.format("text").load(file), src)

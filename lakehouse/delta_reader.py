@@ -133,26 +133,45 @@ def arrow_rows(rows, where: Callable | None = None) -> list[dict]:
     return rows.cast(plain).to_pylist(maps_as_pydicts="strict")
 
 
-def read_rows(cfg: Config, name: str, where: Callable | None = None,
-              columns: list[str] | None = None) -> list[dict]:
-    """The table's current rows as dicts (only `columns`, if given: a file written before a column
-    existed gives nulls); `where(arrow_table)` gives a boolean mask; [] if not written."""
+def _arrow(name: str, table, columns: list[str] | None):
+    """The table's current rows as one Arrow table; with `columns`, only those, a column some (or
+    all) files lack being null there."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = _table(cfg, name)
-    if table is None:
-        return []
     if _scanned(name, table):
-        return arrow_rows(_scan(table, f"SELECT {', '.join(columns)} FROM t" if columns else "SELECT * FROM t"), where)
+        return _scan(table, f"SELECT {', '.join(columns)} FROM t" if columns else "SELECT * FROM t")
     parts = []
     for uri in table.file_uris():
         file = pq.ParquetFile(uri.removeprefix("file://"))
         parts.append(_plain(file.read(columns=[c for c in columns if c in file.schema_arrow.names]
                                       if columns else None)))
     if not parts:
+        return None
+    rows = pa.concat_tables(parts, promote_options="permissive")  # older files may lack newer columns
+    for c in columns or ():
+        if c not in rows.column_names:
+            rows = rows.append_column(c, pa.nulls(len(rows)))
+    return rows
+
+
+def read_rows(cfg: Config, name: str, where: Callable | None = None,
+              columns: list[str] | None = None) -> list[dict]:
+    """The table's current rows as dicts (only `columns`, if given: a file written before a column
+    existed gives nulls); `where(arrow_table)` gives a boolean mask; [] if not written."""
+    table = _table(cfg, name)
+    rows = None if table is None else _arrow(name, table, columns)
+    return [] if rows is None else arrow_rows(rows, where)
+
+
+def distinct_rows(cfg: Config, name: str, columns: list[str]) -> list[dict]:
+    """Each distinct combination of `columns` once, deduplicated in Arrow before any Python object
+    is made (bronze's per-file record: millions of rows, a few hundred combinations)."""
+    table = _table(cfg, name)
+    rows = None if table is None else _arrow(name, table, columns)
+    if rows is None:
         return []
-    return arrow_rows(pa.concat_tables(parts, promote_options="permissive"), where)  # older files may lack newer columns
+    return arrow_rows(_plain(rows).group_by(columns).aggregate([]))  # view types are not every kernel's
 
 
 def table_inventory(cfg: Config) -> list[dict[str, Any]]:

@@ -58,10 +58,6 @@ def command_path(command: str) -> list[str]:
     return out
 
 
-def tw(args: list[str], env: dict):
-    return tidewater_in_process(args, env)
-
-
 @pytest.mark.slow
 def test_every_readme_command_runs_after_the_demo(spark, demo_lake):
     text = (PROJECT / "README.md").read_text()
@@ -78,11 +74,11 @@ def test_every_readme_command_runs_after_the_demo(spark, demo_lake):
                 continue
             for name, value in placeholders.items():
                 line = line.replace(name, value)
-            done = tw(shlex.split(line)[1:], env)
+            done = tidewater_in_process(shlex.split(line)[1:], env)
             if done.returncode != 0 or "Traceback" in done.stderr:
                 failures.append(f"{line}: exit {done.returncode}: {done.stderr.strip()[-400:]}")
     for path in {tuple(command_path(c)) for c in named}:
-        done = tw([*path, "--help"], env)
+        done = tidewater_in_process([*path, "--help"], env)
         if done.returncode != 0 or "Usage:" not in done.stdout:
             failures.append(f"tidewater {' '.join(path)} --help: exit {done.returncode}: {done.stderr.strip()[-400:]}")
     assert not failures, "\n".join(failures)
