@@ -16,9 +16,9 @@ TRAIN_DEFAULTS_STAMP := $(TRAIN_VENV)/.spark-defaults
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train-env demo test jars redis clean-data pack-train-env
+.PHONY: setup train-env demo test jars servers clean-data pack-train-env
 
-setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) redis train-env
+setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) servers train-env
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +39,12 @@ $(JARS_STAMP): pom.xml
 
 jars: $(JARS_STAMP)
 
-# The real Redis server (Debian package) for the Redis online store and its tests.
-redis:
-	@command -v redis-server >/dev/null || { \
+# The real Redis server (Debian package) for the Redis online store and its tests, and Debian's
+# PostgreSQL server for the shared metastore (`tidewater services start metastore`).
+servers:
+	@{ command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server postgresql; }
 
 # spark-submit reads spark-defaults.conf at JVM start: it carries the Delta jars and settings.
 $(SPARK_DEFAULTS_STAMP): $(STAMP) $(JARS_STAMP) lakehouse/session.py

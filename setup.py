@@ -7,12 +7,13 @@ setup(
     version="0.1.0",
     description="Lakehouse ML platform on Apache Spark and Delta Lake",
     python_requires=">=3.11",
-    packages=["lakehouse", "registry", "features", "training", "scoring", "monitoring", "quality"],
+    packages=["lakehouse", "registry", "features", "training", "scoring", "monitoring", "quality", "services"],
     # Exact versions live in constraints.txt (the Makefile says why the key ones are pinned).
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
         "mlflow", "torch", "scipy", "scikit-learn", "matplotlib", "deltalake", "rich", "psutil",
+        "pyhive[hive_pure_sasl]", "apscheduler",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib", "duckdb", "py-spy"],
@@ -35,6 +36,7 @@ setup(
             "review_deployment = monitoring.deployment_review:review_deployment",
             "continuous_training = training.continuous:continuous_training",
         ],
+        "sqlalchemy.dialects": ["sparksql = services.bi_dialect:SparkSqlDialect"],
         "tidewater.gates": ["declared_checks = quality.gates:DeclaredChecksGate"],
         "tidewater.demo_reports": ["online_lookup = features.online:demo_report",
                                    "scoring = scoring.report:demo_report",
@@ -48,6 +50,7 @@ setup(
             "models = training.cli:models",
             "stream = scoring.cli:stream",
             "drift = monitoring.cli:drift",
+            "services = services.cli:services",
         ],
     },
 )

@@ -33,6 +33,14 @@ def register_table(spark: SparkSession, ref: TableRef) -> None:
     _registered[ref.name] = ref.path
 
 
+def register_written(spark: SparkSession, cfg: Config, names) -> None:
+    """Name the configured tables a job wrote in a shared (hive) catalog, for every other client to see."""
+    configured = set(cfg.table_names())
+    for name in names:
+        if name in configured and delta_exists(cfg.table(name).path):
+            register_table(spark, cfg.table(name))
+
+
 def named_in(cfg: Config, text: str) -> list[TableRef]:
     """The configured tables a query names (`layer.table`, not inside a longer name or a path)."""
     refs = []
@@ -52,11 +60,16 @@ def sql(spark: SparkSession, cfg: Config, query: str) -> DataFrame:
     return spark.sql(query)
 
 
-def write_catalog_script(cfg: Config) -> None:
-    """<root>/catalog/register.sql: every configured table on storage, for `spark-sql -i`."""
+def registration_statements(cfg: Config) -> list[str]:
+    """The SQL that names every configured table on storage (for `spark-sql -i` and the SQL server)."""
     existing = [cfg.table(n) for n in cfg.table_names() if delta_exists(cfg.table(n).path)]
     stmts = [f"CREATE DATABASE IF NOT EXISTS {layer}" for layer in cfg.tables]
-    stmts += [f"CREATE TABLE IF NOT EXISTS {r.name} USING DELTA LOCATION '{r.path}'" for r in existing]
+    return stmts + [f"CREATE TABLE IF NOT EXISTS {r.name} USING DELTA LOCATION '{r.path}'" for r in existing]
+
+
+def write_catalog_script(cfg: Config) -> None:
+    """<root>/catalog/register.sql: every configured table on storage, for `spark-sql -i`."""
+    stmts = registration_statements(cfg)
     script = cfg.root / "catalog" / "register.sql"
     script.parent.mkdir(parents=True, exist_ok=True)
     script.write_text("".join(f"{s};\n" for s in stmts))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,9 @@ class SparkConf(_Strict):
     master: str = "local[*]"
     shuffle_partitions: int = Field(8, ge=1)
     jars_dir: str = "jars"
+    # in-memory: each session names the configured tables itself (lakehouse.catalog); hive: the shared
+    # metastore that `tidewater services start metastore` runs on PostgreSQL, seen by every process.
+    catalog: Literal["in-memory", "hive"] = "in-memory"
     conf: dict[str, str] = {}
 
 
@@ -362,6 +366,68 @@ class ContinuousTrainingConf(_Strict):
     performance: PerformanceTrigger = PerformanceTrigger()
 
 
+class SparkClusterConf(_Strict):
+    master_port: int = 7077
+    master_ui_port: int = 8080
+    workers: int = Field(2, ge=1)
+    worker_cores: int = Field(1, ge=1)
+    worker_memory: str = "3g"
+
+
+class MetastoreConf(_Strict):
+    port: int = 5433  # not 5432: Debian starts its own cluster there
+    database: str = "metastore"
+    user: str = "tidewater"
+    # The metastore's password comes from this environment variable when the service first starts.
+    password_env: str = "TIDEWATER_METASTORE_PASSWORD"
+
+
+class SqlServerConf(_Strict):
+    port: int = 10000
+    master: str = "local[2]"
+    driver_memory: str = "2g"
+
+
+class PortConf(_Strict):
+    port: int
+
+
+class ScheduleConf(_Strict):
+    """A named run of jobs, in order, every `every` (30s, 15m, 6h, 1d)."""
+
+    name: str
+    jobs: list[str] = Field(min_length=1)
+    every: str
+
+    @field_validator("every")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+[smhd]", v):
+            raise ValueError(f"{v!r} is not an interval like 30s, 15m, 6h or 1d")
+        return v
+
+    @property
+    def seconds(self) -> int:
+        return int(self.every[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.every[-1]]
+
+
+class SchedulerConf(_Strict):
+    schedules: list[ScheduleConf] = []
+
+
+class ServicesConf(_Strict):
+    """The servers `tidewater services` runs; all bind `host` (loopback unless configured)."""
+
+    host: str = "127.0.0.1"
+    start_timeout_seconds: int = Field(180, ge=1)
+    spark: SparkClusterConf = SparkClusterConf()
+    metastore: MetastoreConf = MetastoreConf()
+    sql: SqlServerConf = SqlServerConf()
+    mlflow: PortConf = PortConf(port=5000)
+    redis: PortConf = PortConf(port=6379)
+    scheduler: SchedulerConf = SchedulerConf()
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -392,6 +458,7 @@ class Config(_Strict):
     deployment: DeploymentConf = DeploymentConf()
     continuous_training: ContinuousTrainingConf = ContinuousTrainingConf()
     drift: DriftConf = DriftConf()
+    services: ServicesConf = ServicesConf()
 
     @model_validator(mode="before")
     @classmethod

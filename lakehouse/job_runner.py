@@ -154,6 +154,10 @@ def run_job(spec: JobSpec, spark, cfg, args: argparse.Namespace) -> Any:
             return elsewhere
     with track_run(run):
         spec.run(run, args)
+    if cfg.spark.catalog == "hive":
+        from lakehouse.catalog import register_written
+
+        register_written(spark, cfg, [*run.declared_outputs, "meta.lineage"])
     progress(summarize(spec, run, time.time() - started))
     return run
 

@@ -39,6 +39,22 @@ def delta_jars(cfg: Config) -> list[str]:
     return jars
 
 
+def metastore_client_dir(cfg: Config) -> Path:
+    """Where `tidewater services start metastore` writes the hive-site.xml its clients read."""
+    return cfg.root / "services" / "metastore" / "client"
+
+
+def hive_class_path(cfg: Config) -> str:
+    """The driver class path of a `hive` catalog session: the metastore's client settings and JDBC driver."""
+    client = metastore_client_dir(cfg)
+    jars_dir = Path(cfg.spark.jars_dir) if Path(cfg.spark.jars_dir).is_absolute() else PROJECT_DIR / cfg.spark.jars_dir
+    jdbc = sorted(jars_dir.glob("postgresql-*.jar"))
+    if not (client / "hive-site.xml").is_file() or not jdbc:
+        raise SetupIncomplete(f"the {cfg.env} env uses the shared metastore, which has not been started at {cfg.root}",
+                              hint="`tidewater services start metastore` (and `make setup` for the JDBC jar)")
+    return f"{client}:{jdbc[-1]}"
+
+
 @contextlib.contextmanager
 def _jvm_output_to(log_file: Path) -> Iterator[None]:
     """Start the JVM with its stderr in a log file: its start-up chatter is not for the terminal.
@@ -75,9 +91,11 @@ def build_session(cfg: Config) -> SparkSession:
         "spark.jars": ",".join(delta_jars(cfg)),
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.warehouse.dir": str(cfg.root / "warehouse"),
-        "spark.sql.catalogImplementation": "in-memory",
+        "spark.sql.catalogImplementation": cfg.spark.catalog,
         **cfg.spark.conf,
     }
+    if cfg.spark.catalog == "hive":
+        settings["spark.driver.extraClassPath"] = hive_class_path(cfg)
     if not _under_spark_submit():
         builder = builder.master(cfg.spark.master)
         log4j = PROJECT_DIR / "conf" / "log4j2.properties"

@@ -1,0 +1,41 @@
+"""Start, stop and report the stack: the order, the set-up around each server, one caller at a time."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from lakehouse.config import Config
+from lakehouse.locks import exclusive
+from services import metastore, process, stack
+
+
+def start_services(cfg: Config, names: list[str], env: str | None = None, conf_dir: str | None = None,
+                   workers: int | None = None) -> Iterator[str]:
+    """Start each service asked (all by default) in order; yields a line per process."""
+    timeout = cfg.services.start_timeout_seconds
+    with exclusive(cfg, "services", doing="starting or stopping services"):  # check-then-spawn as one step
+        for name, procs in stack.services(cfg, names, env, conf_dir, workers):
+            if name == "metastore" and metastore.initialize(cfg):
+                yield "metastore: PostgreSQL data folder created"
+            if name == "sql":
+                stack.require_metastore(cfg)
+            for proc in procs:
+                yield process.start(proc, timeout=timeout)
+            if name == "metastore":
+                yield metastore.prepare(cfg)
+            if name == "sql":
+                from services.sql_catalog import sync_catalog
+
+                yield sync_catalog(cfg)
+
+
+def stop_services(cfg: Config, names: list[str]) -> Iterator[str]:
+    """Stop each service asked (all by default) in reverse order: workers before the master."""
+    with exclusive(cfg, "services", doing="starting or stopping services"):
+        for _, procs in reversed(stack.services(cfg, names)):
+            for proc in reversed(procs):
+                yield process.stop(proc)
+
+
+def service_status(cfg: Config, names: list[str]) -> list[dict]:
+    return [process.status(p) for _, procs in stack.services(cfg, names) for p in procs]
