@@ -93,6 +93,10 @@ def hand_over(cfg: Config, args: argparse.Namespace) -> HandedOverRun:
         cmd = [str(submit), "--master", cfg.spark.master, "--driver-memory", cfg.training.driver_memory,
                "--conf", f"spark.pyspark.python={python}", str(PROJECT_DIR / "jobs" / "train.py"),
                *forwarded_argv(args), "--result-file", str(result_file)]
+        if cfg.spark.catalog == "hive":  # the metastore's client settings must be on the JVM's class path at start
+            from lakehouse.session import hive_class_path
+
+            cmd[3:3] = ["--driver-class-path", hive_class_path(cfg)]
         progress(f"{JOB}: handing over to the training environment ({python.parent.parent.name})")
         done = subprocess.run(cmd, env=env, cwd=PROJECT_DIR)
         if done.returncode == 0 and not result_file.exists():  # it found nothing to train

@@ -1,0 +1,255 @@
+"""Given the demo lakehouse, when `tidewater services start` brings the stack up on loopback, then BI
+clients read it over JDBC, a second start starts nothing, the scheduler runs the pipeline on a Spark
+standalone cluster with the same result as a local run, and `services stop` leaves no process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import DEMO_ENV, SMALL, conf_env, run_pipeline, tidewater_in_process
+from lakehouse.config import _deep_merge, load_config
+from lakehouse.delta_reader import read_rows
+from lakehouse.generator import generate
+
+PASSWORD = {"TIDEWATER_METASTORE_PASSWORD": "metastore-test-password"}
+# Ports of their own: a developer's running stack (default ports) is left alone.
+PORTS = {"spark": {"master_port": 17077, "master_ui_port": 18080, "workers": 1, "worker_memory": "2g"},
+         "metastore": {"port": 15433}, "sql": {"port": 11000, "driver_memory": "1g"},
+         "mlflow": {"port": 15000}, "redis": {"port": 16379}}
+MASTER = "spark://127.0.0.1:17077"
+VOLATILE = {"_ingested_at", "run_id", "quarantined_at", "checked_at", "started_at", "ended_at", "replayed_at",
+            "replay_run_id"}
+
+
+def _reachable_by_postgres(path: Path) -> None:
+    """pytest's folders are private (0700); PostgreSQL runs as user postgres and must walk into its own."""
+    for parent in [path, *path.parents]:
+        if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
+            os.chmod(parent, os.stat(parent).st_mode | 0o001)
+
+
+def services(*args: str, scenario) -> str:
+    result = tidewater_in_process(["services", *args, "--env", scenario.env, "--root", str(scenario.root),
+                                   "--conf-dir", str(scenario.conf_dir)], env=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+class Stack:
+    def __init__(self, cfg, env, root, conf_dir):
+        self.cfg, self.env, self.root, self.conf_dir = cfg, env, root, conf_dir
+
+
+@pytest.fixture(scope="module")
+def stack(demo_lake):
+    """The demo lake served by metastore, spark (one worker), sql, mlflow and redis (scheduler: below)."""
+    env = "servicetest"
+    conf = conf_env(demo_lake.root, env, _deep_merge(DEMO_ENV, {"services": PORTS, "spark": {"catalog": "hive"}}))
+    _reachable_by_postgres(demo_lake.root)
+    cfg = load_config(env, root=demo_lake.root, conf_dir=conf)
+    s = Stack(cfg, env, demo_lake.root, conf)
+    services("start", "metastore", "spark", "sql", "mlflow", "redis", scenario=s)
+    yield s
+    services("stop", scenario=s)  # nothing to do unless a test failed before the stop test
+
+
+def _pids(stack) -> list[int]:
+    rows = json.loads(services("status", "--format", "json", scenario=stack))
+    return [r["pid"] for r in rows if r["pid"]]
+
+
+def test_start_brings_each_server_up_once_and_all_listen_on_loopback_only(stack):
+    rows = json.loads(services("status", "--format", "json", scenario=stack))
+    up = {r["service"] for r in rows if r["ready"]}
+    assert {"metastore", "spark-master", "spark-worker-1", "sql", "mlflow", "redis"} <= up, rows
+    before = _pids(stack)
+    again = services("start", "metastore", "spark", "sql", "mlflow", "redis", scenario=stack)
+    assert again.count("already running") == 6, again
+    assert _pids(stack) == before
+    listening = {(c.laddr.ip, c.laddr.port) for pid in before
+                 for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+                 for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    ports = {17077, 18080, 18081, 15433, 11000, 15000, 16379}
+    assert ports <= {port for _, port in listening}, listening
+    assert {ip for ip, port in listening if port in ports} == {"127.0.0.1"}
+
+
+def test_a_port_taken_by_another_process_is_a_one_line_error(stack, tmp_path):
+    from lakehouse.config import ServicesConf
+    from services.process import Managed, ServiceError, start
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        svc = Managed("probe", ["sleep", "60"], tmp_path, ports=(port,), address=f"127.0.0.1:{port}")
+        with pytest.raises(ServiceError, match=rf"port {port} on 127.0.0.1 is taken by pid {os.getpid()}"):
+            start(svc, timeout=5)
+    assert not svc.pid_file.exists()
+    assert ServicesConf().host == "127.0.0.1"
+
+
+def _rows(cfg, name):
+    return read_rows(cfg, name)
+
+
+def test_bi_clients_read_gold_and_drift_tables_over_jdbc(stack):
+    """PyHive (DB-API), SQLAlchemy's inspector (what Superset lists schemas with) and beeline."""
+    from pyhive import hive
+    from sqlalchemy import create_engine, inspect
+
+    port = stack.cfg.services.sql.port
+    with hive.connect(host="127.0.0.1", port=port, username="bi-test") as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT event_date, txn_count, fraud_count FROM gold.fraud_kpis ORDER BY event_date")
+        kpis = cursor.fetchall()
+        cursor.execute("SELECT count(*), count(DISTINCT feature) FROM gold.drift_metrics")
+        drift_rows, features = cursor.fetchone()
+    expected = sorted((str(r["event_date"]), r["txn_count"], r["fraud_count"]) for r in _rows(stack.cfg, "gold.fraud_kpis"))
+    assert [tuple(r) for r in kpis] == expected
+    assert drift_rows == len(_rows(stack.cfg, "gold.drift_metrics")) and features > 5
+
+    inspector = inspect(create_engine(f"sparksql://bi-test@127.0.0.1:{port}/default"))
+    assert {"bronze", "silver", "gold", "meta", "bi"} <= set(inspector.get_schema_names())
+    assert set(stack.cfg.tables["gold"]) <= set(inspector.get_table_names(schema="gold"))
+    assert set(inspector.get_view_names(schema="bi")) == {"drift_status", "model_health_daily", "quality_status"}
+    columns = [c["name"] for c in inspector.get_columns("fraud_kpis", schema="gold")]
+    assert columns[:3] == ["event_date", "txn_count", "total_amount_eur"]
+
+    from pyspark.find_spark_home import _find_spark_home
+
+    beeline = subprocess.run([f"{_find_spark_home()}/bin/beeline", "-u", f"jdbc:hive2://127.0.0.1:{port}/default",
+                              "-n", "bi-test", "--outputformat=csv2", "--silent=true",
+                              "-e", "SELECT count(*) AS n FROM gold.fraud_kpis"], capture_output=True, text=True, timeout=120)
+    assert beeline.returncode == 0, beeline.stderr[-500:]
+    assert beeline.stdout.split() == ["n", str(len(expected))]
+
+
+def test_bi_views_give_a_row_per_thing_a_dashboard_shows(stack):
+    from pyhive import hive
+
+    with hive.connect(host="127.0.0.1", port=stack.cfg.services.sql.port) as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT feature, slice_value, count(*) FROM bi.drift_status GROUP BY feature, slice_value "
+                       "HAVING count(*) > 1")
+        assert cursor.fetchall() == []  # one latest row per feature and slice
+        cursor.execute("SELECT sum(predictions), sum(alerts) FROM bi.model_health_daily")
+        predictions, alerts = cursor.fetchone()
+        cursor.execute("SELECT `table`, status, checks FROM bi.quality_status")
+        quality = {t: (status, checks) for t, status, checks in cursor.fetchall()}
+    deciding = [r for name in ("gold.predictions", "gold.predictions_stream") for r in _rows(stack.cfg, name)
+                if r["route"] in ("champion", "canary")]
+    assert predictions == len(deciding) and alerts == sum(r["decision"] for r in deciding)
+    results = _rows(stack.cfg, "gold.quality_results")
+    assert set(quality) == {r["table"] for r in results}
+    assert all(status in ("passed", "warned", "quarantined", "failed") and checks > 0 for status, checks in quality.values())
+
+
+def test_a_bad_query_is_an_error_and_the_server_stays_up(stack):
+    from pyhive import hive
+
+    from services.sql_catalog import server_message
+
+    with hive.connect(host="127.0.0.1", port=stack.cfg.services.sql.port) as conn:
+        cursor = conn.cursor()
+        with pytest.raises(Exception) as bad:
+            cursor.execute("SELECT no_such_column FROM gold.fraud_kpis")
+        assert "UNRESOLVED_COLUMN" in server_message(bad.value) and "\n" not in server_message(bad.value)
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+@pytest.mark.slow
+def test_a_job_session_sees_what_the_sql_server_registered(stack):
+    """The shared metastore: a view made through the SQL server is there for `tidewater sql` in its own JVM."""
+    done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "sql", "SELECT count(*) AS n FROM bi.quality_status", "--format", "json",
+                           "--env", stack.env, "--root", str(stack.root)],
+                          capture_output=True, text=True, env={**os.environ, **PASSWORD,
+                                                               "TIDEWATER_CONF_DIR": str(stack.conf_dir)})
+    assert done.returncode == 0, done.stderr
+    expected = len({r["table"] for r in _rows(stack.cfg, "gold.quality_results")})
+    assert json.loads(done.stdout.strip().splitlines()[-1])["n"] == expected
+
+
+def _stable(value, root: Path):
+    if isinstance(value, str):
+        return value.replace(str(root), "<root>")
+    if isinstance(value, float):
+        return round(value, 6)  # sums over other partitionings differ in the last bits
+    return value
+
+
+def _content(cfg, name: str, root: Path) -> tuple[int, str]:
+    """Row count and a checksum of the table's rows, without run ids, clocks and the root's own path."""
+    rows = []
+    for r in _rows(cfg, name):
+        kept = {k: _stable(v, root) for k, v in sorted(r.items()) if k not in VOLATILE}
+        rows.append(json.dumps(kept, sort_keys=True, default=str))
+    return len(rows), hashlib.sha256("\n".join(sorted(rows)).encode()).hexdigest()
+
+
+@pytest.mark.slow
+def test_the_scheduler_runs_the_pipeline_on_the_cluster_and_it_matches_a_local_run(stack, spark, tmp_path_factory):
+    """Given the same landing files, when the scheduler runs ingest -> refine -> gold on the standalone cluster
+    (executors in their own JVMs), then every table holds what the same jobs wrote in this local session."""
+    cluster_root, local_root = tmp_path_factory.mktemp("on-cluster"), tmp_path_factory.mktemp("local-twin")
+    small = {**SMALL, "rows": 1500, "days": 2}
+    generate(cluster_root / "landing", **small)
+    shutil.copytree(cluster_root / "landing", local_root / "landing")  # copy2: same sizes and times
+    every = 15
+    env = "clustertest"
+    conf = conf_env(cluster_root, env, {
+        "spark": {"master": MASTER, "conf": {"spark.executor.memory": "1g", "spark.executor.cores": "1"}},
+        "services": {**PORTS, "scheduler": {"schedules": [
+            {"name": "pipeline", "every": f"{every}s", "jobs": ["ingest_bronze", "refine_silver", "build_gold"]}]}}})
+    scheduled = Stack(load_config(env, root=cluster_root, conf_dir=conf), env, cluster_root, conf)
+    started = dt.datetime.now(dt.timezone.utc)
+    assert "scheduler: started" in services("start", "scheduler", scenario=scheduled)
+    runs_file = cluster_root / "services" / "scheduler" / "runs.jsonl"
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
+            if any(r["job"] == "build_gold" for r in runs) or any(r["outcome"] == "failed" for r in runs):
+                break
+            time.sleep(5)
+    finally:
+        assert "scheduler: stopped" in services("stop", "scheduler", scenario=scheduled)
+    first = runs[:3]
+    assert [(r["job"], r["outcome"]) for r in first] == [
+        ("ingest_bronze", "succeeded"), ("refine_silver", "succeeded"), ("build_gold", "succeeded")], runs
+    assert dt.datetime.fromisoformat(first[0]["started"]) >= started + dt.timedelta(seconds=every - 1)
+    assert all(a["finished"] <= b["started"] for a, b in zip(first, first[1:]))  # in order, never overlapping
+
+    local = load_config("local", root=local_root)
+    run_pipeline(spark, local)
+    cluster = scheduled.cfg
+    lineage = _rows(cluster, "meta.lineage")
+    assert {r["job"] for r in lineage} >= {"ingest_bronze", "refine_silver", "build_gold"}
+    for name in [*(f"bronze.{t}" for t in local.tables["bronze"]), *(f"silver.{t}" for t in local.tables["silver"]),
+                 "quarantine.transactions", "gold.customer_daily_spend", "gold.merchant_daily", "gold.fraud_kpis"]:
+        assert _content(cluster, name, cluster_root) == _content(local, name, local_root), name
+    assert not any(p.info["cmdline"] and str(cluster_root) in " ".join(p.info["cmdline"])
+                   for p in psutil.process_iter(["cmdline"])), "a scheduled job outlived the scheduler"
+
+
+def test_stop_leaves_no_process_behind(stack):
+    """Runs last in this file: the stack stops in reverse order, SIGTERM first, and nothing of it survives."""
+    pids = _pids(stack)
+    family = [p for pid in pids for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]]
+    out = services("stop", scenario=stack)
+    assert "killed" not in out and out.count("stopped") == len(pids), out
+    assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not list((stack.root / "services").glob("*/*.pid"))
