@@ -376,6 +376,7 @@ class SparkClusterConf(_Strict):
 
 class MetastoreConf(_Strict):
     port: int = 5433  # not 5432: Debian starts its own cluster there
+    host: str | None = None  # where clients find it, when not services.host (a Kubernetes Service name, say)
     database: str = "metastore"
     user: str = "tidewater"
     # The metastore's password comes from this environment variable when the service first starts.

@@ -70,3 +70,16 @@ def status(names, fmt, root, env, conf_dir):
         state = "ready" if r["ready"] else ("starting" if r["running"] else "stopped")
         click.echo(f"{r['service']:<16} {state:<9} {str(r['pid'] or '-'):<8} {r['address']}")
 
+
+
+@services.command("run")
+@click.argument("name")
+@ROOT_OPT
+@ENV_OPT
+@CONF_DIR_OPT
+@one_line_errors
+def run_in_foreground(name, root, env, conf_dir):
+    """Run one server in the foreground (a container's or systemd's main process), set up as `start` does."""
+    from services.control import foreground
+
+    foreground(_config(env, root, conf_dir), name, env=env, conf_dir=conf_dir)

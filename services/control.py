@@ -37,5 +37,22 @@ def stop_services(cfg: Config, names: list[str]) -> Iterator[str]:
                 yield process.stop(proc)
 
 
+def foreground(cfg: Config, name: str, env: str | None = None, conf_dir: str | None = None) -> None:
+    """Replace this process with one service's server (no pid file: its supervisor owns it)."""
+    import os
+
+    [(_, procs)] = stack.services(cfg, [name], env, conf_dir)
+    if len(procs) != 1:
+        raise process.ServiceError(f"{name} is several processes", hint="run `spark-class` master and workers one per container")
+    if name == "metastore":
+        metastore.initialize(cfg)
+    if name == "sql":  # the metastore runs elsewhere: only the client settings are written here
+        metastore.write_client_conf(cfg, metastore.password(cfg))
+    proc = procs[0]
+    if proc.user:
+        raise process.ServiceError(f"{name} must not run as root in the foreground", hint=f"run it as user {proc.user}")
+    os.execvpe(proc.argv[0], proc.argv, {**os.environ, **proc.env})
+
+
 def service_status(cfg: Config, names: list[str]) -> list[dict]:
     return [process.status(p) for _, procs in stack.services(cfg, names) for p in procs]

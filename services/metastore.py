@@ -75,7 +75,7 @@ def _reachable_by_server(path: Path) -> None:
 
 def jdbc_url(cfg: Config) -> str:
     m = cfg.services.metastore
-    return f"jdbc:postgresql://{cfg.services.host}:{m.port}/{m.database}"
+    return f"jdbc:postgresql://{m.host or cfg.services.host}:{m.port}/{m.database}"
 
 
 def password(cfg: Config) -> str:
