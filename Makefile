@@ -13,12 +13,14 @@ TRAIN_VENV := .venv-train
 TRAIN_STAMP := $(TRAIN_VENV)/.tidewater-installed
 HOROVOD_STAMP := $(TRAIN_VENV)/.horovod-built
 TRAIN_DEFAULTS_STAMP := $(TRAIN_VENV)/.spark-defaults
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.tidewater-installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup train-env demo test jars servers clean-data pack-train-env
+.PHONY: setup train-env airflow-env demo test jars servers clean-data pack-train-env
 
-setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) servers train-env
+setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) servers train-env airflow-env
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +74,18 @@ $(TRAIN_DEFAULTS_STAMP): $(TRAIN_STAMP) $(JARS_STAMP) lakehouse/session.py
 	touch $@
 
 train-env: $(HOROVOD_STAMP) $(TRAIN_DEFAULTS_STAMP)
+
+# Apache Airflow in an environment of its own (its pins cannot live beside ours): the tests load the DAG
+# that `tidewater services airflow-dag` generates with Airflow's own DagBag. Exact versions: constraints-airflow.txt.
+$(AIRFLOW_VENV)/bin/python:
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+
+$(AIRFLOW_STAMP): requirements-airflow.txt constraints-airflow.txt | $(AIRFLOW_VENV)/bin/python
+	$(AIRFLOW_VENV)/bin/pip install -q uv==$(UV_VERSION)
+	$(AIRFLOW_VENV)/bin/uv pip install -q --compile-bytecode --python $(AIRFLOW_VENV)/bin/python -c constraints-airflow.txt -r requirements-airflow.txt
+	touch $@
+
+airflow-env: $(AIRFLOW_STAMP)
 
 # For a cluster: one archive to pass as `--archives tidewater-train.tar.gz#env`
 # with spark.pyspark.python=./env/bin/python (see README, "Training on a cluster").

@@ -83,3 +83,23 @@ def run_in_foreground(name, root, env, conf_dir):
     from services.control import foreground
 
     foreground(_config(env, root, conf_dir), name, env=env, conf_dir=conf_dir)
+
+
+@services.command("airflow-dag")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (default: <root>/airflow/dags/tidewater_dags.py).")
+@ROOT_OPT
+@ENV_OPT
+@CONF_DIR_OPT
+@one_line_errors
+def airflow_dag(out, root, env, conf_dir):
+    """Write an Airflow DAG per schedule: spark-submit of each job, ordered by what the jobs read and write."""
+    from pathlib import Path
+
+    from services.airflow_dag import dag_source
+
+    cfg = _config(env, root, conf_dir)
+    path = Path(out) if out else cfg.root / "airflow" / "dags" / "tidewater_dags.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dag_source(cfg, env or cfg.env, conf_dir))
+    click.echo(f"wrote {path} ({len(cfg.services.scheduler.schedules)} DAGs); point Airflow's dags_folder at it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -62,3 +63,45 @@ def test_the_kubernetes_manifests_run_services_and_jobs_that_exist():
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert "local:///opt/tidewater/jobs/${JOB}.py" in script.read_text()
     assert {p.stem for p in (PROJECT_DIR / "jobs").glob("*.py")} == set(installed_jobs())
+
+
+LOAD_WITH_DAGBAG = """
+import json, sys
+from airflow.models.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+print(json.dumps({"errors": {k: str(v) for k, v in bag.import_errors.items()},
+                  "dags": {d: {"max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
+                               "tasks": {t.task_id: {"upstream": sorted(t.upstream_task_ids), "command": t.bash_command}
+                                         for t in dag.tasks}} for d, dag in bag.dags.items()}}))
+"""
+
+
+def test_the_generated_airflow_dag_loads_in_airflows_own_dagbag(tmp_path):
+    """Given the shipped schedules, when `services airflow-dag` writes the DAG file, then Airflow (in its own
+    environment) loads one DAG per schedule, a task per job, ordered by what each job reads and writes."""
+    from conftest import tidewater_in_process
+    from lakehouse.config import load_config
+
+    dags = tmp_path / "dags"
+    result = tidewater_in_process(["services", "airflow-dag", "--out", str(dags / "tidewater_dags.py")])
+    assert result.returncode == 0, result.stderr
+    airflow_python = PROJECT_DIR / ".venv-airflow" / "bin" / "python"
+    assert airflow_python.exists(), "`make setup` builds .venv-airflow"
+    done = subprocess.run([str(airflow_python), "-c", LOAD_WITH_DAGBAG, str(dags)], capture_output=True, text=True,
+                          env={"AIRFLOW_HOME": str(tmp_path / "airflow-home"), "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    bag = json.loads(done.stdout.strip().splitlines()[-1])
+    assert bag["errors"] == {}
+    schedules = load_config().services.scheduler.schedules
+    assert set(bag["dags"]) == {f"tidewater_{s.name}" for s in schedules}
+    pipeline = bag["dags"]["tidewater_pipeline"]
+    assert pipeline["max_active_runs"] == 1 and pipeline["catchup"] is False  # runs never overlap
+    tasks = pipeline["tasks"]
+    assert list(tasks) == next(s.jobs for s in schedules if s.name == "pipeline")
+    assert tasks["ingest_bronze"]["upstream"] == []
+    assert tasks["refine_silver"]["upstream"] == ["ingest_bronze"]
+    assert tasks["build_gold"]["upstream"] == ["refine_silver"]
+    assert "compute_features" in tasks["materialize_online"]["upstream"]
+    for job, task in tasks.items():
+        assert "spark-submit --master " in task["command"] and f" jobs/{job}.py --env local " in task["command"]
+        assert (PROJECT_DIR / "jobs" / f"{job}.py").exists()
