@@ -25,7 +25,7 @@ from lakehouse.generator import generate
 
 PASSWORD = {"TIDEWATER_METASTORE_PASSWORD": "metastore-test-password"}
 # Ports of their own: a developer's running stack (default ports) is left alone.
-PORTS = {"spark": {"master_port": 17077, "master_ui_port": 18080, "workers": 1, "worker_memory": "2g"},
+PORTS = {"spark": {"master_port": 17077, "master_ui_port": 18080, "workers": 2, "worker_memory": "2g"},
          "metastore": {"port": 15433}, "sql": {"port": 11000, "driver_memory": "1g"},
          "mlflow": {"port": 15000}, "redis": {"port": 16379}}
 MASTER = "spark://127.0.0.1:17077"
@@ -73,15 +73,15 @@ def _pids(stack) -> list[int]:
 def test_start_brings_each_server_up_once_and_all_listen_on_loopback_only(stack):
     rows = json.loads(services("status", "--format", "json", scenario=stack))
     up = {r["service"] for r in rows if r["ready"]}
-    assert {"metastore", "spark-master", "spark-worker-1", "sql", "mlflow", "redis"} <= up, rows
+    assert {"metastore", "spark-master", "spark-worker-1", "spark-worker-2", "sql", "mlflow", "redis"} <= up, rows
     before = _pids(stack)
     again = services("start", "metastore", "spark", "sql", "mlflow", "redis", scenario=stack)
-    assert again.count("already running") == 6, again
+    assert again.count("already running") == 7, again
     assert _pids(stack) == before
     listening = {(c.laddr.ip, c.laddr.port) for pid in before
                  for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
                  for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN}
-    ports = {17077, 18080, 18081, 15433, 11000, 15000, 16379}
+    ports = {17077, 18080, 18081, 18082, 15433, 11000, 15000, 16379}
     assert ports <= {port for _, port in listening}, listening
     assert {ip for ip, port in listening if port in ports} == {"127.0.0.1"}
 
@@ -183,6 +183,21 @@ def test_a_job_session_sees_what_the_sql_server_registered(stack):
     assert json.loads(done.stdout.strip().splitlines()[-1])["n"] == expected
 
 
+def _running(job: str, root: Path) -> bool:
+    return any(p.info["cmdline"] and job in p.info["cmdline"] and str(root) in p.info["cmdline"]
+               for p in psutil.process_iter(["cmdline"]))
+
+
+def _has_executor(stack, worker: int) -> bool:
+    """The master's view: worker N runs an executor of some application."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.cfg.services.spark.master_ui_port}/json/", timeout=5) as r:
+        workers = sorted(json.load(r)["workers"], key=lambda w: w["webuiaddress"])
+    ui = f":{stack.cfg.services.spark.master_ui_port + worker}"
+    return any(w["webuiaddress"].endswith(ui) and w["coresused"] > 0 for w in workers)
+
+
 def _stable(value, root: Path):
     if isinstance(value, str):
         return value.replace(str(root), "<root>")
@@ -201,9 +216,11 @@ def _content(cfg, name: str, root: Path) -> tuple[int, str]:
 
 
 @pytest.mark.slow
-def test_the_scheduler_runs_the_pipeline_on_the_cluster_and_it_matches_a_local_run(stack, spark, tmp_path_factory):
+def test_the_scheduler_runs_the_pipeline_on_the_cluster_through_a_killed_worker_and_matches_a_local_run(
+        stack, spark, tmp_path_factory):
     """Given the same landing files, when the scheduler runs ingest -> refine -> gold on the standalone cluster
-    (executors in their own JVMs), then every table holds what the same jobs wrote in this local session."""
+    (executors in their own JVMs) and one of its two workers is killed (-9) while refine runs, then Spark
+    reruns the lost tasks on the other and every table holds what the same jobs wrote in this local session."""
     cluster_root, local_root = tmp_path_factory.mktemp("on-cluster"), tmp_path_factory.mktemp("local-twin")
     small = {**SMALL, "rows": 1500, "days": 2}
     generate(cluster_root / "landing", **small)
@@ -218,15 +235,23 @@ def test_the_scheduler_runs_the_pipeline_on_the_cluster_and_it_matches_a_local_r
     started = dt.datetime.now(dt.timezone.utc)
     assert "scheduler: started" in services("start", "scheduler", scenario=scheduled)
     runs_file = cluster_root / "services" / "scheduler" / "runs.jsonl"
+    worker = json.loads((stack.root / "services" / "spark" / "spark-worker-2.pid").read_text())["pid"]
+    killed_at = None
     try:
         deadline = time.time() + 900
         while time.time() < deadline:
+            if killed_at is None and _running("refine_silver", cluster_root) and _has_executor(stack, 2):
+                time.sleep(10)  # well into the job's micro-batches
+                os.killpg(worker, 9)  # the worker and the executor it launched
+                killed_at = time.time()
             runs = [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
             if any(r["job"] == "build_gold" for r in runs) or any(r["outcome"] == "failed" for r in runs):
                 break
             time.sleep(5)
     finally:
         assert "scheduler: stopped" in services("stop", "scheduler", scenario=scheduled)
+    assert killed_at is not None, "refine_silver never ran on both workers"
+    assert not psutil.pid_exists(worker) or psutil.Process(worker).status() == psutil.STATUS_ZOMBIE
     first = runs[:3]
     assert [(r["job"], r["outcome"]) for r in first] == [
         ("ingest_bronze", "succeeded"), ("refine_silver", "succeeded"), ("build_gold", "succeeded")], runs
@@ -250,6 +275,6 @@ def test_stop_leaves_no_process_behind(stack):
     pids = _pids(stack)
     family = [p for pid in pids for p in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]]
     out = services("stop", scenario=stack)
-    assert "killed" not in out and out.count("stopped") == len(pids), out
+    assert "killed" not in out and out.count("stopped") == len(pids), out  # worker 2 died in the drill
     assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not list((stack.root / "services").glob("*/*.pid"))
