@@ -370,7 +370,7 @@ class SparkClusterConf(_Strict):
     master_port: int = 7077
     master_ui_port: int = 8080
     workers: int = Field(2, ge=1)
-    worker_cores: int = Field(1, ge=1)
+    worker_cores: int = Field(2, ge=1)  # slots, not CPUs: the demo's session and a training run need 2 each
     worker_memory: str = "3g"
 
 

@@ -22,7 +22,9 @@ def tw(*args, env=None, timeout=300):
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["run"], ["generate"], ["tables"], ["sql"], ["lineage"],
                                      ["models"], ["mlflow-ui"], ["stream"], ["stream", "start"], ["stream", "status"],
-                                     ["stream", "stop"], ["drift", "report"]])
+                                     ["stream", "stop"], ["drift", "report"], ["services"], ["services", "start"],
+                                     ["services", "stop"], ["services", "status"], ["services", "run"],
+                                     ["services", "airflow-dag"]])
 def test_every_command_has_help(command):
     result = tw(*command, "--help")
     assert result.returncode == 0, result.stderr
