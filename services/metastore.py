@@ -19,7 +19,7 @@ from xml.sax.saxutils import escape
 
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.session import metastore_client_dir
-from services.process import Managed, ServiceError
+from services.process import Managed, ServiceError, as_user
 
 PG_VERSIONS_DIR = Path("/usr/lib/postgresql")
 
@@ -108,7 +108,7 @@ def initialize(cfg: Config) -> bool:
     # Local socket: the server's own user only; TCP: password (scram) for the metastore's role.
     cmd = [pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
            "--auth-local=trust", "--auth-host=scram-sha-256"]
-    done = subprocess.run(cmd, capture_output=True, text=True, user=_server_user())
+    done = subprocess.run(cmd, capture_output=True, text=True, **as_user(_server_user()))
     if done.returncode != 0:
         raise ServiceError(f"initdb failed: {done.stderr.strip().splitlines()[-1:]}", hint=f"data folder: {data}")
     return True
@@ -118,7 +118,7 @@ def _psql(cfg: Config, script: str) -> str:
     """Run SQL as the server's superuser over its Unix socket (the script on stdin, never in argv)."""
     cmd = [pg_bin("psql"), "-h", str(state_dir(cfg) / "socket"), "-p", str(cfg.services.metastore.port),
            "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-At", "-f", "-"]
-    done = subprocess.run(cmd, input=script, capture_output=True, text=True, user=_server_user())
+    done = subprocess.run(cmd, input=script, capture_output=True, text=True, **as_user(_server_user()))
     if done.returncode != 0:
         raise ServiceError(f"metastore set-up failed: {done.stderr.strip()}")
     return done.stdout

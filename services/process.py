@@ -47,6 +47,16 @@ class Managed:
         return self.state_dir / f"{self.name}.log"
 
 
+def as_user(user: str | None) -> dict:
+    """Popen's arguments to run as `user` with that user's own group only (root's group would leave it
+    the group permissions of root's private folders, which are none)."""
+    if user is None:
+        return {}
+    import pwd
+
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
@@ -110,7 +120,7 @@ def start(svc: Managed, timeout: float = 120.0) -> str:
     env = {**os.environ, **svc.env}
     with open(svc.log_file, "ab") as log:
         proc = subprocess.Popen(svc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True, user=svc.user)
+                                env=env, start_new_session=True, **as_user(svc.user))
     record = {"pid": proc.pid, "started": psutil.Process(proc.pid).create_time(), "argv0": svc.argv[0]}
     svc.pid_file.write_text(json.dumps(record))
     deadline = time.time() + timeout
