@@ -1,6 +1,7 @@
 """Views for BI tools, where the raw tables are awkward: one row per thing a dashboard shows.
 
-- bi.drift_status: each feature's latest window per slice: drifted or not, and by which metrics.
+- bi.drift_status: each feature's latest window per slice (its latest drift run): drifted or not, and by
+  which metrics.
 - bi.model_health_daily: per day, model version and deciding route: volume, alerts, alert rate,
   labels arrived so far and precision among the labelled alerts, features drifted that day.
 - bi.quality_status: each table's latest quality run: checks by outcome and an overall status.
@@ -18,14 +19,16 @@ BI_DATABASE = "bi"
 DRIFT_STATUS = """
 CREATE OR REPLACE VIEW bi.drift_status AS
 WITH ranked AS (
-  SELECT *, dense_rank() OVER (PARTITION BY feature, slice_column, slice_value ORDER BY window_start DESC) AS recency
+  SELECT *, dense_rank() OVER (PARTITION BY feature, slice_column, slice_value
+                               ORDER BY window_start DESC, computed_at DESC) AS recency
   FROM gold.drift_metrics)
-SELECT feature, kind, slice_column, slice_value, window_start, window_end, model_version,
+SELECT feature, coalesce(max(CASE WHEN kind <> 'dataset' THEN kind END), 'dataset') AS kind,
+       slice_column, slice_value, window_start, window_end, model_version,
        max(CASE WHEN drifted THEN 1 ELSE 0 END) = 1 AS drifted,
        concat_ws(',', array_sort(collect_set(CASE WHEN drifted THEN metric END))) AS drifted_metrics,
        max(current_rows) AS current_rows, max(computed_at) AS computed_at
 FROM ranked WHERE recency = 1
-GROUP BY feature, kind, slice_column, slice_value, window_start, window_end, model_version
+GROUP BY feature, slice_column, slice_value, window_start, window_end, model_version
 """
 
 MODEL_HEALTH_DAILY = """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -123,8 +124,12 @@ def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
     if conf_dir:
         argv += ["--conf-dir", conf_dir]
     heartbeat = d / "heartbeat"
-    return Managed("scheduler", argv, d, env={"PYTHONPATH": str(PROJECT_DIR)},
-                   ready=lambda: heartbeat.exists(), address=f"{len(cfg.services.scheduler.schedules)} schedules "
+
+    def ticking() -> bool:  # written every 5 s: a stale file from an earlier run is not a live scheduler
+        return heartbeat.exists() and time.time() - heartbeat.stat().st_mtime < 15
+
+    return Managed("scheduler", argv, d, env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host},
+                   ready=ticking, address=f"{len(cfg.services.scheduler.schedules)} schedules "
                    f"(runs in {d / 'runs.jsonl'})")
 
 
