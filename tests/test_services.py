@@ -231,7 +231,9 @@ def test_the_scheduler_runs_the_pipeline_on_the_cluster_through_a_killed_worker_
     every = 15
     env = "clustertest"
     conf = conf_env(cluster_root, env, {
-        "spark": {"master": MASTER, "conf": {"spark.executor.memory": "1g", "spark.executor.cores": "1"}},
+        # Two executors, one per worker (spread out): fewer JVMs to start on two cores, both workers in play.
+        "spark": {"master": MASTER, "conf": {"spark.executor.memory": "1g", "spark.executor.cores": "1",
+                                             "spark.cores.max": "2"}},
         "services": {**PORTS, "scheduler": {"schedules": [
             {"name": "pipeline", "every": f"{every}s", "jobs": ["ingest_bronze", "refine_silver", "build_gold"]}]}}})
     scheduled = Stack(load_config(env, root=cluster_root, conf_dir=conf), env, cluster_root, conf)
