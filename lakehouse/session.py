@@ -26,14 +26,18 @@ def _under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def jars_dir(cfg: Config) -> Path:
+    """spark.jars_dir, relative to the project: where `make setup` puts the jars Maven fetches."""
+    path = Path(cfg.spark.jars_dir)
+    return path if path.is_absolute() else PROJECT_DIR / path
+
+
 def delta_jars(cfg: Config) -> list[str]:
-    jars_dir = Path(cfg.spark.jars_dir)
-    if not jars_dir.is_absolute():
-        jars_dir = PROJECT_DIR / jars_dir
-    jars = sorted(str(p) for p in jars_dir.glob("delta-*.jar"))
+    folder = jars_dir(cfg)
+    jars = sorted(str(p) for p in folder.glob("delta-*.jar"))
     if not any(Path(j).name.startswith("delta-spark") for j in jars):
         raise SetupIncomplete(
-            f"the Delta jars are missing from {jars_dir}",
+            f"the Delta jars are missing from {folder}",
             hint="run `make setup` (it fetches them with Maven)",
         )
     return jars
@@ -44,15 +48,22 @@ def metastore_client_dir(cfg: Config) -> Path:
     return cfg.root / "services" / "metastore" / "client"
 
 
+def jdbc_jar(cfg: Config) -> str:
+    """The PostgreSQL JDBC driver the metastore's clients load (fetched by `make setup`)."""
+    jars = sorted(jars_dir(cfg).glob("postgresql-*.jar"))
+    if not jars:
+        raise SetupIncomplete(f"the PostgreSQL JDBC jar is missing from {jars_dir(cfg)}",
+                              hint="run `make setup` (Maven fetches it)")
+    return str(jars[-1])
+
+
 def hive_class_path(cfg: Config) -> str:
     """The driver class path of a `hive` catalog session: the metastore's client settings and JDBC driver."""
     client = metastore_client_dir(cfg)
-    jars_dir = Path(cfg.spark.jars_dir) if Path(cfg.spark.jars_dir).is_absolute() else PROJECT_DIR / cfg.spark.jars_dir
-    jdbc = sorted(jars_dir.glob("postgresql-*.jar"))
-    if not (client / "hive-site.xml").is_file() or not jdbc:
+    if not (client / "hive-site.xml").is_file():
         raise SetupIncomplete(f"the {cfg.env} env uses the shared metastore, which has not been started at {cfg.root}",
-                              hint="`tidewater services start metastore` (and `make setup` for the JDBC jar)")
-    return f"{client}:{jdbc[-1]}"
+                              hint="`tidewater services start metastore`")
+    return f"{client}:{jdbc_jar(cfg)}"
 
 
 @contextlib.contextmanager

@@ -48,10 +48,9 @@ def submit_command(cfg: Config, job: str, env: str, conf_dir: str | None) -> str
     if "spark.driver.memory" in cfg.spark.conf:  # the driver JVM starts before the job's session is built
         argv += ["--driver-memory", cfg.spark.conf["spark.driver.memory"]]
     if cfg.spark.catalog == "hive":
-        from lakehouse.session import metastore_client_dir
+        from lakehouse.session import jdbc_jar, metastore_client_dir
 
-        jdbc = sorted((PROJECT_DIR / "jars").glob("postgresql-*.jar"))
-        argv += ["--driver-class-path", ":".join([str(metastore_client_dir(cfg)), *map(str, jdbc[-1:])])]
+        argv += ["--driver-class-path", f"{metastore_client_dir(cfg)}:{jdbc_jar(cfg)}"]
     argv += [f"jobs/{job}.py", "--env", env, "--root", str(cfg.root)]
     if conf_dir:
         argv += ["--conf-dir", conf_dir]

@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from lakehouse.config import PROJECT_DIR, Config
-from lakehouse.session import metastore_client_dir
+from lakehouse.config import Config
+from lakehouse.session import jdbc_jar, metastore_client_dir
 from services.process import Managed, ServiceError, as_user
 
 PG_VERSIONS_DIR = Path("/usr/lib/postgresql")
@@ -38,18 +38,6 @@ def pg_bin(tool: str) -> str:
 
 def state_dir(cfg: Config) -> Path:
     return cfg.root / "services" / "metastore"
-
-
-def client_conf_dir(cfg: Config) -> Path:
-    """The folder that goes on a driver's class path for it to find the metastore."""
-    return metastore_client_dir(cfg)
-
-
-def jdbc_jar() -> str:
-    jars = sorted((PROJECT_DIR / "jars").glob("postgresql-*.jar"))
-    if not jars:
-        raise ServiceError("the PostgreSQL JDBC jar is missing from jars/", hint="run `make setup` (Maven fetches it)")
-    return str(jars[-1])
 
 
 def _server_user() -> str | None:
@@ -149,7 +137,7 @@ def write_client_conf(cfg: Config, secret: str) -> Path:
                 "hive.metastore.schema.verification": "false",
                 "datanucleus.schema.autoCreateAll": "false"}
     body = "".join(f"  <property><name>{k}</name><value>{escape(v)}</value></property>\n" for k, v in settings.items())
-    path = client_conf_dir(cfg) / "hive-site.xml"
+    path = metastore_client_dir(cfg) / "hive-site.xml"
     _write_private(path, f'<?xml version="1.0"?>\n<configuration>\n{body}</configuration>\n')
     return path
 
@@ -167,7 +155,7 @@ def _create_hive_schema(cfg: Config, secret: str) -> None:
         settings = {**_datanucleus_settings(cfg, secret), "datanucleus.identifierFactory": "datanucleus1",
                     "datanucleus.rdbms.useLegacyNativeValueStrategy": "true"}
         _write_private(props, "".join(f"{k}={v}\n" for k, v in settings.items()))
-        cmd = ["java", "-cp", f"{spark_jars}/*:{jdbc_jar()}", "org.datanucleus.store.schema.SchemaTool",
+        cmd = ["java", "-cp", f"{spark_jars}/*:{jdbc_jar(cfg)}", "org.datanucleus.store.schema.SchemaTool",
                "-create", "-api", "JDO", "-props", str(props), str(Path(tmp) / "package.jdo")]
         done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0 or "completed successfully" not in done.stdout:
@@ -177,7 +165,7 @@ def _create_hive_schema(cfg: Config, secret: str) -> None:
 def prepare(cfg: Config) -> str:
     """After the server is up: role, database and Hive schema once; the client conf every time."""
     m = cfg.services.metastore
-    secret = password(cfg) if not (client_conf_dir(cfg) / "hive-site.xml").exists() or os.environ.get(m.password_env) \
+    secret = password(cfg) if not (metastore_client_dir(cfg) / "hive-site.xml").exists() or os.environ.get(m.password_env) \
         else None
     if secret is None:
         return "metastore: ready (schema and client settings already in place)"
@@ -190,5 +178,5 @@ def prepare(cfg: Config) -> str:
     schema = _psql(cfg, f"\\c {m.database}\nSELECT to_regclass('public.\"DBS\"') IS NOT NULL;").strip().splitlines()[-1]
     if schema != "t":
         _create_hive_schema(cfg, secret)
-        return f"metastore: Hive schema created in {m.database}; clients read {client_conf_dir(cfg)}"
-    return f"metastore: ready; clients read {client_conf_dir(cfg)}"
+        return f"metastore: Hive schema created in {m.database}; clients read {metastore_client_dir(cfg)}"
+    return f"metastore: ready; clients read {metastore_client_dir(cfg)}"

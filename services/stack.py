@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 from lakehouse.config import PROJECT_DIR, Config
-from lakehouse.session import delta_jars
+from lakehouse.session import delta_jars, jdbc_jar, metastore_client_dir
 from services import metastore
 from services.process import Managed, ServiceError, port_open
 
@@ -76,7 +76,7 @@ def sql_server(cfg: Config) -> Managed:
             "--master", q.master, "--driver-memory", q.driver_memory,
             # Delta on the driver's own class path too: jars added by spark.jars alone are not always
             # visible to the Thrift server's per-session class loader (DATA_SOURCE_NOT_FOUND: DELTA).
-            "--driver-class-path", ":".join([str(metastore.client_conf_dir(cfg)), metastore.jdbc_jar(),
+            "--driver-class-path", ":".join([str(metastore_client_dir(cfg)), jdbc_jar(cfg),
                                              *delta_jars(cfg)]),
             "--conf", "spark.sql.catalogImplementation=hive",
             "--conf", f"spark.sql.warehouse.dir={cfg.root / 'warehouse'}",
@@ -147,6 +147,6 @@ def services(cfg: Config, names: list[str], env: str | None = None, conf_dir: st
 
 def require_metastore(cfg: Config) -> None:
     if not port_open(cfg.services.host, cfg.services.metastore.port) or \
-            not (metastore.client_conf_dir(cfg) / "hive-site.xml").exists():
+            not (metastore_client_dir(cfg) / "hive-site.xml").exists():
         raise ServiceError("the SQL server needs the metastore, which is not running",
                            hint="`tidewater services start metastore sql`")
