@@ -32,6 +32,7 @@ setup(
             "validate_model = training.validation:validate_model",
             "score_batch = scoring.batch:score_batch",
             "score_stream = scoring.stream:score_stream",
+            "record_decisions = scoring.online_decisions:record_decisions",
             "detect_drift = monitoring.drift_job:detect_drift",
             "review_deployment = monitoring.deployment_review:review_deployment",
             "continuous_training = training.continuous:continuous_training",

@@ -146,6 +146,7 @@ class FeatureConf(_Strict):
     window: str  # 1h, 24h, 7d, 30d
     column: str | None = None  # None only for count
     dtype: Literal["int64", "float64"] = "float64"
+    description: str | None = None  # words for reason codes; default: made from agg, column and window
 
     @property
     def window_seconds(self) -> int:
@@ -276,6 +277,7 @@ class ScoringConf(_Strict):
     frame_backend: Literal["auto", "pandas", "cudf"] = "auto"  # per-batch preprocessing
     stream_trigger_seconds: int = Field(5, ge=1)
     stream_max_files_per_trigger: int = Field(50, ge=1)
+    reasons: int = Field(3, ge=0)  # reason codes per decision: API answers, batch explanations of flagged rows
 
 
 class DriftConf(_Strict):
@@ -412,6 +414,15 @@ class ScheduleConf(_Strict):
         return int(self.every[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[self.every[-1]]
 
 
+class ApiConf(_Strict):
+    """The scoring API (`tidewater services start api`)."""
+
+    port: int = 8000
+    reload_seconds: float = Field(10, gt=0)  # how often it checks whether the champion alias moved
+    max_body_bytes: int = Field(65536, ge=1024)  # larger requests get 413
+    max_batch: int = Field(500, ge=1)  # transactions per /v1/score/batch request
+
+
 class SchedulerConf(_Strict):
     schedules: list[ScheduleConf] = []
 
@@ -426,6 +437,7 @@ class ServicesConf(_Strict):
     sql: SqlServerConf = SqlServerConf()
     mlflow: PortConf = PortConf(port=5000)
     redis: PortConf = PortConf(port=6379)
+    api: ApiConf = ApiConf()
     scheduler: SchedulerConf = SchedulerConf()
 
 

@@ -20,6 +20,7 @@ from lakehouse.model_store import model_asset
 from lakehouse.tables import current_version, read_table, union_all
 from features.maturity import first_mature_day, mature
 from features.serving import point_in_time_features, scoring_events
+from scoring.batch_explanations import EXPLANATIONS, explain_flagged, merge_explanations
 from scoring.predictions import merge_predictions
 from scoring.routing import describe, record_models, route_pairs, routes, score_routes
 
@@ -49,9 +50,9 @@ def _inputs(cfg: Config) -> list[str]:
 
 @job(name="score_batch",
      summary="Score silver transactions (a date range, or all not yet scored) with the registered model "
-             "into gold.predictions.",
+             "into gold.predictions, with reason codes for the flagged ones in gold.prediction_explanations.",
      inputs=_inputs,
-     outputs=lambda cfg: {PREDICTIONS: _inputs(cfg)},
+     outputs=lambda cfg: {PREDICTIONS: _inputs(cfg), EXPLANATIONS: _inputs(cfg)},
      options=model_and_date_options("registry alias to score with (default: scoring.alias, champion)", "to score"),
      skip_unchanged=False)  # it scores only what this model version has not scored yet
 def score_batch(run: JobRun, args) -> None:
@@ -75,6 +76,10 @@ def score_batch(run: JobRun, args) -> None:
     run.writing(PREDICTIONS)
     merge_predictions(spark, cfg.table(PREDICTIONS).path, predictions)
     run.wrote(PREDICTIONS)
+    if cfg.scoring.reasons:
+        run.writing(EXPLANATIONS)
+        merge_explanations(spark, cfg.table(EXPLANATIONS).path, explain_flagged(features, predictions, plan, cfg, run.run_id))
+        run.wrote(EXPLANATIONS)
     for frame in (predictions, features, events):
         frame.unpersist()
     run.count("scored", n)

@@ -19,7 +19,7 @@ def _config(env, root, conf_dir):
 
 @click.group()
 def services():
-    """Run the platform's servers on this machine: Spark cluster, metastore, SQL server, MLflow, Redis, scheduler."""
+    """Run the platform's servers on this machine: Spark cluster, metastore, SQL server, MLflow, Redis, the scoring API, scheduler."""
 
 
 @services.command()

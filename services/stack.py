@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from lakehouse.session import delta_jars, jdbc_jar, metastore_client_dir
 from services import metastore
 from services.process import Managed, ServiceError, port_open
 
-ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "scheduler"]
+ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "api", "scheduler"]
 
 
 def _spark_home() -> Path:
@@ -133,6 +134,28 @@ def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
                    f"(runs in {d / 'runs.jsonl'})")
 
 
+def api_server(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
+    port, host = cfg.services.api.port, cfg.services.host
+    d = state_dir(cfg, "api")
+    argv = [sys.executable, "-m", "services.api_server", "--root", str(cfg.root)]
+    if env:
+        argv += ["--env", env]
+    if conf_dir:
+        argv += ["--conf-dir", conf_dir]
+
+    def answering() -> bool:  # 503 before a champion is registered: up, and /healthz says why
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    return Managed("api", argv, d, ports=(port,), host=host, env={"PYTHONPATH": str(PROJECT_DIR)}, ready=answering,
+                   address=f"http://{host}:{port}/v1/score")
+
+
 def services(cfg: Config, names: list[str], env: str | None = None, conf_dir: str | None = None,
              workers: int | None = None) -> list[tuple[str, list[Managed]]]:
     """(name, processes) for each name asked, in start order."""
@@ -141,7 +164,7 @@ def services(cfg: Config, names: list[str], env: str | None = None, conf_dir: st
         raise ServiceError(f"unknown service {unknown[0]!r}", hint=f"services: {', '.join(ORDER)}")
     build = {"metastore": lambda: [metastore.server(cfg)], "spark": lambda: spark_cluster(cfg, workers),
              "sql": lambda: [sql_server(cfg)], "mlflow": lambda: [mlflow_server(cfg)],
-             "redis": lambda: [redis_server(cfg)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
+             "redis": lambda: [redis_server(cfg)], "api": lambda: [api_server(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
     return [(n, build[n]()) for n in ORDER if n in (names or ORDER)]
 
 

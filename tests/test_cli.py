@@ -24,7 +24,7 @@ def tw(*args, env=None, timeout=300):
                                      ["models"], ["mlflow-ui"], ["stream"], ["stream", "start"], ["stream", "status"],
                                      ["stream", "stop"], ["drift", "report"], ["services"], ["services", "start"],
                                      ["services", "stop"], ["services", "status"], ["services", "run"],
-                                     ["services", "airflow-dag"]])
+                                     ["services", "airflow-dag"], ["run", "record_decisions"]])
 def test_every_command_has_help(command):
     result = tw(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -32,7 +32,7 @@ def test_every_command_has_help(command):
 
 
 @pytest.mark.parametrize("job", ["ingest_bronze", "refine_silver", "build_gold", "train", "score_batch",
-                                 "score_stream", "detect_drift"])
+                                 "score_stream", "detect_drift", "record_decisions"])
 def test_every_job_has_help_both_ways(job):
     via_cli = tw("run", job, "--help")
     assert via_cli.returncode == 0 and "--root" in via_cli.stdout and "--env" in via_cli.stdout

@@ -57,7 +57,7 @@ def test_the_kubernetes_manifests_run_services_and_jobs_that_exist():
                 assert "value" not in var or "PASSWORD" not in var["name"] or "valueFrom" in var  # secrets by reference
     assert {"sql", "mlflow"} <= set(ran)
     services_named = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
-    assert {"metastore", "sql", "mlflow", "redis"} <= services_named
+    assert {"metastore", "sql", "mlflow", "redis", "api"} <= services_named
 
     script = DEPLOY / "k8s" / "spark-submit.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
