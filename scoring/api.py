@@ -289,20 +289,22 @@ def create_app(cfg: Config, reload: bool = True) -> FastAPI:
     api = cfg.services.api
     stop = threading.Event()
 
+    def try_reload():
+        try:
+            scorer.reload()
+            scorer.reload_error = None
+        except Exception as err:  # keep serving what is loaded; /healthz says why nothing is
+            scorer.reload_error = f"{err}" + (f" (hint: {err.hint})" if getattr(err, "hint", None) else "")
+            log.warning("could not load the deployment: %s", scorer.reload_error)
+
     def follow_aliases():
-        while True:
-            try:
-                scorer.reload()
-                scorer.reload_error = None
-            except Exception as err:  # keep serving what is loaded; /healthz says why nothing is
-                scorer.reload_error = f"{err}" + (f" (hint: {err.hint})" if getattr(err, "hint", None) else "")
-                log.warning("could not load the deployment: %s", scorer.reload_error)
-            if stop.wait(api.reload_seconds):
-                return
+        while not stop.wait(api.reload_seconds):
+            try_reload()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         if reload:
+            try_reload()  # before the port opens: a started API has its champion, if there is one
             threading.Thread(target=follow_aliases, name="follow-aliases", daemon=True).start()
         yield
         stop.set()

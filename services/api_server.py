@@ -7,17 +7,12 @@ requests in flight finish.
 
 from __future__ import annotations
 
-import argparse
-
 from lakehouse.config import load_config
+from services.server_args import server_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.api_server", description=__doc__.splitlines()[0])
-    parser.add_argument("--env")
-    parser.add_argument("--root")
-    parser.add_argument("--conf-dir")
-    args = parser.parse_args(argv)
+    args = server_args("services.api_server", __doc__.splitlines()[0], argv)
     cfg = load_config(args.env, args.root, args.conf_dir)
     import uvicorn
 

@@ -8,7 +8,6 @@ recorded in meta.lineage like any other run; a job listed in two schedules never
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 from lakehouse.config import Config, ScheduleConf, load_config
 from lakehouse.errors import AlreadyRunning
 from lakehouse.locks import exclusive
+from services.server_args import server_args
 
 
 def _now() -> str:
@@ -67,11 +67,7 @@ def serve(cfg: Config, job_args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.scheduler", description=__doc__.splitlines()[0])
-    parser.add_argument("--env")
-    parser.add_argument("--root")
-    parser.add_argument("--conf-dir")
-    args = parser.parse_args(argv)
+    args = server_args("services.scheduler", __doc__.splitlines()[0], argv)
     cfg = load_config(args.env, args.root, args.conf_dir)
     job_args = ["--root", str(cfg.root)]
     if args.env:

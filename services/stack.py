@@ -117,13 +117,19 @@ def redis_server(cfg: Config) -> Managed:
     return Managed("redis", argv, d, ports=(port,), host=host, address=f"redis://{host}:{port}")
 
 
-def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
-    d = state_dir(cfg, "scheduler")
-    argv = [sys.executable, "-m", "services.scheduler", "--root", str(cfg.root)]
+def _python_server(module: str, cfg: Config, env: str | None, conf_dir: str | None) -> list[str]:
+    """`python -m MODULE` for this root, env and conf folder (services.server_args parses them)."""
+    argv = [sys.executable, "-m", module, "--root", str(cfg.root)]
     if env:
         argv += ["--env", env]
     if conf_dir:
         argv += ["--conf-dir", conf_dir]
+    return argv
+
+
+def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
+    d = state_dir(cfg, "scheduler")
+    argv = _python_server("services.scheduler", cfg, env, conf_dir)
     heartbeat = d / "heartbeat"
 
     def ticking() -> bool:  # written every 5 s: a stale file from an earlier run is not a live scheduler
@@ -137,11 +143,7 @@ def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
 def api_server(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
     port, host = cfg.services.api.port, cfg.services.host
     d = state_dir(cfg, "api")
-    argv = [sys.executable, "-m", "services.api_server", "--root", str(cfg.root)]
-    if env:
-        argv += ["--env", env]
-    if conf_dir:
-        argv += ["--conf-dir", conf_dir]
+    argv = _python_server("services.api_server", cfg, env, conf_dir)
 
     def answering() -> bool:  # 503 before a champion is registered: up, and /healthz says why
         try:
