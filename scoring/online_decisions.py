@@ -93,10 +93,12 @@ def record_decisions(run: JobRun, args) -> None:
     frame = spark.createDataFrame([row_values(from_line(r)) for r in rows], DECISION_SCHEMA)
     run.writing(DECISIONS)
     create_if_missing(spark, ref.path, DECISION_SCHEMA)
+    before = current_version(spark, ref)
     (DeltaTable.forPath(spark, ref.path).alias("t").merge(frame.alias("s"), "t.decision_id = s.decision_id")
      .whenNotMatchedInsertAll().execute())
     run.wrote(DECISIONS)
-    inserted = commit_metrics(spark, ref, current_version(spark, ref)).get("numTargetRowsInserted", 0)
+    after = current_version(spark, ref)  # a MERGE that inserts nothing commits nothing
+    inserted = commit_metrics(spark, ref, after).get("numTargetRowsInserted", 0) if after != before else 0
     run.count("decisions_inserted", inserted)
     closed = [path for path, done in files if done]
     for path in closed:

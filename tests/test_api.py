@@ -5,6 +5,7 @@ went away and a moved champion alias are each handled without a 500 or a dropped
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -288,6 +290,8 @@ def test_every_answered_decision_reaches_gold_decisions_online_once_through_a_ki
     killer.start()
     send(txns[20:])  # some of these meet a dead server: not answered, not counted
     killer.join()
+    with contextlib.suppress(psutil.NoSuchProcess):  # SIGKILL lands asynchronously: until then it listens
+        psutil.Process(pid).wait(timeout=10)
     api.tidewater("services", "start", "api")
     send(txns[:10])
 
@@ -311,5 +315,5 @@ def test_the_api_builds_the_frame_registry_conform_builds():
     from registry.inputs import conform
     from scoring.api import model_frame
 
-    rows = [{"a": 1, "b": None, "c": "pos", "d": None}, {"a": 2.5, "b": 3, "c": None, "d": 7}]
+    rows = [{"a": 1, "b": None, "c": "pos", "d": None}, {"a": 2.5, "b": 3, "c": None, "d": "atm"}]
     pd.testing.assert_frame_equal(model_frame(rows, ["a", "b"], ["c", "d"]), conform(pd.DataFrame(rows), ["a", "b"], ["c", "d"]))
