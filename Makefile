@@ -34,9 +34,11 @@ $(STAMP): setup.py constraints.txt | $(VENV)/bin/python
 	$(VENV)/bin/uv pip install -q --compile-bytecode --python $(VENV)/bin/python -c constraints.txt -e '.[dev]'
 	touch $@
 
-# Delta's JVM jars for Spark 4.1, fetched with Maven into ./jars (spark.jars points there).
-$(JARS_STAMP): pom.xml
+# Delta's and the Kafka source's JVM jars for Spark 4.1, fetched with Maven into ./jars (spark.jars
+# points there), and the Kafka broker with its own class path into ./jars/kafka.
+$(JARS_STAMP): pom.xml deploy/kafka/pom.xml
 	mvn -q -B dependency:copy-dependencies
+	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
 	touch $@
 
 jars: $(JARS_STAMP)

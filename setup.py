@@ -13,7 +13,7 @@ setup(
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
         "mlflow", "torch", "scipy", "scikit-learn", "matplotlib", "deltalake", "rich", "psutil",
-        "pyhive[hive_pure_sasl]", "apscheduler", "fastapi", "uvicorn", "prometheus-client",
+        "pyhive[hive_pure_sasl]", "apscheduler", "fastapi", "uvicorn", "prometheus-client", "confluent-kafka",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib", "duckdb", "py-spy"],

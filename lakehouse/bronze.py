@@ -1,4 +1,5 @@
-"""Bronze: land each new file of the landing folder once, raw, with where and when it came from.
+"""Bronze: land each new file of the landing folder (or message of a Kafka topic) once, raw, with
+where and when it came from.
 
 Files arrive by the landing protocol (lakehouse.landing): complete, under their final name. A file
 that changed after it was ingested is quarantined whole, with a reason, rather than read again in part.
@@ -13,6 +14,7 @@ from urllib.parse import unquote
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse import kafka_topic
 from lakehouse.config import Config, SourceConf
 from lakehouse.errors import LandingNotFound
 from lakehouse.console import progress
@@ -44,13 +46,22 @@ def with_ingest_metadata(lines: DataFrame, src: SourceConf) -> DataFrame:
     return out
 
 
+def source_stream(spark: SparkSession, cfg: Config, landing: Path, name: str, src: SourceConf) -> DataFrame:
+    """The source's rows as bronze holds them: landing files, or the messages of its Kafka topic."""
+    if src.kind == "kafka":
+        kafka_topic.end_offsets(cfg, kafka_topic.topic_of(name, src))  # a clear error when the broker or topic is missing
+        return kafka_topic.with_message_metadata(kafka_topic.read_topic(spark, cfg, name, src))
+    lines = spark.readStream.format("text").option("maxFileAge", MAX_FILE_AGE).load(str(landing / "*" / src.file_glob))
+    return with_ingest_metadata(lines, src)
+
+
 def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, name: str,
                   src: SourceConf) -> int:
-    """Append the source's not-yet-seen files to its bronze table; the checkpoint remembers files."""
+    """Append the source's not-yet-seen files or messages to its bronze table, exactly once: the
+    checkpoint remembers files and offsets, and Delta's sink commits each micro-batch once."""
     ref = cfg.table(src.bronze)
     run.writing(src.bronze)
-    lines = spark.readStream.format("text").option("maxFileAge", MAX_FILE_AGE).load(str(landing / "*" / src.file_glob))
-    query = (with_ingest_metadata(lines, src).writeStream.format("delta")
+    query = (source_stream(spark, cfg, landing, name, src).writeStream.format("delta")
              .option("mergeSchema", "true")  # bronze written before _file_size/_file_modified gains them
              .queryName(f"{run.job}_{name}")
              .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, name)))
@@ -108,7 +119,7 @@ def quarantine_changed_files(spark: SparkSession, cfg: Config, run: JobRun, land
                              src: SourceConf) -> int:
     """Files whose size or time differ from when they were ingested: their whole content, once, to
     quarantine.<entity> with reason landing_file_changed. Bronze keeps what it read; nothing is read twice."""
-    if run.outputs[src.bronze][-1] is None:
+    if run.outputs[src.bronze][-1] is None or src.kind != "files":
         return 0
     changed = changed_files(spark, cfg, landing, src)
     if not changed:
@@ -137,13 +148,13 @@ def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:
 
 
 @job(name="ingest_bronze",
-     summary="Append new landing files to the bronze tables, each file exactly once.",
+     summary="Append new landing files and Kafka messages to the bronze tables, each exactly once.",
      inputs=lambda cfg: [f"landing:{name}" for name in cfg.sources],
      outputs=_outputs,
      options=[option("--landing", help="landing folder (default: <root>/landing)")],
      skip_unchanged=False)  # new files, not table versions, are its input: the checkpoint knows which
 def ingest_bronze(run: JobRun, args) -> None:
-    """Ingest every configured source from the landing folder into its bronze table."""
+    """Ingest every configured source (landing folder or Kafka topic) into its bronze table."""
     cfg = run.cfg
     landing_dir = Path(args.landing) if args.landing else cfg.landing_dir
     if not landing_dir.is_dir():

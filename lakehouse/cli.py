@@ -141,13 +141,18 @@ def jobs(fmt, root, env):
 @click.option("--no-drift", is_flag=True, help="Plant no drift (overrides --drift-from-day and the config).")
 @click.option("--warmup-days", type=int, default=None,
               help="Days of history before --start-date, at the same daily rate (default from config).")
+@click.option("--to-kafka", is_flag=True,
+              help="Publish the sources the env reads from Kafka (conf/kafka.yaml: transactions) to their topics, "
+                   "batch by batch in event order, instead of leaving them as landing files.")
 @ROOT_OPT
 @ENV_OPT
 @one_line_errors
 def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_from_day, no_drift, warmup_days,
-             root, env):
+             to_kafka, root, env):
     """Write synthetic arrival batches (JSON lines + CSV) and a manifest of what was planted."""
+    from lakehouse import kafka_topic
     from lakehouse.config import load_config
+    from lakehouse.errors import ConfigError
     from lakehouse.generator import generate as gen
     from lakehouse.console import progress
     cfg = load_config(env, root)
@@ -157,9 +162,18 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
     settings = g.model_copy(update={k: v for k, v in opts.items() if v is not None}).model_dump()
     if no_drift:
         settings["drift_from_day"] = None
+    if to_kafka and not kafka_topic.kafka_sources(cfg):
+        raise ConfigError(f"the {cfg.env} env reads every source from landing files, none from Kafka",
+                          hint="pass --env kafka (conf/kafka.yaml), or set sources.<name>.kind: kafka")
     target = out or cfg.landing_dir
     man = gen(target, progress=progress, **settings)
     click.echo(f"wrote {man.transactions_written} transactions in {len(man.batches)} batches to {target}")
+    if to_kafka:
+        from pathlib import Path
+
+        sent = kafka_topic.publish_batches(cfg, [Path(target) / b for b in man.batches], progress)
+        topics = ", ".join(kafka_topic.topic_of(n, s) for n, s in kafka_topic.kafka_sources(cfg).items())
+        click.echo(f"published {sent} messages to Kafka ({cfg.services.kafka_bootstrap}, topic {topics})")
     click.echo(f"planted defects: {json.dumps(man.defects)}; fraud: {man.fraud_transactions}")
     click.echo(f"manifest: {target}/_manifest.json")
 

@@ -50,6 +50,12 @@ class SourceConf(_Strict):
     header: str | None = None
     # A longer line is quarantined unparsed (reason oversized_record): it never reaches a parser or silver.
     max_record_chars: int = Field(1_048_576, ge=1)
+    # files: arrival batches in the landing folder. kafka: the same lines as messages on `topic`
+    # (`tidewater generate --to-kafka` publishes them), keyed by the JSON field `key`.
+    kind: Literal["files", "kafka"] = "files"
+    topic: str | None = None
+    key: str | None = None
+    max_messages_per_batch: int | None = Field(None, ge=1)  # Kafka messages per micro-batch (all: None)
 
 
 class GeneratorConf(_Strict):
@@ -427,6 +433,15 @@ class SchedulerConf(_Strict):
     schedules: list[ScheduleConf] = []
 
 
+class KafkaConf(_Strict):
+    """The Kafka broker (`tidewater services start kafka`): KRaft, broker and controller in one JVM."""
+
+    port: int = 9092
+    controller_port: int = 9093
+    partitions: int = Field(2, ge=1)  # of each topic the platform creates
+    heap: str = "512m"
+
+
 class ServicesConf(_Strict):
     """The servers `tidewater services` runs; all bind `host` (loopback unless configured)."""
 
@@ -438,7 +453,12 @@ class ServicesConf(_Strict):
     mlflow: PortConf = PortConf(port=5000)
     redis: PortConf = PortConf(port=6379)
     api: ApiConf = ApiConf()
+    kafka: KafkaConf = KafkaConf()
     scheduler: SchedulerConf = SchedulerConf()
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka.port}"
 
 
 class TableRef(BaseModel):
@@ -551,6 +571,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _env_layers(conf_dir: Path, env: str, below: tuple[str, ...] = ()) -> dict:
+    """An env's settings over those of the env it `extends:` (and so on down), base not included."""
+    data = _read_yaml(conf_dir / f"{env}.yaml")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if parent in (*below, env) or not (conf_dir / f"{parent}.yaml").is_file():
+        raise ConfigError(f"{env}.yaml extends {parent!r}, which is not another env's file",
+                          hint=f"known envs: {', '.join(sorted(p.stem for p in conf_dir.glob('*.yaml') if p.stem != 'base'))}")
+    return _deep_merge(_env_layers(conf_dir, parent, (*below, env)), data)
+
+
 def load_config(
     env: str | None = None,
     root: str | os.PathLike | None = None,
@@ -567,7 +599,7 @@ def load_config(
     if not env_file.is_file():
         known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
         raise ConfigError(f"unknown env {env!r}: {env_file} not found", hint=f"known envs: {', '.join(known)}")
-    data = _deep_merge(_read_yaml(base_file), _read_yaml(env_file))
+    data = _deep_merge(_read_yaml(base_file), _env_layers(conf_dir, env))
     data = _deep_merge(data, overrides or {})
     root = root or os.environ.get(ENV_VAR_ROOT)
     if root:

@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from lakehouse.config import load_config
 from lakehouse.errors import ConfigError
 from lakehouse.generator import expected_labels, generate
+from lakehouse.kafka_topic import publish_batches
 from lakehouse.console import progress
 from lakehouse.job_runner import find_job, installed_jobs
 from lakehouse.session import build_session
@@ -92,10 +93,12 @@ def hold_back(cfg) -> None:
 
 
 def land_arrival(cfg, days: int) -> list[str]:
-    """Land the next `days` held-back batches in the landing folder (as a source system would)."""
+    """Land the next `days` held-back batches in the landing folder (as a source system would), and
+    publish what the env reads from Kafka."""
     held = sorted(p for p in arrivals_dir(cfg).glob("batch-*") if p.is_dir()) if arrivals_dir(cfg).exists() else []
     for batch in held[:days]:
         shutil.move(str(batch), cfg.landing_dir / batch.name)
+    publish_batches(cfg, [cfg.landing_dir / b.name for b in held[:days]], progress)
     return [b.name for b in held[:days]]
 
 
@@ -105,6 +108,7 @@ def run_demo(env: str | None = None, root: str | None = None, rows: int | None =
     cfg = load_config(env, root)
     progress(f"demo: storage root {cfg.root} (env {cfg.env})")
     _ensure_landing(cfg, rows, days)
+    publish_batches(cfg, sorted(p for p in cfg.landing_dir.glob("batch-*") if p.is_dir()), progress)
     spark = build_session(cfg)
     installed = installed_jobs()
     stages = [s for s in cfg.pipeline.stages if s in installed]

@@ -48,6 +48,20 @@ def metastore_client_dir(cfg: Config) -> Path:
     return cfg.root / "services" / "metastore" / "client"
 
 
+KAFKA_SOURCE_JARS = ("spark-sql-kafka-*.jar", "spark-token-provider-kafka-*.jar", "kafka-clients-*.jar",
+                     "commons-pool2-*.jar")
+
+
+def spark_jars(cfg: Config) -> list[str]:
+    """spark.jars: Delta, and Spark's Kafka source (sources of kind kafka) with what it needs."""
+    folder = jars_dir(cfg)
+    kafka = sorted(str(p) for pattern in KAFKA_SOURCE_JARS for p in folder.glob(pattern))
+    if not any(Path(j).name.startswith("spark-sql-kafka") for j in kafka):
+        raise SetupIncomplete(f"Spark's Kafka source jars are missing from {folder}",
+                              hint="run `make setup` (it fetches them with Maven)")
+    return delta_jars(cfg) + kafka
+
+
 def jdbc_jar(cfg: Config) -> str:
     """The PostgreSQL JDBC driver the metastore's clients load (fetched by `make setup`)."""
     jars = sorted(jars_dir(cfg).glob("postgresql-*.jar"))
@@ -99,7 +113,7 @@ def build_session(cfg: Config) -> SparkSession:
     builder = SparkSession.builder.appName(cfg.spark.app_name)
     settings = {
         **DELTA_CONF,
-        "spark.jars": ",".join(delta_jars(cfg)),
+        "spark.jars": ",".join(spark_jars(cfg)),
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.warehouse.dir": str(cfg.root / "warehouse"),
         "spark.sql.catalogImplementation": cfg.spark.catalog,
@@ -133,7 +147,7 @@ def write_spark_defaults(cfg: Config) -> Path:
 
     conf_file = Path(_find_spark_home()) / "conf" / "spark-defaults.conf"
     conf_file.parent.mkdir(parents=True, exist_ok=True)
-    settings = {**DELTA_CONF, "spark.jars": ",".join(delta_jars(cfg))}
+    settings = {**DELTA_CONF, "spark.jars": ",".join(spark_jars(cfg))}
     log4j = PROJECT_DIR / "conf" / "log4j2.properties"
     if log4j.is_file():
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"

@@ -6,7 +6,7 @@ from typing import Iterator
 
 from lakehouse.config import Config
 from lakehouse.locks import exclusive
-from services import metastore, process, stack
+from services import kafka, metastore, process, stack
 
 
 def start_services(cfg: Config, names: list[str], env: str | None = None, conf_dir: str | None = None,
@@ -19,6 +19,8 @@ def start_services(cfg: Config, names: list[str], env: str | None = None, conf_d
                 yield "metastore: PostgreSQL data folder created"
             if name == "sql":
                 stack.require_metastore(cfg)
+            if name == "kafka" and kafka.initialize(cfg):
+                yield "kafka: storage formatted (KRaft, a new cluster id)"
             for proc in procs:
                 yield process.start(proc, timeout=timeout)
             if name == "metastore":
@@ -46,6 +48,8 @@ def foreground(cfg: Config, name: str, env: str | None = None, conf_dir: str | N
         raise process.ServiceError(f"{name} is several processes", hint="run `spark-class` master and workers one per container")
     if name == "metastore":
         metastore.initialize(cfg)
+    if name == "kafka":
+        kafka.initialize(cfg)
     if name == "sql":  # the metastore runs elsewhere: only the client settings are written here
         metastore.write_client_conf(cfg, metastore.password(cfg))
     proc = procs[0]

@@ -2,7 +2,7 @@
 
 Spark's master and workers come from the pyspark wheel (`spark-class`; it has no start scripts), the
 SQL server is Spark's Thrift server over the shared metastore, MLflow and the scheduler run in the
-platform's Python, PostgreSQL and Redis are Debian's servers.
+platform's Python, PostgreSQL and Redis are Debian's servers, Kafka is Apache's broker from Maven's jars.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.session import delta_jars, jdbc_jar, metastore_client_dir
-from services import metastore
+from services import kafka, metastore
 from services.process import Managed, ServiceError, port_open
 
-ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "api", "scheduler"]
+ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "kafka", "api", "scheduler"]
 
 
 def _spark_home() -> Path:
@@ -166,7 +166,7 @@ def services(cfg: Config, names: list[str], env: str | None = None, conf_dir: st
         raise ServiceError(f"unknown service {unknown[0]!r}", hint=f"services: {', '.join(ORDER)}")
     build = {"metastore": lambda: [metastore.server(cfg)], "spark": lambda: spark_cluster(cfg, workers),
              "sql": lambda: [sql_server(cfg)], "mlflow": lambda: [mlflow_server(cfg)],
-             "redis": lambda: [redis_server(cfg)], "api": lambda: [api_server(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
+             "redis": lambda: [redis_server(cfg)], "kafka": lambda: [kafka.server(cfg)], "api": lambda: [api_server(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
     return [(n, build[n]()) for n in ORDER if n in (names or ORDER)]
 
 
