@@ -66,6 +66,23 @@ def test_wrong_type_is_rejected(tmp_path):
         load_config("local", conf_dir=conf)
 
 
+def test_an_env_that_extends_another_takes_its_settings_and_overrides_some():
+    local, kafka = load_config("local"), load_config("kafka")
+    assert kafka.spark.master == local.spark.master and kafka.spark.conf == local.spark.conf
+    assert kafka.sources["transactions"].kind == "kafka" and kafka.sources["customers"].kind == "files"
+    assert kafka.root != local.root
+
+
+def test_an_env_that_extends_itself_is_an_error(tmp_path):
+    import shutil
+
+    conf = tmp_path / "conf"
+    shutil.copytree(DEFAULT_CONF_DIR, conf)
+    (conf / "loop.yaml").write_text("extends: loop\nenv: loop\n")
+    with pytest.raises(ConfigError, match="loop.yaml extends 'loop'"):
+        load_config("loop", conf_dir=conf)
+
+
 def test_unknown_env_lists_the_known_ones():
     with pytest.raises(ConfigError) as err:
         load_config("staging")
