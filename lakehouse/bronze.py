@@ -55,6 +55,13 @@ def source_stream(spark: SparkSession, cfg: Config, landing: Path, name: str, sr
     return with_ingest_metadata(lines, src)
 
 
+def checkpoint_name(name: str, src: SourceConf) -> str:
+    """A source's stream checkpoint: one per kind (and topic), so a source that moves from landing
+    files to a topic starts a stream of its own instead of resuming the files' one (whose offsets a
+    Kafka source cannot read)."""
+    return name if src.kind == "files" else f"{name}-kafka-{kafka_topic.topic_of(name, src)}"
+
+
 def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, name: str,
                   src: SourceConf) -> int:
     """Append the source's not-yet-seen files or messages to its bronze table, exactly once: the
@@ -64,7 +71,7 @@ def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, 
     query = (source_stream(spark, cfg, landing, name, src).writeStream.format("delta")
              .option("mergeSchema", "true")  # bronze written before _file_size/_file_modified gains them
              .queryName(f"{run.job}_{name}")
-             .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, name)))
+             .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, checkpoint_name(name, src))))
              .trigger(availableNow=True).start(ref.path))
     query.awaitTermination()
     before, after = run.outputs[src.bronze][0], run.wrote(src.bronze)

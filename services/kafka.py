@@ -74,7 +74,7 @@ def initialize(cfg: Config) -> bool:
         return False
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     cmd = [_java(), "-cp", _class_path(cfg), f"-Dlog4j2.configurationFile=file:{LOG4J}",
-           "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf)]
+           "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(conf)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise ServiceError(f"formatting Kafka's storage failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}",
