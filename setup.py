@@ -28,6 +28,7 @@ setup(
             "compute_features = features.offline:compute_features",
             "build_training_set = features.training_set:build_training_set",
             "materialize_online = features.online:materialize_online",
+            "stream_online = features.online_stream:stream_online",
             "train = training.job:train",
             "validate_model = training.validation:validate_model",
             "score_batch = scoring.batch:score_batch",

@@ -189,6 +189,8 @@ class FeaturesConf(_Strict):
     redis_timeout_seconds: float = Field(5.0, gt=0)
     # Training and scoring use rows this many days after the history starts (None: the longest window).
     mature_after_days: int | None = Field(None, ge=0)
+    # stream_online --continuous (`tidewater services start features`): a micro-batch this often.
+    stream_trigger_seconds: float = Field(1.0, gt=0)
 
     @property
     def maturity_days(self) -> int:

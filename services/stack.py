@@ -20,7 +20,7 @@ from lakehouse.session import delta_jars, jdbc_jar, metastore_client_dir
 from services import kafka, metastore
 from services.process import Managed, ServiceError, port_open
 
-ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "kafka", "api", "scheduler"]
+ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "kafka", "features", "api", "scheduler"]
 
 
 def _spark_home() -> Path:
@@ -140,6 +140,28 @@ def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
                    f"(runs in {d / 'runs.jsonl'})")
 
 
+def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
+    """stream_online --continuous: the online store follows new transactions (Kafka or silver)."""
+    from features.online_stream import status_file
+
+    argv = [sys.executable, "-m", "lakehouse.cli", "run", "stream_online", "--continuous", "--root", str(cfg.root)]
+    argv += [*(["--env", env] if env else []), *(["--conf-dir", conf_dir] if conf_dir else [])]
+    status = status_file(cfg)
+
+    def streaming() -> bool:  # rewritten every second while the query runs; a file left by a stopped one is not
+        try:
+            state = json.loads(status.read_text())
+        except (OSError, ValueError):
+            return False
+        return state.get("state") == "running" and time.time() - state.get("updated_at", 0) < 15
+
+    source = cfg.sources.get("transactions")
+    fed_by = f"Kafka topic {source.topic or 'transactions'}" if source and source.kind == "kafka" else "silver.transactions"
+    return Managed("features", argv, state_dir(cfg, "features"),
+                   env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=streaming,
+                   address=f"{fed_by} -> {cfg.features.online_store} online store (status {status})")
+
+
 def api_server(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
     port, host = cfg.services.api.port, cfg.services.host
     d = state_dir(cfg, "api")
@@ -166,7 +188,8 @@ def services(cfg: Config, names: list[str], env: str | None = None, conf_dir: st
         raise ServiceError(f"unknown service {unknown[0]!r}", hint=f"services: {', '.join(ORDER)}")
     build = {"metastore": lambda: [metastore.server(cfg)], "spark": lambda: spark_cluster(cfg, workers),
              "sql": lambda: [sql_server(cfg)], "mlflow": lambda: [mlflow_server(cfg)],
-             "redis": lambda: [redis_server(cfg)], "kafka": lambda: [kafka.server(cfg)], "api": lambda: [api_server(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
+             "redis": lambda: [redis_server(cfg)], "kafka": lambda: [kafka.server(cfg)],
+             "features": lambda: [online_features(cfg, env, conf_dir)], "api": lambda: [api_server(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
     return [(n, build[n]()) for n in ORDER if n in (names or ORDER)]
 
 

@@ -1,0 +1,275 @@
+"""stream_online: keep the online store current, seconds after a transaction arrives.
+
+materialize_online copies the offline feature tables, which move only when the batch pipeline runs
+(ingest -> refine -> compute_features). This stream reads transactions as they arrive: the Kafka
+topic when transactions come from Kafka (cleaned here with silver's own structural rules and its
+declared row-level quarantine checks, so a message silver would quarantine never counts), otherwise
+silver's Delta stream. For each micro-batch it recomputes the touched entities' trailing windows with
+the batch job's code (features.compute over silver's history plus the batch) and writes each entity's
+latest row to the online store: the values materialize_online writes once the pipeline has caught up.
+
+Freshness is measured per message: the time its online row was written minus the time Kafka took the
+message (silver rows: the time ingest read them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from lakehouse import kafka_topic
+from lakehouse.cli_options import option
+from lakehouse.config import Config, FeatureViewConf
+from lakehouse.console import progress
+from lakehouse.job_runner import job
+from lakehouse.lineage import JobRun
+from lakehouse.locks import exclusive
+from lakehouse.refine import SILVER_LABELS_SCHEMA, TRANSACTION_RULES, refine, with_amount_eur, within_limit
+from lakehouse.schemas import spark_schema
+from lakehouse.tables import create_if_missing, current_version, read_table
+from features.compute import EVENT_TIME, feature_rows
+from features.sources import SOURCES
+from features.store import feature_store, online_store_errors
+from quality.rules import failing_rows
+
+JOB = "stream_online"
+SOURCE = "transactions"
+SILVER = ("silver.transactions", "silver.customers", "silver.labels")
+ROW_CHECKS = ("not_null", "between", "in_set", "regex")
+SEEN = "features.stream_transactions"
+
+
+@dataclass
+class StreamTransaction:
+    """A transaction the stream took from Kafka before silver has it: the fields the feature views'
+    event streams (features.sources) are built from, and when it arrived."""
+
+    txn_id: str
+    customer_id: str
+    merchant_id: str
+    event_time: dt.datetime
+    amount_eur: float | None
+    country: str | None
+    _ingested_at: dt.datetime | None
+
+
+EVENT_FIELDS = ("txn_id", "customer_id", "merchant_id", "event_time", "amount_eur", "country")
+# When the platform first had a row: Kafka's timestamp of the message, or the time ingest read the file.
+ARRIVED = "_ingested_at"
+# Silver's rules without its PII: features need no card, e-mail or IP, so this stream never reads a key.
+FEATURE_RULES = dataclasses.replace(TRANSACTION_RULES, hashed={},
+                                    dropped=TRANSACTION_RULES.dropped + tuple(TRANSACTION_RULES.hashed))
+
+
+def status_file(cfg: Config):
+    return cfg.root / "streams" / JOB / "status.json"
+
+
+def write_status(cfg: Config, **status) -> None:
+    path = status_file(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"updated_at": time.time(), "pid": os.getpid(), **status}, default=str))
+    tmp.replace(path)
+
+
+def from_kafka(cfg: Config) -> bool:
+    return cfg.sources[SOURCE].kind == "kafka"
+
+
+def clean_messages(cfg: Config, messages: DataFrame) -> DataFrame:
+    """Kafka messages -> the rows silver would keep: parsed, typed, complete, passing every declared
+    row-level quarantine check, with amount_eur; `_ingested_at` is the time Kafka took the message."""
+    rows = kafka_topic.with_message_metadata(messages).withColumn(ARRIVED, F.col("_published_at"))
+    valid, _ = refine(within_limit(rows, cfg.sources[SOURCE].max_record_chars), FEATURE_RULES, b"")
+    table = cfg.quality.get(f"silver.{SOURCE}")
+    for check in (table.checks if table else []):
+        if check.policy == "quarantine" and check.check in ROW_CHECKS:
+            valid = valid.where(~F.coalesce(failing_rows(check), F.lit(False)))
+    return with_amount_eur(valid, cfg.currencies)
+
+
+def new_transactions(silver: DataFrame, batch: DataFrame) -> DataFrame:
+    """The batch's transactions silver does not hold yet, once each (silver's first arrival wins)."""
+    first = Window.partitionBy("txn_id").orderBy(ARRIVED, "_source_file")
+    once = batch.withColumn("_rn", F.row_number().over(first)).where("_rn = 1").drop("_rn")
+    return once.join(silver.select("txn_id"), "txn_id", "left_anti")
+
+
+def remember(spark: SparkSession, cfg: Config, fresh: DataFrame) -> DataFrame:
+    """Keep the batch's new transactions in features.stream_transactions (a replayed batch inserts
+    nothing twice) and return every transaction the stream holds that silver does not have yet: the
+    next micro-batches' windows need them before the batch pipeline brings them to silver."""
+    ref = cfg.table(SEEN)
+    create_if_missing(spark, ref.path, spark_schema(StreamTransaction))
+    (DeltaTable.forPath(spark, ref.path).alias("t")
+     .merge(fresh.select(*EVENT_FIELDS, ARRIVED).alias("s"), "t.txn_id = s.txn_id")
+     .whenNotMatchedInsertAll().execute())
+    return read_table(spark, ref)
+
+
+def forget_refined(spark: SparkSession, cfg: Config) -> None:
+    """Drop the stream's transactions silver has caught up with: silver is their record from now on."""
+    ref = cfg.table(SEEN)
+    if current_version(spark, ref) is None:
+        return
+    silver_ids = read_table(spark, cfg.table("silver.transactions")).select("txn_id")
+    DeltaTable.forPath(spark, ref.path).alias("t").merge(silver_ids.alias("s"), "t.txn_id = s.txn_id") \
+        .whenMatchedDelete().execute()
+
+
+def latest_rows(events: DataFrame, view: FeatureViewConf, keys: DataFrame, since: dt.datetime) -> DataFrame:
+    """Each touched entity's newest feature row, computed over its events from `since` on (at least
+    the longest window before the batch's first event: every window of that row is complete)."""
+    mine = events.join(F.broadcast(keys), view.key).where(F.col(view.timestamp) >= F.lit(since))
+    rows = feature_rows(mine, view)
+    newest = Window.partitionBy(view.key).orderBy(F.desc(EVENT_TIME))
+    return rows.withColumn("_rn", F.row_number().over(newest)).where("_rn = 1").drop("_rn")
+
+
+def write_online(store, name: str, rows: DataFrame) -> int:
+    """Write rows to the online store through Feast (Arrow types kept: a null stays a null)."""
+    import pandas as pd
+
+    frame = rows.toArrow().to_pandas(types_mapper=pd.ArrowDtype)
+    if frame.empty:
+        return 0
+    store.write_to_online_store(name, frame)
+    return len(frame)
+
+
+def update_online(spark: SparkSession, cfg: Config, store, batch: DataFrame, in_silver: bool) -> dict:
+    """One micro-batch: the touched entities' latest features into the online store. Returns counts
+    and each row's freshness (seconds from arrival to written)."""
+    silver_txns = read_table(spark, cfg.table("silver.transactions"))
+    customers = read_table(spark, cfg.table("silver.customers"))
+    labels_ref = cfg.table("silver.labels")
+    labels = read_table(spark, labels_ref) if current_version(spark, labels_ref) is not None \
+        else spark.createDataFrame([], SILVER_LABELS_SCHEMA)
+    fresh = (batch if in_silver else new_transactions(silver_txns, batch)).persist()
+    arrived = [r[0] for r in fresh.select(ARRIVED).collect()]
+    if not arrived:
+        fresh.unpersist()
+        return {"rows": 0, "entities": 0, "freshness": []}
+    first = fresh.agg(F.min(EVENT_TIME)).first()[0]
+    if in_silver:
+        txns = silver_txns
+    else:
+        ahead = remember(spark, cfg, fresh).join(silver_txns.select("txn_id"), "txn_id", "left_anti")
+        txns = silver_txns.select(*EVENT_FIELDS).unionByName(ahead.select(*EVENT_FIELDS))
+    entities = 0
+    with online_store_errors(cfg):
+        for name, view in cfg.features.views.items():
+            longest = max(f.window_seconds for f in view.features)
+            keys = fresh.select(view.key).distinct()
+            events = SOURCES[view.source](txns, customers, labels)
+            entities += write_online(store, name, latest_rows(events, view, keys, first - dt.timedelta(seconds=longest)))
+    written = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    fresh.unpersist()
+    return {"rows": len(arrived), "entities": entities,
+            "freshness": [(written - a).total_seconds() for a in arrived if a is not None]}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _inputs(cfg: Config) -> list[str]:
+    return [*(["kafka:" + kafka_topic.topic_of(SOURCE, cfg.sources[SOURCE])] if from_kafka(cfg) else []), *SILVER]
+
+
+def _outputs(cfg: Config) -> dict[str, list[str]]:
+    online = {f"online:{name}": _inputs(cfg) for name in cfg.features.views}
+    return {**online, SEEN: _inputs(cfg)[:1]} if from_kafka(cfg) else online
+
+
+@job(name=JOB,
+     summary="Structured Streaming: keep the online store's features current from new transactions (Kafka or silver).",
+     inputs=_inputs,
+     outputs=_outputs,
+     options=[option("--continuous", is_flag=True,
+                     help="keep running (a micro-batch every features.stream_trigger_seconds) until stopped; "
+                          "default: process what has arrived, then stop")],
+     skip_unchanged=False)  # the stream's checkpoint knows what it has read
+def stream_online(run: JobRun, args) -> None:
+    """Update the online store from new transactions, exactly as the batch path would."""
+    with exclusive(run.cfg, JOB, doing="updating the online store"):
+        _stream(run, args)
+
+
+def _source(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str]:
+    if from_kafka(cfg):
+        src = cfg.sources[SOURCE]
+        topic = kafka_topic.topic_of(SOURCE, src)
+        kafka_topic.end_offsets(cfg, topic)  # a clear error when the broker or the topic is missing
+        return kafka_topic.read_topic(spark, cfg, SOURCE, src), f"Kafka topic {topic}"
+    return spark.readStream.format("delta").load(cfg.table("silver.transactions").path), "silver.transactions"
+
+
+def _stream(run: JobRun, args) -> None:
+    spark, cfg = run.spark, run.cfg
+    store = feature_store(cfg)
+    kafka = from_kafka(cfg)
+    for name in SILVER:
+        run.uses(name)
+    counts = {"batches": 0, "rows": 0, "entities": 0}
+    recent: list[float] = []
+
+    def each_batch(df: DataFrame, batch_id: int) -> None:
+        rows = clean_messages(cfg, df) if kafka else df
+        done = update_online(spark, cfg, store, rows, in_silver=not kafka)
+        counts["batches"] += 1
+        counts["rows"] += done["rows"]
+        counts["entities"] += done["entities"]
+        recent[:] = (recent + done["freshness"])[-10_000:]
+        p50, p99 = percentile(done["freshness"], 0.5), percentile(done["freshness"], 0.99)
+        write_status(cfg, state="running", last_batch_id=batch_id, last_batch_rows=done["rows"],
+                     freshness_p50_s=p50, freshness_p99_s=p99, **counts)
+        if done["rows"]:
+            progress(f"{run.job}: batch {batch_id}: {done['rows']} transactions -> {done['entities']} online rows "
+                     f"(arrival to online p50 {p50:.2f} s, p99 {p99:.2f} s)")
+
+    source, described = _source(spark, cfg)
+    if kafka:
+        run.writing(SEEN)
+        forget_refined(spark, cfg)
+    checkpoint = cfg.checkpoint_dir(run.job, "kafka" if kafka else "silver")
+    writer = source.writeStream.queryName(run.job).foreachBatch(each_batch).option("checkpointLocation", str(checkpoint))
+    if args.continuous:
+        query = writer.trigger(processingTime=f"{cfg.features.stream_trigger_seconds} seconds").start()
+        stop = {"requested": False}
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+        write_status(cfg, state="running", **counts)
+        progress(f"{run.job}: streaming {described} -> the {cfg.features.online_store} online store every "
+                 f"{cfg.features.stream_trigger_seconds:g} s; stop with Ctrl-C or `tidewater services stop features`")
+        try:
+            while query.isActive and not stop["requested"]:
+                query.awaitTermination(1)
+                write_status(cfg, state="running", **counts)
+        except KeyboardInterrupt:
+            pass
+        query.stop()
+    else:
+        writer.trigger(availableNow=True).start().awaitTermination()
+    write_status(cfg, state="stopped", freshness_p50_s=percentile(recent, 0.5),
+                 freshness_p99_s=percentile(recent, 0.99), **counts)
+    for name in cfg.features.views:
+        run.wrote_asset(f"online:{name}", run.inputs["silver.transactions"])
+    if kafka:
+        run.wrote(SEEN)
+    for metric in ("batches", "rows", "entities"):
+        run.count(metric, counts[metric])
+    progress(f"{run.job}: {counts['rows']} new transactions from {described} in {counts['batches']} micro-batches "
+             f"-> {counts['entities']} online rows")
