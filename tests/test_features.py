@@ -63,6 +63,38 @@ def test_point_in_time_join_uses_the_last_value_at_or_before_the_label(spark, tm
     assert seen[T0 + dt.timedelta(hours=6)] == 50.0
 
 
+def test_a_transaction_is_scored_with_its_entitys_state_strictly_before_it(spark, tmp_path):
+    """Given a customer's transactions at T0, two at T0+30min and one at T0+2d, each is scored with the
+    row of the customer's latest event before it (what the online store holds at that moment): the
+    same through Feast's offline join (training, batch) and the micro-batch recomputation (stream)."""
+    from features.serving import features_as_of, point_in_time_features
+    from features.sources import SOURCES
+    from lakehouse.refine import SILVER_LABELS_SCHEMA
+
+    cfg = load_config("local", root=tmp_path)
+    times = [T0, T0 + dt.timedelta(minutes=30), T0 + dt.timedelta(minutes=30), T0 + dt.timedelta(days=2)]
+    txns = spark.createDataFrame([(f"T{i}", "C1", "M1", t, 10.0 * (i + 1), "DE", "pos", "food")
+                                  for i, t in enumerate(times)],
+                                 "txn_id string, customer_id string, merchant_id string, event_time timestamp, "
+                                 "amount_eur double, country string, channel string, merchant_category string")
+    customers = spark.createDataFrame([("C1", "DE", T0 - dt.timedelta(days=90), None)],
+                                      "customer_id string, country string, valid_from timestamp, valid_to timestamp")
+    labels = spark.createDataFrame([], SILVER_LABELS_SCHEMA)
+    for view in cfg.features.views.values():
+        feature_rows(SOURCES[view.source](txns, customers, labels), view).write.format("delta").save(cfg.table(view.table).path)
+    events = txns.select("txn_id", "customer_id", "merchant_id", "event_time", "amount_eur", "channel",
+                         "merchant_category", "country")
+    offline = {r["txn_id"]: r for r in point_in_time_features(cfg, events).collect()}
+    stream = {r["txn_id"]: r for r in features_as_of(cfg, events, txns, customers, labels).collect()}
+    assert offline["T0"]["txn_count_1h"] is None and offline["T0"]["amount_vs_30d_avg"] is None  # nothing before it
+    assert offline["T1"]["txn_count_1h"] == offline["T2"]["txn_count_1h"] == 1  # not itself, not its twin
+    assert offline["T1"]["avg_amount_30d"] == 10.0 and offline["T1"]["amount_vs_30d_avg"] == 2.0
+    assert offline["T3"]["txn_count_1h"] == 3 and offline["T3"]["merchant_txn_count_24h"] == 3  # as of T0+30min
+    assert offline["T3"]["event_time"] == times[3] and offline["T3"]["hour_of_day"] == 12  # its own time
+    columns = [f.name for v in cfg.features.views.values() for f in v.features] + ["amount_vs_30d_avg", "event_time"]
+    assert {k: [r[c] for c in columns] for k, r in offline.items()} == {k: [r[c] for c in columns] for k, r in stream.items()}
+
+
 @pytest.fixture(scope="module")
 def featured(spark, lake):
     """Given the shared lakehouse, when features are computed, joined to labels and materialized."""
@@ -120,14 +152,19 @@ def test_training_set_has_one_row_per_labelled_transaction_and_records_versions(
 
 
 def test_merchant_fraud_rate_only_counts_labels_already_known(spark, featured):
+    """A training row sees the merchant as of its latest event strictly before the transaction (a
+    transaction or a label's arrival): the fraud rate counts exactly the labels known by then."""
     cfg = featured.cfg
     training = read_table(spark, cfg.table("features.training_set"))
-    labels = read_table(spark, cfg.table("silver.labels")).join(
-        read_table(spark, cfg.table("silver.transactions")).select("txn_id", "merchant_id"), "txn_id")
+    txns = read_table(spark, cfg.table("silver.transactions"))
+    labels = read_table(spark, cfg.table("silver.labels")).join(txns.select("txn_id", "merchant_id"), "txn_id")
     row = training.where("merchant_fraud_rate_30d IS NOT NULL").orderBy("event_time").first()
-    known = labels.where((F.col("merchant_id") == row["merchant_id"]) & (F.col("label_time") <= row["event_time"])
-                         & (F.col("label_time") > row["event_time"] - dt.timedelta(days=30)))
-    assert known.count() > 0
+    mine = (F.col("merchant_id") == row["merchant_id"])
+    as_of = max(t for t in (txns.where(mine & (F.col("event_time") < row["event_time"])).agg(F.max("event_time")).first()[0],
+                            labels.where(mine & (F.col("label_time") < row["event_time"])).agg(F.max("label_time")).first()[0])
+                if t is not None)
+    known = labels.where(mine & (F.col("label_time") <= as_of) & (F.col("label_time") > as_of - dt.timedelta(days=30)))
+    assert known.count() > 0 and known.agg(F.max("label_time")).first()[0] < row["event_time"]
     assert row["merchant_fraud_rate_30d"] == pytest.approx(known.agg(F.avg(F.col("is_fraud").cast("double"))).first()[0])
 
 
