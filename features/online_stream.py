@@ -30,6 +30,7 @@ from lakehouse import kafka_topic
 from lakehouse.cli_options import option
 from lakehouse.config import Config, FeatureViewConf
 from lakehouse.console import progress
+from lakehouse.errors import TableNotFound
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.locks import exclusive
@@ -62,6 +63,7 @@ class StreamTransaction:
     _ingested_at: dt.datetime | None
 
 
+CUSTOMERS_SCHEMA = "customer_id string, country string, valid_from timestamp, valid_to timestamp"
 EVENT_FIELDS = ("txn_id", "customer_id", "merchant_id", "event_time", "amount_eur", "country")
 # When the platform first had a row: Kafka's timestamp of the message, or the time ingest read the file.
 ARRIVED = "_ingested_at"
@@ -122,6 +124,8 @@ def forget_refined(spark: SparkSession, cfg: Config) -> None:
     ref = cfg.table(SEEN)
     if current_version(spark, ref) is None:
         return
+    if current_version(spark, cfg.table("silver.transactions")) is None:
+        return
     silver_ids = read_table(spark, cfg.table("silver.transactions")).select("txn_id")
     DeltaTable.forPath(spark, ref.path).alias("t").merge(silver_ids.alias("s"), "t.txn_id = s.txn_id") \
         .whenMatchedDelete().execute()
@@ -147,14 +151,18 @@ def write_online(store, name: str, rows: DataFrame) -> int:
     return len(frame)
 
 
+def _silver(spark: SparkSession, cfg: Config, name: str, schema) -> DataFrame:
+    """A silver table, or no rows before its first refine (a topic can be streamed into a new lakehouse)."""
+    ref = cfg.table(name)
+    return read_table(spark, ref) if current_version(spark, ref) is not None else spark.createDataFrame([], schema)
+
+
 def update_online(spark: SparkSession, cfg: Config, store, batch: DataFrame, in_silver: bool) -> dict:
     """One micro-batch: the touched entities' latest features into the online store. Returns counts
     and each row's freshness (seconds from arrival to written)."""
-    silver_txns = read_table(spark, cfg.table("silver.transactions"))
-    customers = read_table(spark, cfg.table("silver.customers"))
-    labels_ref = cfg.table("silver.labels")
-    labels = read_table(spark, labels_ref) if current_version(spark, labels_ref) is not None \
-        else spark.createDataFrame([], SILVER_LABELS_SCHEMA)
+    silver_txns = _silver(spark, cfg, "silver.transactions", spark_schema(StreamTransaction))
+    customers = _silver(spark, cfg, "silver.customers", CUSTOMERS_SCHEMA)
+    labels = _silver(spark, cfg, "silver.labels", SILVER_LABELS_SCHEMA)
     fresh = (batch if in_silver else new_transactions(silver_txns, batch)).persist()
     arrived = [r[0] for r in fresh.select(ARRIVED).collect()]
     if not arrived:
@@ -215,7 +223,12 @@ def _source(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str]:
         topic = kafka_topic.topic_of(SOURCE, src)
         kafka_topic.end_offsets(cfg, topic)  # a clear error when the broker or the topic is missing
         return kafka_topic.read_topic(spark, cfg, SOURCE, src), f"Kafka topic {topic}"
-    return spark.readStream.format("delta").load(cfg.table("silver.transactions").path), "silver.transactions"
+    ref = cfg.table("silver.transactions")
+    if current_version(spark, ref) is None:
+        raise TableNotFound("silver.transactions does not exist yet: the online stream follows it",
+                            hint="`tidewater run ingest_bronze` and `tidewater run refine_silver` first "
+                                 "(or read transactions from Kafka: --env kafka)")
+    return spark.readStream.format("delta").load(ref.path), "silver.transactions"
 
 
 def _stream(run: JobRun, args) -> None:
