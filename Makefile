@@ -37,6 +37,7 @@ $(STAMP): setup.py constraints.txt | $(VENV)/bin/python
 # Delta's and the Kafka source's JVM jars for Spark 4.1, fetched with Maven into ./jars (spark.jars
 # points there), and the Kafka broker with its own class path into ./jars/kafka.
 $(JARS_STAMP): pom.xml deploy/kafka/pom.xml
+	rm -f jars/*.jar  # a version changed in pom.xml must not leave its old jar beside the new one
 	mvn -q -B dependency:copy-dependencies
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
 	touch $@

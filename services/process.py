@@ -7,6 +7,7 @@ its own, so a stop signals the whole process group (a JVM and the children it fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,9 @@ class Managed:
     user: str | None = None  # run as this OS user (PostgreSQL refuses to run as root)
     ready: Callable[[], bool] | None = None  # default: every port accepts connections
     address: str = ""  # what `status` prints: a URL or host:port
+    # Stop by signalling the leader alone first: a Spark driver stops its query and its own JVM, where
+    # a SIGTERM to the whole group would kill the JVM under a micro-batch.
+    leader_first: bool = False
 
     @property
     def pid_file(self) -> Path:
@@ -146,11 +150,16 @@ def stop(svc: Managed, timeout: float = 30.0) -> str:
         svc.pid_file.unlink(missing_ok=True)
         return f"{svc.name}: not running"
     group = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    began = time.monotonic()
+    if svc.leader_first:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        psutil.wait_procs(group[:1], timeout=timeout)
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
-    _, alive = psutil.wait_procs(group, timeout=timeout)
+    _, alive = psutil.wait_procs(group, timeout=max(1.0, timeout - (time.monotonic() - began)))
     for proc in alive:
         try:
             proc.kill()

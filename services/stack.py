@@ -159,7 +159,7 @@ def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Manag
     fed_by = f"Kafka topic {source.topic or 'transactions'}" if source and source.kind == "kafka" else "silver.transactions"
     return Managed("features", argv, state_dir(cfg, "features"),
                    env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=streaming,
-                   address=f"{fed_by} -> {cfg.features.online_store} online store (status {status})")
+                   leader_first=True, address=f"{fed_by} -> {cfg.features.online_store} online store (status {status})")
 
 
 def api_server(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:

@@ -108,6 +108,36 @@ def test_a_broker_restarted_mid_stream_loses_and_doubles_nothing(spark, broker):
     assert _bronze(spark, cfg).count() == before + sent
 
 
+def test_an_ingest_killed_mid_stream_resumes_with_each_message_once(spark, broker):
+    """Given more messages than one micro-batch takes, when an ingest process is killed (-9) after its
+    first bronze commit and ingest runs again, then bronze holds every message exactly once (the rerun
+    first replays the batch the killed run had planned)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    cfg, conf = broker
+    before, version = _bronze(spark, cfg).count(), current_version(spark, cfg.table("bronze.transactions_raw"))
+    generate(cfg.landing_dir / "killed", rows=1200, days=2, start_date="2026-02-10", seed=9, warmup_days=0)
+    sent = kafka_topic.publish_batches(cfg, sorted((cfg.landing_dir / "killed").glob("batch-*")))
+    proc = subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "run", "ingest_bronze", "--env", ENV,
+                             "--root", str(cfg.root)], env={**os.environ, "TIDEWATER_CONF_DIR": str(conf)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while current_version(spark, cfg.table("bronze.transactions_raw")) == version and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = _bronze(spark, cfg).count() - before
+    assert 0 < partial < sent, "the kill did not land mid-stream: nothing was tested"
+
+    ingest_bronze(spark, cfg)
+    bronze = _bronze(spark, cfg)
+    assert bronze.count() == before + sent == _published(cfg)
+    assert bronze.select("_partition", "_offset").distinct().count() == bronze.count()
+
+
 def test_a_source_that_moves_from_landing_files_to_the_topic_resumes_on_a_checkpoint_of_its_own(spark, broker, tmp_path):
     cfg, _ = broker
     files_cfg = cfg.model_copy(update={"storage": cfg.storage.model_copy(update={"root": str(tmp_path)}),
