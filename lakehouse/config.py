@@ -301,8 +301,9 @@ class DriftConf(_Strict):
     # metric -> threshold: drifted when value > threshold (p-values: when value < threshold).
     # A metric missing here is recorded but does not judge drift.
     thresholds: dict[str, float] = {"psi": 0.2, "js_distance": 0.2, "null_rate_delta": 0.1}
-    # Scoring inputs to compare: batch and streaming predictions (one row per transaction, batch first).
-    current_tables: list[str] = ["gold.predictions", "gold.predictions_stream"]
+    # Scoring inputs to compare: batch, streaming and the API's decisions (one row per transaction: the
+    # first table that holds it wins).
+    current_tables: list[str] = ["gold.predictions", "gold.predictions_stream", "gold.decisions_online"]
 
     @property
     def window_seconds(self) -> int:

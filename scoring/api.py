@@ -196,7 +196,7 @@ class Scorer:
         for stage, seconds in timing.items():
             self.metrics.latency.labels(stage).observe(seconds)
         out, logged = [], []
-        decided_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat()
+        scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None).isoformat()
         for i, txn in enumerate(txns):
             r = chosen[i].resolved
             route = contract.CANARY if chosen[i] is deployment.canary else contract.CHAMPION
@@ -207,19 +207,20 @@ class Scorer:
                         "threshold": r.threshold, "model": {"name": r.name, "version": r.version, "alias": r.alias}, "route": route,
                         "reasons": reasons[i], "features_as_of": as_of[i], "features": rows[i],
                         "latency_ms": {k: round(v * 1000, 3) for k, v in timing.items()}})
-            logged.append(_log_line(decision_id, txn, r, route, scores[i], decision, decided_at, as_of[i], rows[i],
+            logged.append(_log_line(decision_id, txn, r, route, scores[i], decision, scored_at, as_of[i], rows[i],
                                     reasons[i], total))
         self.decisions.write(logged)  # before the answer: an answered decision is never only in memory
         return out
 
 
-def _log_line(decision_id: str, txn: Transaction, r: ResolvedModel, route: str, score: float, decision: bool, decided_at: str,
+def _log_line(decision_id: str, txn: Transaction, r: ResolvedModel, route: str, score: float, decision: bool, scored_at: str,
               as_of: dict, inputs: dict, reasons: list[dict], seconds: float) -> dict:
     """A gold.decisions_online row (scoring.online_decisions.OnlineDecision) as JSON."""
     return {"decision_id": decision_id, "txn_id": txn.txn_id, "customer_id": txn.customer_id,
             "merchant_id": txn.merchant_id, "event_time": txn.utc_time().isoformat(), "score": score,
             "decision": int(decision), "threshold": r.threshold, "model_name": r.name, "model_version": r.version,
-            "model_alias": r.alias, "route": route, "decided_at": decided_at, "features_as_of": as_of,
+            "model_alias": r.alias, "mlflow_run_id": r.mlflow_run_id, "route": route, "scored_at": scored_at,
+            "features_as_of": as_of,
             "inputs_numeric": {c: None if inputs[c] is None else float(inputs[c]) for c in r.numeric},
             "inputs_categorical": {c: inputs[c] for c in r.categorical}, "reasons": reasons,
             "latency_ms": round(seconds * 1000, 3)}

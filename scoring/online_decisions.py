@@ -33,7 +33,8 @@ class ReasonCode:
 
 @dataclass
 class OnlineDecision:
-    """A row of gold.decisions_online: one answer of POST /v1/score."""
+    """A row of gold.decisions_online: one answer of POST /v1/score. It carries every column of a
+    gold.predictions row (scoring.predictions.Prediction), so monitoring reads it like the others."""
 
     decision_id: str
     txn_id: str
@@ -46,8 +47,10 @@ class OnlineDecision:
     model_name: str
     model_version: Int32
     model_alias: str
+    mlflow_run_id: str  # the training run behind the model version
     route: str  # champion | canary
-    decided_at: dt.datetime
+    scored_at: dt.datetime
+    run_id: str | None  # the record_decisions run that wrote it (meta.lineage)
     features_as_of: dict[str, dt.datetime | None]  # feature view -> the time of the entity's row used
     inputs_numeric: dict[str, float | None]
     inputs_categorical: dict[str, str | None]
@@ -62,10 +65,10 @@ def _time(value: str | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromisoformat(value)
 
 
-def from_line(row: dict) -> OnlineDecision:
-    """A buffer line (JSON) as a typed row."""
+def from_line(row: dict, run_id: str) -> OnlineDecision:
+    """A buffer line (JSON) as a typed row, recorded by run `run_id`."""
     return OnlineDecision(**{
-        **row, "event_time": _time(row["event_time"]), "decided_at": _time(row["decided_at"]),
+        **row, "event_time": _time(row["event_time"]), "scored_at": _time(row["scored_at"]), "run_id": run_id,
         "features_as_of": {k: _time(v) for k, v in row["features_as_of"].items()},
         "reasons": [ReasonCode(r["feature"], None if r["value"] is None else str(r["value"]), r["attribution"], r["text"])
                     for r in row["reasons"]]})
@@ -90,11 +93,12 @@ def record_decisions(run: JobRun, args) -> None:
         progress(f"{run.job}: no decisions in the buffer")
         return
     ref = cfg.table(DECISIONS)
-    frame = spark.createDataFrame([row_values(from_line(r)) for r in rows], DECISION_SCHEMA)
+    frame = spark.createDataFrame([row_values(from_line(r, run.run_id)) for r in rows], DECISION_SCHEMA)
     run.writing(DECISIONS)
     create_if_missing(spark, ref.path, DECISION_SCHEMA)
     before = current_version(spark, ref)
     (DeltaTable.forPath(spark, ref.path).alias("t").merge(frame.alias("s"), "t.decision_id = s.decision_id")
+     .withSchemaEvolution()  # a table written before decisions carried every gold.predictions column gains them
      .whenNotMatchedInsertAll().execute())
     run.wrote(DECISIONS)
     after = current_version(spark, ref)  # a MERGE that inserts nothing commits nothing

@@ -23,6 +23,7 @@ from lakehouse.config import _deep_merge, load_config
 from lakehouse.delta_reader import read_rows
 from lakehouse.model_store import alias_version, model_name
 from lakehouse.refine import with_amount_eur
+from lakehouse.tables import current_version, read_table
 from features.serving import with_context
 from registry import contract
 from registry.client import registry_client
@@ -307,6 +308,32 @@ def test_every_answered_decision_reaches_gold_decisions_online_once_through_a_ki
     assert sample["txn_id"] == txns[0]["txn_id"] and sample["reasons"] and sample["route"] == "champion"
     assert "closed files removed" in first
     assert not [p for p in (api.root / "services" / "api" / "decisions").glob("*") if str(pid) in p.name]
+
+
+def test_an_online_decision_joins_the_predictions_monitoring_reads_and_says_who_decided(spark, api):
+    """Given a transaction only the API scored, when record_decisions has run, then monitoring's
+    predictions (drift, live performance) hold it with the API's score and inputs, and
+    `tidewater models decided` names the version and route that decided it."""
+    from monitoring.current import current_predictions
+
+    cfg = api.cfg
+    status, reply = api.call("/v1/score", _request(_recent(cfg, 1)[0], txn_id="T-ONLINE-ONLY"))
+    assert status == 200, reply
+    api.tidewater("run", "record_decisions")
+
+    def read(name):
+        return read_table(spark, cfg.table(name)) if current_version(spark, cfg.table(name)) is not None else None
+
+    champion = (F.col("model_name") == cfg.training.model_name) & (F.col("model_alias") == contract.CHAMPION)
+    [row] = current_predictions(cfg.drift.current_tables, read, champion).where("txn_id = 'T-ONLINE-ONLY'").collect()
+    assert row["score"] == pytest.approx(reply["score"]) and row["model_version"] == reply["model"]["version"]
+    assert row["inputs_numeric"]["amount_eur"] == reply["features"]["amount_eur"] and row["route"] == "champion"
+    done = tidewater_in_process(["models", "decided", "T-ONLINE-ONLY", "--format", "json", "--env", api.env,
+                                 "--root", str(api.root), "--conf-dir", str(api.conf_dir)])
+    assert done.returncode == 0, done.stderr
+    decided = json.loads(done.stdout)
+    assert [(d["table"], d["model_version"], d["decided"]) for d in decided] == \
+        [("gold.decisions_online", reply["model"]["version"], True)]
 
 
 def test_the_api_builds_the_frame_registry_conform_builds():
