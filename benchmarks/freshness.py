@@ -16,6 +16,7 @@ Results also go to benchmarks/results/freshness.json.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import statistics
 import subprocess
@@ -119,7 +120,7 @@ def run_rate(cfg, lines: list[tuple[str, dict]], rate: float, seconds: float) ->
             for customer, ts in zip(customers, online["txn_count_24h__ts"]):
                 if ts is None:
                     continue
-                stamp = ts.strftime("%Y-%m-%dT%H:%M:%S")
+                stamp = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")  # epoch seconds
                 with lock:
                     waiting = pending.get(customer, [])
                     arrived = [p for p in waiting if p[0][:19] <= stamp]
@@ -173,6 +174,9 @@ def main() -> None:
     try:
         lines = arrivals(cfg, build_lake(cfg, args.rows, days=3))
         _tidewater("services", "start", "features", root=root)
+        status, deadline = cfg.root / "streams" / "stream_online" / "status.json", time.time() + 600
+        while time.time() < deadline and json.loads(status.read_text()).get("batches", 0) < 1:
+            time.sleep(1)  # its first micro-batch reads the topic from the start: not part of the figure
         results = [run_rate(cfg, lines, float(r), args.seconds) for r in args.rate.split(",")]
     finally:
         subprocess.run([TIDEWATER, "services", "stop", "features", "kafka", "--env", ENV, "--root", str(root)],

@@ -37,7 +37,7 @@ from lakehouse.locks import exclusive
 from lakehouse.refine import SILVER_LABELS_SCHEMA, TRANSACTION_RULES, refine, with_amount_eur, within_limit
 from lakehouse.schemas import spark_schema
 from lakehouse.tables import create_if_missing, current_version, read_table
-from features.compute import EVENT_TIME, feature_rows
+from features.compute import EVENT_TIME, latest_feature_rows
 from features.sources import SOURCES
 from features.store import feature_store, online_store_errors
 from quality.rules import failing_rows
@@ -108,14 +108,14 @@ def new_transactions(silver: DataFrame, batch: DataFrame) -> DataFrame:
 
 
 def remember(spark: SparkSession, cfg: Config, fresh: DataFrame) -> DataFrame:
-    """Keep the batch's new transactions in features.stream_transactions (a replayed batch inserts
-    nothing twice) and return every transaction the stream holds that silver does not have yet: the
-    next micro-batches' windows need them before the batch pipeline brings them to silver."""
+    """Keep the batch's new transactions in features.stream_transactions (an append of those it does
+    not hold yet: a replayed batch adds nothing twice) and return every transaction the stream holds:
+    the next micro-batches' windows need them before the batch pipeline brings them to silver."""
     ref = cfg.table(SEEN)
     create_if_missing(spark, ref.path, spark_schema(StreamTransaction))
-    (DeltaTable.forPath(spark, ref.path).alias("t")
-     .merge(fresh.select(*EVENT_FIELDS, ARRIVED).alias("s"), "t.txn_id = s.txn_id")
-     .whenNotMatchedInsertAll().execute())
+    held = read_table(spark, ref)
+    (fresh.select(*EVENT_FIELDS, ARRIVED).join(held.select("txn_id"), "txn_id", "left_anti")
+     .write.format("delta").mode("append").save(ref.path))
     return read_table(spark, ref)
 
 
@@ -131,13 +131,10 @@ def forget_refined(spark: SparkSession, cfg: Config) -> None:
         .whenMatchedDelete().execute()
 
 
-def latest_rows(events: DataFrame, view: FeatureViewConf, keys: DataFrame, since: dt.datetime) -> DataFrame:
-    """Each touched entity's newest feature row, computed over its events from `since` on (at least
-    the longest window before the batch's first event: every window of that row is complete)."""
-    mine = events.join(F.broadcast(keys), view.key).where(F.col(view.timestamp) >= F.lit(since))
-    rows = feature_rows(mine, view)
-    newest = Window.partitionBy(view.key).orderBy(F.desc(EVENT_TIME))
-    return rows.withColumn("_rn", F.row_number().over(newest)).where("_rn = 1").drop("_rn")
+def latest_rows(events: DataFrame, view: FeatureViewConf, since: dt.datetime) -> DataFrame:
+    """Each entity's newest feature row, computed over its events from `since` on (at least the
+    longest window before the batch's first event: every window of that row is complete)."""
+    return latest_feature_rows(events.where(F.col(view.timestamp) >= F.lit(since)), view)
 
 
 def write_online(store, name: str, rows: DataFrame) -> int:
@@ -151,26 +148,46 @@ def write_online(store, name: str, rows: DataFrame) -> int:
     return len(frame)
 
 
-def _silver(spark: SparkSession, cfg: Config, name: str, schema) -> DataFrame:
-    """A silver table, or no rows before its first refine (a topic can be streamed into a new lakehouse)."""
-    ref = cfg.table(name)
-    return read_table(spark, ref) if current_version(spark, ref) is not None else spark.createDataFrame([], schema)
+class SilverCache:
+    """silver's tables as the stream reads them, held in memory until a table gets a new version: the
+    batch pipeline moves silver every few minutes, the stream runs a micro-batch every second."""
+
+    def __init__(self, spark: SparkSession, cfg: Config):
+        self.spark, self.cfg, self.held = spark, cfg, {}
+
+    def table(self, name: str, schema, columns: tuple[str, ...] | None = None) -> DataFrame:
+        """The table at its latest version (no rows before its first refine: a topic can be streamed
+        into a new lakehouse)."""
+        ref = self.cfg.table(name)
+        version = current_version(self.spark, ref)
+        if name in self.held and self.held[name][0] == version:
+            return self.held[name][1]
+        if name in self.held:
+            self.held[name][1].unpersist()
+        df = read_table(self.spark, ref, version) if version is not None else self.spark.createDataFrame([], schema)
+        df = (df.select(*columns) if columns else df).persist()
+        self.held[name] = (version, df)
+        return df
 
 
-def update_online(spark: SparkSession, cfg: Config, store, batch: DataFrame, in_silver: bool) -> dict:
+def update_online(spark: SparkSession, cfg: Config, store, batch: DataFrame, in_silver: bool,
+                  silver: SilverCache | None = None) -> dict:
     """One micro-batch: the touched entities' latest features into the online store. Returns counts
     and each row's freshness (seconds from arrival to written)."""
-    silver_txns = _silver(spark, cfg, "silver.transactions", spark_schema(StreamTransaction))
-    customers = _silver(spark, cfg, "silver.customers", CUSTOMERS_SCHEMA)
-    labels = _silver(spark, cfg, "silver.labels", SILVER_LABELS_SCHEMA)
+    silver = silver or SilverCache(spark, cfg)
+    silver_txns = silver.table("silver.transactions", spark_schema(StreamTransaction), (*EVENT_FIELDS, ARRIVED))
+    customers = silver.table("silver.customers", CUSTOMERS_SCHEMA, ("customer_id", "country", "valid_from", "valid_to"))
+    labels = silver.table("silver.labels", SILVER_LABELS_SCHEMA, ("txn_id", "is_fraud", "label_time"))
     fresh = (batch if in_silver else new_transactions(silver_txns, batch)).persist()
-    arrived = [r[0] for r in fresh.select(ARRIVED).collect()]
+    keys = {view.key for view in cfg.features.views.values()}
+    seen = fresh.agg(F.min(EVENT_TIME).alias("first"), F.collect_list(ARRIVED).alias("arrived"),
+                     *(F.collect_set(k).alias(k) for k in keys)).first()  # one Spark job for all of it
+    arrived = seen["arrived"] or []
     if not arrived:
         fresh.unpersist()
         return {"rows": 0, "entities": 0, "freshness": []}
-    first = fresh.agg(F.min(EVENT_TIME)).first()[0]
     if in_silver:
-        txns = silver_txns
+        txns = silver_txns.select(*EVENT_FIELDS)
     else:
         ahead = remember(spark, cfg, fresh).join(silver_txns.select("txn_id"), "txn_id", "left_anti")
         txns = silver_txns.select(*EVENT_FIELDS).unionByName(ahead.select(*EVENT_FIELDS))
@@ -178,9 +195,9 @@ def update_online(spark: SparkSession, cfg: Config, store, batch: DataFrame, in_
     with online_store_errors(cfg):
         for name, view in cfg.features.views.items():
             longest = max(f.window_seconds for f in view.features)
-            keys = fresh.select(view.key).distinct()
-            events = SOURCES[view.source](txns, customers, labels)
-            entities += write_online(store, name, latest_rows(events, view, keys, first - dt.timedelta(seconds=longest)))
+            mine = txns.where(F.col(view.key).isin(seen[view.key]))  # the touched entities' transactions only
+            events = SOURCES[view.source](mine, customers, labels)
+            entities += write_online(store, name, latest_rows(events, view, seen["first"] - dt.timedelta(seconds=longest)))
     written = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     fresh.unpersist()
     return {"rows": len(arrived), "entities": entities,
@@ -238,11 +255,12 @@ def _stream(run: JobRun, args) -> None:
     for name in SILVER:
         run.uses(name)
     counts = {"batches": 0, "rows": 0, "entities": 0}
+    silver = SilverCache(spark, cfg)
     recent: list[float] = []
 
     def each_batch(df: DataFrame, batch_id: int) -> None:
         rows = clean_messages(cfg, df) if kafka else df
-        done = update_online(spark, cfg, store, rows, in_silver=not kafka)
+        done = update_online(spark, cfg, store, rows, in_silver=not kafka, silver=silver)
         counts["batches"] += 1
         counts["rows"] += done["rows"]
         counts["entities"] += done["entities"]

@@ -41,6 +41,31 @@ def test_a_feature_never_sees_events_after_its_time(spark):
     assert third["txn_count_24h"] == 1 and third["txn_count_7d"] == 3  # 1h/24h windows slid past
 
 
+def test_an_entitys_newest_row_alone_equals_its_row_among_all_windows(spark):
+    """The online stream computes only each entity's newest row (one group-by): the same values as the
+    window over every event gives at that event, twins in the same second and nulls included."""
+    from features.compute import latest_feature_rows
+
+    view = load_config("local").features.views["customer_features"]
+    events = spark.createDataFrame([
+        ("C1", T0 - dt.timedelta(days=40), 999.0, "M9", 1.0),  # outside every window of the newest row
+        ("C1", T0, 10.0, "M1", None),
+        ("C1", T0 + dt.timedelta(minutes=59, seconds=59), 30.0, "M2", 1.0),
+        ("C1", T0 + dt.timedelta(hours=1), 50.0, "M2", 0.0),
+        ("C1", T0 + dt.timedelta(hours=1), 70.0, "M3", 1.0),
+        ("C2", T0, 5.0, "M1", None),
+    ], "customer_id string, event_time timestamp, amount_eur double, merchant_id string, is_foreign double")
+    newest = {r["customer_id"]: r.asDict() for r in latest_feature_rows(events, view).collect()}
+    every = feature_rows(events, view)
+    for customer, row in newest.items():
+        expected = every.where(F.col("customer_id") == customer).orderBy(F.desc("event_time")).first().asDict()
+        assert row.keys() == expected.keys(), customer
+        for name, value in expected.items():
+            assert row[name] == (pytest.approx(value) if isinstance(value, float) else value), (customer, name)
+    assert newest["C1"]["txn_count_1h"] == 3 and newest["C1"]["max_amount_30d"] == 70.0  # T0 is 1h old: out
+    assert newest["C2"]["foreign_share_30d"] is None
+
+
 def test_point_in_time_join_uses_the_last_value_at_or_before_the_label(spark, tmp_path):
     cfg = load_config("local", root=tmp_path)
     view = cfg.features.views["customer_features"]
