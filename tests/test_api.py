@@ -329,7 +329,7 @@ def test_an_online_decision_joins_the_predictions_monitoring_reads_and_says_who_
     assert row["score"] == pytest.approx(reply["score"]) and row["model_version"] == reply["model"]["version"]
     assert row["inputs_numeric"]["amount_eur"] == reply["features"]["amount_eur"] and row["route"] == "champion"
     done = tidewater_in_process(["models", "decided", "T-ONLINE-ONLY", "--format", "json", "--env", api.env,
-                                 "--root", str(api.root), "--conf-dir", str(api.conf_dir)])
+                                 "--root", str(api.root)], env={"TIDEWATER_CONF_DIR": str(api.conf_dir)})
     assert done.returncode == 0, done.stderr
     decided = json.loads(done.stdout)
     assert [(d["table"], d["model_version"], d["decided"]) for d in decided] == \
