@@ -15,6 +15,7 @@ predictions_stream commit that completed them (both from the Delta logs), their 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -67,7 +68,10 @@ def main() -> None:
     manifest = json.loads((cfg.landing_dir / "_manifest.json").read_text())
     settings = {k: manifest[k] for k in ("seed", "rows", "days", "start_date", "defect_rate", "fraud_rate",
                                          "drift_from_day", "warmup_days")}
-    per_day, first = settings["rows"] / settings["days"], settings["days"]
+    per_day = settings["rows"] / settings["days"]
+    # The first day after every batch already landed (arrivals may have continued the scenario).
+    landed = max(dt.date.fromisoformat(p.name.removeprefix("batch-")) for p in cfg.landing_dir.glob("batch-????-??-??"))
+    first = (landed - dt.date.fromisoformat(settings["start_date"])).days + 1
     spark = build_session(cfg)
     silver, stream = cfg.table("silver.transactions").path, cfg.table("gold.predictions_stream").path
     print(_stream("start", args), flush=True)
