@@ -247,6 +247,18 @@ def _source(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str]:
     return spark.readStream.format("delta").load(ref.path), "silver.transactions"
 
 
+def _wait_for_silver(spark: SparkSession, cfg: Config, kafka: bool, stop: dict) -> None:
+    """A continuous stream over silver started before the first refine (`services start` before the
+    demo) waits for silver.transactions instead of failing; it counts as running meanwhile."""
+    ref = cfg.table("silver.transactions")
+    if kafka or current_version(spark, ref) is not None:
+        return
+    progress(f"{JOB}: waiting for silver.transactions (the pipeline's first refine_silver)")
+    while not stop["requested"] and current_version(spark, ref) is None:
+        write_status(cfg, state="running", waiting_for="silver.transactions")
+        time.sleep(cfg.features.stream_trigger_seconds)
+
+
 def _stream(run: JobRun, args) -> None:
     spark, cfg = run.spark, run.cfg
     store = feature_store(cfg)
@@ -273,6 +285,13 @@ def _stream(run: JobRun, args) -> None:
             progress(f"{run.job}: batch {batch_id}: {done['rows']} transactions -> {done['entities']} online rows "
                      f"(arrival to online p50 {p50:.2f} s, p99 {p99:.2f} s)")
 
+    stop = {"requested": False}
+    if args.continuous:
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+        _wait_for_silver(spark, cfg, kafka, stop)
+        if stop["requested"]:
+            write_status(cfg, state="stopped", **counts)
+            return
     source, described = _source(spark, cfg)
     if kafka:
         run.writing(SEEN)
@@ -281,8 +300,6 @@ def _stream(run: JobRun, args) -> None:
     writer = source.writeStream.queryName(run.job).foreachBatch(each_batch).option("checkpointLocation", str(checkpoint))
     if args.continuous:
         query = writer.trigger(processingTime=f"{cfg.features.stream_trigger_seconds} seconds").start()
-        stop = {"requested": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
         write_status(cfg, state="running", **counts)
         progress(f"{run.job}: streaming {described} -> the {cfg.features.online_store} online store every "
                  f"{cfg.features.stream_trigger_seconds:g} s; stop with Ctrl-C or `tidewater services stop features`")

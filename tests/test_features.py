@@ -304,3 +304,19 @@ def test_in_an_env_reading_files_the_online_stream_follows_silver_with_the_offli
             assert all((a is None) == (b is None) and (a is None or a == pytest.approx(b))
                        for a, b in zip(online[f.name], expected)), (f.name, online[f.name][:5], expected[:5])
     assert stream_online(spark, cfg).metrics.get("rows", 0) == 0
+
+
+def test_the_features_service_started_before_the_first_refine_waits_for_silver(tmp_path):
+    """`services start` before the demo: the online stream counts as running, waiting for silver, and stops."""
+    import json
+
+    from conftest import tidewater_in_process
+
+    started = tidewater_in_process(["services", "start", "features", "--root", str(tmp_path)])
+    try:
+        assert started.returncode == 0, started.stderr
+        status = json.loads((tmp_path / "streams" / "stream_online" / "status.json").read_text())
+        assert status["state"] == "running" and status["waiting_for"] == "silver.transactions"
+    finally:
+        stopped = tidewater_in_process(["services", "stop", "features", "--root", str(tmp_path)])
+    assert "features: stopped" in stopped.stdout
