@@ -55,7 +55,7 @@ def point_in_time_features(cfg: Config, events: DataFrame) -> DataFrame:
     store = feature_store(cfg)
     entity_rows = (events.withColumnRenamed(EVENT_TIME, FEAST_EVENT_TIME)
                    .withColumn(SCORED_AT, F.col(FEAST_EVENT_TIME))
-                   .withColumn(FEAST_EVENT_TIME, F.col(FEAST_EVENT_TIME) - F.expr("INTERVAL 1 MICROSECOND")))
+                   .withColumn(FEAST_EVENT_TIME, F.col(FEAST_EVENT_TIME) - F.lit(BEFORE)))
     joined = store.get_historical_features(entity_df=entity_rows, features=feature_refs(cfg)).to_spark_df()
     return with_context(joined.withColumn(FEAST_EVENT_TIME, F.col(SCORED_AT)).drop(SCORED_AT)
                         .withColumnRenamed(FEAST_EVENT_TIME, EVENT_TIME))
@@ -66,7 +66,7 @@ def latest_before(events: DataFrame, rows: DataFrame, view) -> DataFrame:
     before it and no older than the view's ttl (Feast's point-in-time rule), or nulls."""
     ttl = dt.timedelta(days=view.ttl_days)
     wanted = events.select(view.key, F.col(EVENT_TIME).alias(SCORED_AT)).distinct()
-    at = F.col(SCORED_AT) - F.expr("INTERVAL 1 MICROSECOND")
+    at = F.col(SCORED_AT) - F.lit(BEFORE)
     pairs = wanted.join(rows, view.key).where((F.col(EVENT_TIME) <= at) & (F.col(EVENT_TIME) >= at - F.lit(ttl)))
     newest = Window.partitionBy(view.key, SCORED_AT).orderBy(F.desc(EVENT_TIME))
     return (pairs.withColumn("_rn", F.row_number().over(newest)).where("_rn = 1")

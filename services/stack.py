@@ -142,7 +142,8 @@ def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
 
 def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
     """stream_online --continuous: the online store follows new transactions (Kafka or silver)."""
-    from features.online_stream import status_file
+    from features.online_stream import SOURCE, from_kafka, status_file
+    from lakehouse.kafka_topic import topic_of
 
     argv = [sys.executable, "-m", "lakehouse.cli", "run", "stream_online", "--continuous", "--root", str(cfg.root)]
     argv += [*(["--env", env] if env else []), *(["--conf-dir", conf_dir] if conf_dir else [])]
@@ -155,8 +156,8 @@ def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Manag
             return False
         return state.get("state") == "running" and time.time() - state.get("updated_at", 0) < 15
 
-    source = cfg.sources.get("transactions")
-    fed_by = f"Kafka topic {source.topic or 'transactions'}" if source and source.kind == "kafka" else "silver.transactions"
+    kafka = SOURCE in cfg.sources and from_kafka(cfg)
+    fed_by = f"Kafka topic {topic_of(SOURCE, cfg.sources[SOURCE])}" if kafka else "silver.transactions"
     return Managed("features", argv, state_dir(cfg, "features"),
                    env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=streaming,
                    leader_first=True, address=f"{fed_by} -> {cfg.features.online_store} online store (status {status})")
