@@ -34,9 +34,11 @@ def feast_dir(cfg: Config) -> Path:
 
 def repo_config(cfg: Config):
     from feast import RepoConfig
+    from feast.repo_config import RegistryConfig
     from feast.infra.offline_stores.contrib.spark_offline_store.spark import SparkOfflineStoreConfig
     from feast.infra.online_stores.redis import RedisOnlineStoreConfig
     from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
+    from features.registry_file import REGISTRY_STORE
 
     _quiet_feast()
     base = feast_dir(cfg)
@@ -48,7 +50,8 @@ def repo_config(cfg: Config):
         online = RedisOnlineStoreConfig(connection_string=connection)
     else:
         online = SqliteOnlineStoreConfig(path=str(base / "online.db"))
-    return RepoConfig(project=cfg.features.project, provider="local", registry=str(base / "registry.db"),
+    registry = RegistryConfig(path=str(base / "registry.db"), registry_store_type=REGISTRY_STORE)
+    return RepoConfig(project=cfg.features.project, provider="local", registry=registry,
                       offline_store=SparkOfflineStoreConfig(spark_conf=cfg.spark.conf),
                       online_store=online, entity_key_serialization_version=3, repo_path=str(base))
 
