@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.config import Config
+from lakehouse.config import Config, TableRef
 from lakehouse.refine import QUARANTINE_COLUMNS
 
 
@@ -20,6 +21,21 @@ def as_quarantine_rows(df: DataFrame) -> DataFrame:
     return df.select(*QUARANTINE_COLUMNS)
 
 
+def quarantine_ref(cfg: Config, target: str) -> TableRef:
+    return cfg.table(f"quarantine.{target.split('.', 1)[1]}")
+
+
+def quarantine_rows(rows: DataFrame, *, run_id: str, source_table: str) -> DataFrame:
+    """Rejected rows as the quarantine table holds them: a fresh id each, not replayed yet."""
+    return (as_quarantine_rows(rows)
+            .withColumn("quarantine_id", F.expr("uuid()"))
+            .withColumn("source_table", F.lit(source_table))
+            .withColumn("run_id", F.lit(run_id))
+            .withColumn("quarantined_at", F.current_timestamp())
+            .withColumn("replayed_at", F.lit(None).cast("timestamp"))
+            .withColumn("replay_run_id", F.lit(None).cast("string")))
+
+
 def append_quarantine(spark: SparkSession, cfg: Config, target: str, rows: DataFrame, *, run_id: str,
                       source_table: str, txn: tuple[str, int] | None = None) -> None:
     """Append rejected rows to quarantine.<short name of target>.
@@ -27,15 +43,26 @@ def append_quarantine(spark: SparkSession, cfg: Config, target: str, rows: DataF
     `txn` = (app id, version) makes the append idempotent: Delta skips a version it already has,
     so a replayed streaming micro-batch does not quarantine its rows twice.
     """
-    ref = cfg.table(f"quarantine.{target.split('.', 1)[1]}")
-    writer = (as_quarantine_rows(rows)
-              .withColumn("quarantine_id", F.expr("uuid()"))
-              .withColumn("source_table", F.lit(source_table))
-              .withColumn("run_id", F.lit(run_id))
-              .withColumn("quarantined_at", F.current_timestamp())
-              .withColumn("replayed_at", F.lit(None).cast("timestamp"))
-              .withColumn("replay_run_id", F.lit(None).cast("string"))
-              .write.format("delta").mode("append"))
+    writer = quarantine_rows(rows, run_id=run_id, source_table=source_table).write.format("delta").mode("append")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
-    writer.save(ref.path)
+    writer.save(quarantine_ref(cfg, target).path)
+
+
+def settle_replay(spark: SparkSession, cfg: Config, target: str, replayed: DataFrame, refused: DataFrame, *,
+                  run_id: str, source_table: str) -> None:
+    """Mark the replayed quarantine rows and quarantine what still fails, in one Delta commit.
+
+    Two commits (append, then mark) leave a window: a replay killed between them finds the new
+    rows *and* the old ones unreplayed, and the next replay quarantines both again. One MERGE has
+    no such window; what the replay put into silver before it is keyed, so a rerun adds nothing.
+    """
+    marks = replayed.select("quarantine_id", F.lit(True).alias("_mark"))
+    fresh = quarantine_rows(refused, run_id=run_id, source_table=source_table)
+    columns = fresh.columns
+    source = fresh.withColumn("_mark", F.lit(False)).unionByName(marks, allowMissingColumns=True).localCheckpoint()
+    (DeltaTable.forPath(spark, quarantine_ref(cfg, target).path).alias("t")
+     .merge(source.alias("s"), "s._mark AND t.quarantine_id = s.quarantine_id")
+     .whenMatchedUpdate(set={"replayed_at": F.current_timestamp(), "replay_run_id": F.lit(run_id)})
+     .whenNotMatchedInsert(condition="NOT s._mark", values={c: f"s.{c}" for c in columns})
+     .execute())

@@ -133,9 +133,10 @@ class EntityRefiner:
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
         self.failure: Exception | None = None
 
-    def process_rows(self, rows: DataFrame, txn: tuple[str, int]) -> None:
-        """Refine rows shaped like bronze outside the stream (quarantine replay)."""
-        self._process(rows, batch_id=txn[1], txn=txn)
+    def process_rows(self, rows: DataFrame, batch_id: int, settle: Callable[[DataFrame], None]) -> None:
+        """Refine rows shaped like bronze outside the stream (quarantine replay): silver is written
+        here, and then `settle` is given every refused row to write in the same commit as its own marks."""
+        self._process(rows, batch_id, settle=settle)
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
         try:
@@ -144,7 +145,7 @@ class EntityRefiner:
             self.failure = err
             raise
 
-    def _process(self, batch: DataFrame, batch_id: int, txn: tuple[str, int] | None = None) -> None:
+    def _process(self, batch: DataFrame, batch_id: int, settle: Callable[[DataFrame], None] | None = None) -> None:
         """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record."""
         batch = batch.persist()
         gate, run_id, rules = quality_gate(), self.run.run_id, self.rules
@@ -173,14 +174,16 @@ class EntityRefiner:
             n_valid = passed.count()
             refused = rejected if verdict.quarantined is None else rejected.unionByName(verdict.quarantined)
             n_rejected = n_bronze - n_valid
-            if n_rejected:
-                append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=run_id,
-                                  source_table=self.bronze, txn=txn or (self.app_id, batch_id))
             before = current_version(self.spark, self.silver)
             if n_valid:
                 with _schema_evolution(self.spark, enabled=bool(screen.new_fields)):
                     self.write_valid(self.spark, self.silver, passed)
             after = current_version(self.spark, self.silver)
+            if settle is not None:
+                settle(refused)
+            elif n_rejected:
+                append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=run_id,
+                                  source_table=self.bronze, txn=(self.app_id, batch_id))
             gate.record(self.spark, self.cfg, verdict, after)
             m = commit_metrics(self.spark, self.silver, after) if after is not None and after != before else {}
             inserted, updated = m.get("numTargetRowsInserted", 0), m.get("numTargetRowsUpdated", 0)

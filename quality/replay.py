@@ -1,14 +1,14 @@
 """`tidewater quarantine replay TABLE`: send (fixed) quarantined rows back through the silver gate.
 
 Selected rows are refined and gated exactly like new bronze rows. Those that now pass are MERGEd
-into silver (so a key already there is never inserted twice); those that still fail are
-quarantined again with today's reason. Every selected row is then marked replayed, so the next
-replay does not pick it up again.
+into silver (so a key already there is never inserted twice). Then one commit to the quarantine
+table marks every selected row replayed and quarantines again, with today's reason, those that
+still fail: a replay killed at any point leaves either nothing marked (the rerun does it all, and
+silver's keys absorb what it had inserted) or everything settled.
 """
 
 from __future__ import annotations
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -17,6 +17,7 @@ from lakehouse.errors import TableNotFound
 from lakehouse.cli_options import option
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
+from lakehouse.quarantine import settle_replay
 from lakehouse.silver import refiners
 from lakehouse.tables import read_table
 
@@ -56,12 +57,12 @@ def replay_quarantine(run: JobRun, args) -> None:
     refiner = by_entity[entity]
     for name in (target, quarantine.name, "gold.quality_results"):
         run.writing(name)
-    refiner.process_rows(pending.select("raw", "_source_file", "_batch_id", "_ingested_at"),
-                         txn=(f"{run.job}:{entity}:{run.run_id}", 0))
-    (DeltaTable.forPath(spark, quarantine.path).alias("t")
-     .merge(pending.select("quarantine_id").alias("s"), "t.quarantine_id = s.quarantine_id")
-     .whenMatchedUpdate(set={"replayed_at": F.current_timestamp(), "replay_run_id": F.lit(run.run_id)})
-     .execute())
+
+    def settle(refused):
+        settle_replay(spark, cfg, target, pending, refused, run_id=run.run_id, source_table=refiner.bronze)
+
+    refiner.process_rows(pending.select("raw", "_source_file", "_batch_id", "_ingested_at"), batch_id=0,
+                         settle=settle)
     for name in (target, quarantine.name, "gold.quality_results"):
         run.wrote(name)
 

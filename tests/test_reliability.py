@@ -3,10 +3,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import pytest
+
+from conftest import conf_env
+from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
+from lakehouse.silver import refine_silver
+from lakehouse.tables import read_table
+from quality.replay import replay_quarantine
+
+TIDEWATER = str(Path(sys.executable).parent / "tidewater")
 
 # Applies the declarations to the Feast registry argv[2] times, as every job and the features service
 # does when it starts.
@@ -33,3 +48,73 @@ def test_a_reader_never_sees_the_feast_registry_half_written_while_another_proce
         seen.append(len(FeatureStore(config=repo_config(cfg)).list_feature_views()))
     assert writer.returncode == 0 and len(seen) > 100
     assert set(seen) == {len(cfg.features.views)}, f"{seen.count(0)} of {len(seen)} reads found no feature view"
+
+
+def last_commit(table: Path) -> int | None:
+    versions = [int(p.stem) for p in (table / "_delta_log").glob("*.json")]
+    return max(versions, default=None)
+
+
+def kill_at_first_commit(command: list[str], tables: dict[str, Path], env: dict[str, str]) -> str:
+    """Run `command` and kill -9 its whole process group (the JVM too) the moment one of `tables` gains a
+    Delta commit; returns the name of that table."""
+    before = {name: last_commit(path) for name, path in tables.items()}
+    proc = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None:
+            for name, path in tables.items():
+                if last_commit(path) != before[name]:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return name
+            time.sleep(0.002)
+        raise AssertionError(f"{command} ended before any commit: {proc.stderr.read()[-2000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def txn_line(txn_id: str, amount: float, currency: str) -> str:
+    return json.dumps({"txn_id": txn_id, "card_id": "K1", "customer_id": "C1", "merchant_id": "M1",
+                       "merchant_category": "grocery", "amount": amount, "currency": currency, "country": "FR",
+                       "channel": "pos", "device_id": "D1", "event_time": "2026-05-02T10:00:00",
+                       "card_number": "4111111111111111", "customer_name": "A B", "email": "a@b.c",
+                       "ip_address": "10.0.0.1"})
+
+
+@pytest.mark.slow
+def test_a_replay_killed_after_its_silver_commit_is_completed_by_the_rerun_with_nothing_doubled(spark, tmp_path):
+    # Given 20 transactions in a currency not configured yet (quarantined) and 5 negative amounts (quarantined)
+    cfg = load_config("local", root=tmp_path / "lake")
+    batch = cfg.landing_dir / "batch-2026-05-02"
+    batch.mkdir(parents=True)
+    nok = [f"T-NOK-{i}" for i in range(20)]
+    negative = [f"T-NEG-{i}" for i in range(5)]
+    lines = [txn_line(t, 100.0, "NOK") for t in nok] + [txn_line(t, -5.0, "EUR") for t in negative]
+    lines += [txn_line(f"T-OK-{i}", 10.0, "EUR") for i in range(30)]
+    (batch / "transactions.jsonl").write_text("\n".join(lines) + "\n")
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    quarantine, silver = cfg.table("quarantine.transactions"), cfg.table("silver.transactions")
+    assert read_table(spark, quarantine).count() == 25
+    # When NOK is configured and a replay is killed -9 at its first commit
+    conf = conf_env(tmp_path, "nok", {"currencies": {**cfg.currencies, "NOK": 11.7}})
+    fixed = load_config("nok", root=cfg.root, conf_dir=conf)
+    command = [TIDEWATER, "quarantine", "replay", "silver.transactions", "--env", "nok", "--root", str(cfg.root)]
+    hit = kill_at_first_commit(command, {"silver": Path(silver.path), "quarantine": Path(quarantine.path)},
+                               env={"TIDEWATER_CONF_DIR": str(conf)})
+    # Then it died after silver took the fixed rows and before the quarantine changed
+    assert hit == "silver"
+    assert read_table(spark, quarantine).where("replayed_at IS NOT NULL").count() == 0
+    # When the replay runs again, and once more
+    replay_quarantine(spark, fixed, table="silver.transactions")
+    replay_quarantine(spark, fixed, table="silver.transactions")
+    # Then every fixed transaction is in silver once, each still-failing one is quarantined once, and
+    # bronze = silver + quarantine still waiting
+    rows = read_table(spark, silver)
+    assert rows.count() == rows.select("txn_id").distinct().count() == 50
+    waiting = read_table(spark, quarantine).where("replayed_at IS NULL")
+    ids = [json.loads(r["raw"])["txn_id"] for r in waiting.select("raw").collect()]
+    assert sorted(ids) == sorted(negative)
+    assert read_table(spark, cfg.table("bronze.transactions_raw")).count() == rows.count() + waiting.count()
