@@ -9,7 +9,7 @@ from lakehouse.gates import quality_gate
 from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
-from lakehouse.quarantine import append_quarantine
+from lakehouse.quarantine import quarantine_once
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 
 def customer_daily_spend(txns: DataFrame) -> DataFrame:
@@ -70,7 +70,9 @@ def build_gold(run: JobRun, args) -> None:
         "gold.fraud_kpis": fraud_kpis(txns, labels),
     }
     gate = quality_gate()
-    # Every gate runs before any table is written: a failing check leaves all of gold as it was.
+    # Every gate runs before any table is written: a failing check leaves all of gold as it was. The
+    # tables are three commits; a run killed between them is redone whole by the next run (the skip rule
+    # counts only runs that finished), and each overwrite and `quarantine_once` is idempotent.
     verdicts = {name: gate.check(spark, cfg, name, df.localCheckpoint(), job=run.job, run_id=run.run_id,
                                  batch="full")
                 for name, df in tables.items()}
@@ -83,7 +85,7 @@ def build_gold(run: JobRun, args) -> None:
         if verdict.quarantined is not None:
             quarantine = f"quarantine.{name.split('.', 1)[1]}"
             run.writing(quarantine)
-            append_quarantine(spark, cfg, name, verdict.quarantined, run_id=run.run_id, source_table=name)
+            quarantine_once(spark, cfg, name, verdict.quarantined, run_id=run.run_id, source_table=name)
             run.wrote(quarantine)
         gate.record(spark, cfg, verdict, version)
         progress(f"{run.job}: wrote {name}")

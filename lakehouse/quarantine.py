@@ -6,6 +6,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.delta_reader import delta_exists
 from lakehouse.config import Config, TableRef
 from lakehouse.refine import QUARANTINE_COLUMNS
 
@@ -47,6 +48,24 @@ def append_quarantine(spark: SparkSession, cfg: Config, target: str, rows: DataF
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(quarantine_ref(cfg, target).path)
+
+
+def quarantine_once(spark: SparkSession, cfg: Config, target: str, rows: DataFrame, *, run_id: str,
+                    source_table: str) -> None:
+    """Quarantine rejected rows that quarantine does not hold yet for the same source and reason.
+
+    For tables rebuilt in full (gold): a rebuild rejects the same rows again, and a rebuild killed
+    half way is run again; either way each rejected row is in quarantine once.
+    """
+    ref = quarantine_ref(cfg, target)
+    fresh = quarantine_rows(rows, run_id=run_id, source_table=source_table).dropDuplicates(["raw", "reason"])
+    if not delta_exists(ref.path):
+        fresh.write.format("delta").mode("append").save(ref.path)
+        return
+    (DeltaTable.forPath(spark, ref.path).alias("t")
+     .merge(fresh.alias("s"), "t.source_table = s.source_table AND t.reason = s.reason AND t.raw = s.raw")
+     .whenNotMatchedInsertAll()
+     .execute())
 
 
 def settle_replay(spark: SparkSession, cfg: Config, target: str, replayed: DataFrame, refused: DataFrame, *,

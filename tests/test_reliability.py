@@ -9,14 +9,20 @@ import os
 import signal
 import subprocess
 import sys
+import shutil
 import time
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from conftest import conf_env
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
+from lakehouse.delta_reader import delta_exists
+from lakehouse.generator import generate
+from lakehouse.gold import build_gold, customer_daily_spend, fraud_kpis, merchant_daily
+from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.silver import refine_silver
 from lakehouse.tables import read_table
 from quality.replay import replay_quarantine
@@ -28,6 +34,9 @@ TIDEWATER = str(Path(sys.executable).parent / "tidewater")
 APPLY_LOOP = """
 import sys
 from lakehouse.config import load_config
+from lakehouse.delta_reader import delta_exists
+from lakehouse.generator import generate
+from lakehouse.gold import build_gold, customer_daily_spend, fraud_kpis, merchant_daily
 from features.store import feature_store
 cfg = load_config("local", root=sys.argv[1])
 for _ in range(int(sys.argv[2])):
@@ -118,3 +127,68 @@ def test_a_replay_killed_after_its_silver_commit_is_completed_by_the_rerun_with_
     ids = [json.loads(r["raw"])["txn_id"] for r in waiting.select("raw").collect()]
     assert sorted(ids) == sorted(negative)
     assert read_table(spark, cfg.table("bronze.transactions_raw")).count() == rows.count() + waiting.count()
+
+
+
+def gold_review_env(tmp_path: Path) -> Path:
+    """An env whose gold also quarantines days a customer spent over 300 EUR (a declared review check)."""
+    import yaml
+
+    from lakehouse.config import DEFAULT_CONF_DIR
+
+    base = yaml.safe_load((DEFAULT_CONF_DIR / "base.yaml").read_text())
+    spend = base["quality"]["gold.customer_daily_spend"]["checks"]
+    spend.append({"name": "large_daily_spend", "check": "between", "column": "total_amount_eur", "max": 300,
+                  "policy": "quarantine"})
+    return conf_env(tmp_path, "review", {"quality": {"gold.customer_daily_spend": {"checks": spend}}})
+
+
+def same_rows(a, b) -> bool:
+    return a.count() == b.count() and a.exceptAll(b).isEmpty() and b.exceptAll(a).isEmpty()
+
+
+@pytest.mark.slow
+def test_gold_killed_between_its_tables_is_redone_exactly_and_rebuilds_quarantine_each_row_once(spark, tmp_path):
+    # Given two days refined into silver and gold built with a check that quarantines large daily spend
+    conf = gold_review_env(tmp_path)
+    cfg = load_config("review", root=tmp_path / "lake", conf_dir=conf)
+    generate(cfg.landing_dir, seed=3, rows=600, days=4, start_date="2026-06-01", defect_rate=0.0)
+    later = tmp_path / "later"
+    generate(later, seed=3, rows=600, days=4, first_day=2, start_date="2026-06-01", defect_rate=0.0)
+    for day in ("2026-06-03", "2026-06-04"):
+        shutil.rmtree(cfg.landing_dir / f"batch-{day}")
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    build_gold(spark, cfg)
+    quarantine = cfg.table("quarantine.customer_daily_spend")
+    first = read_table(spark, quarantine).count()
+    assert first > 0
+    # When gold is rebuilt from the same silver, then no row is quarantined twice
+    build_gold(spark, cfg, force=True)
+    assert read_table(spark, quarantine).count() == first
+    # When two more days arrive and a build is killed -9 as its first table commits, then run again
+    for batch in later.glob("batch-*"):
+        shutil.copytree(batch, cfg.landing_dir / batch.name)
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    tables = {name: Path(cfg.table(name).path) for name in
+              ("gold.customer_daily_spend", "gold.merchant_daily", "gold.fraud_kpis")}
+    hit = kill_at_first_commit([TIDEWATER, "run", "build_gold", "--env", "review", "--root", str(cfg.root),
+                                "--conf-dir", str(conf)], tables, env={})
+    assert hit == "gold.customer_daily_spend"
+    assert last_commit(tables["gold.fraud_kpis"]) == 1  # the other tables still hold the last build
+    build_gold(spark, cfg)
+    # Then gold equals what silver gives now, and each rejected row is in quarantine once
+    txns = read_table(spark, cfg.table("silver.transactions"))
+    labels = (read_table(spark, cfg.table("silver.labels")) if delta_exists(cfg.table("silver.labels").path)
+              else spark.createDataFrame([], SILVER_LABELS_SCHEMA))
+    spend = customer_daily_spend(txns)
+    assert same_rows(read_table(spark, cfg.table("gold.customer_daily_spend")),
+                     spend.where("total_amount_eur <= 300"))
+    assert same_rows(read_table(spark, cfg.table("gold.merchant_daily")), merchant_daily(txns, labels))
+    assert same_rows(read_table(spark, cfg.table("gold.fraud_kpis")), fraud_kpis(txns, labels))
+    rejected = read_table(spark, quarantine)
+    assert rejected.count() == rejected.select("raw").distinct().count() > first
+    held = {json.loads(r["raw"])["customer_id"] + r["raw"] for r in rejected.select("raw").collect()}
+    large = spend.where("total_amount_eur > 300").select(F.to_json(F.struct(*spend.columns)).alias("raw"))
+    assert {json.loads(r["raw"])["customer_id"] + r["raw"] for r in large.collect()} <= held
