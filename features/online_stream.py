@@ -33,7 +33,6 @@ from lakehouse.console import progress
 from lakehouse.errors import TableNotFound
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
-from lakehouse.locks import exclusive
 from lakehouse.refine import SILVER_LABELS_SCHEMA, TRANSACTION_RULES, refine, with_amount_eur, within_limit
 from lakehouse.schemas import spark_schema
 from lakehouse.tables import create_if_missing, current_version, read_table
@@ -226,11 +225,11 @@ def _outputs(cfg: Config) -> dict[str, list[str]]:
      options=[option("--continuous", is_flag=True,
                      help="keep running (a micro-batch every features.stream_trigger_seconds) until stopped; "
                           "default: process what has arrived, then stop")],
-     skip_unchanged=False)  # the stream's checkpoint knows what it has read
+     skip_unchanged=False,  # the stream's checkpoint knows what it has read
+     busy="updating the online store")
 def stream_online(run: JobRun, args) -> None:
     """Update the online store from new transactions, exactly as the batch path would."""
-    with exclusive(run.cfg, JOB, doing="updating the online store"):
-        _stream(run, args)
+    _stream(run, args)
 
 
 def _source(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str]:

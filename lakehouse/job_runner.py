@@ -50,6 +50,7 @@ class JobSpec:
     plan: Callable[[Any, argparse.Namespace], dict[str, int | None]] | None = None
     hand_over: Callable[[Any, argparse.Namespace], Any] | None = None  # runs it elsewhere when it returns
     up_to_date: str = "its outputs are up to date"  # what a skip tells the user
+    busy: str = "running"  # what a second run of the job, stopped while this one holds its lock, is told
 
     def input_tables(self, cfg) -> list[str]:
         return list(self.inputs(cfg) if callable(self.inputs) else self.inputs)
@@ -138,6 +139,7 @@ def should_skip(spec: JobSpec, run, args: argparse.Namespace) -> bool:
 def run_job(spec: JobSpec, spark, cfg, args: argparse.Namespace) -> Any:
     """Plan the input versions, skip or run the job inside a lineage record, report progress."""
     from lakehouse.lineage import JobRun, track_run
+    from lakehouse.locks import exclusive
 
     started = time.time()
     run = JobRun(spark, cfg, spec.name, declared_inputs=spec.input_tables(cfg),
@@ -152,7 +154,10 @@ def run_job(spec: JobSpec, spark, cfg, args: argparse.Namespace) -> Any:
         elsewhere = spec.hand_over(run, args)
         if elsewhere is not None:
             return elsewhere
-    with track_run(run):
+    # One run of a job at a time (two cron entries, a person beside the scheduler): the second stops
+    # with a one-line error before it reads or writes anything. Jobs that write the same tables are
+    # kept apart by retries on Delta's conflicts (lakehouse.retry) instead.
+    with exclusive(cfg, spec.name, doing=spec.busy), track_run(run):
         spec.run(run, args)
     if cfg.spark.catalog == "hive":
         from lakehouse.catalog import register_written

@@ -29,6 +29,7 @@ from lakehouse.gates import SchemaScreen, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
                               EntityRules, oversized, refine, with_amount_eur, within_limit)
+from lakehouse.retry import retry_conflicts
 from lakehouse.tables import commit_metrics, create_if_missing, current_version
 
 JOB = "refine_silver"
@@ -177,10 +178,10 @@ class EntityRefiner:
             before = current_version(self.spark, self.silver)
             if n_valid:
                 with _schema_evolution(self.spark, enabled=bool(screen.new_fields)):
-                    self.write_valid(self.spark, self.silver, passed)
+                    retry_conflicts(lambda: self.write_valid(self.spark, self.silver, passed), self.silver.name)
             after = current_version(self.spark, self.silver)
             if settle is not None:
-                settle(refused)
+                retry_conflicts(lambda: settle(refused), self.quarantine.name)
             elif n_rejected:
                 append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=run_id,
                                   source_table=self.bronze, txn=(self.app_id, batch_id))

@@ -20,7 +20,6 @@ from lakehouse.console import progress
 from lakehouse.cli_options import option
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
-from lakehouse.locks import exclusive
 from lakehouse.model_store import model_asset
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import create_if_missing, current_version, read_table
@@ -60,15 +59,9 @@ def _inputs(cfg: Config) -> list[str]:
               option("--continuous", is_flag=True,
                      help="keep running (a micro-batch every scoring.stream_trigger_seconds) until stopped; "
                           "default: process what has landed, then stop")],
-     skip_unchanged=False)  # the stream's checkpoint knows which rows it has scored
+     skip_unchanged=False,  # the stream's checkpoint knows which rows it has scored
+     busy="scoring")  # one stream per checkpoint: a second `stream start` or `run score_stream` stops
 def score_stream(run: JobRun, args) -> None:
-    # One stream per checkpoint: a second one (a second `stream start`, a `run score_stream` beside
-    # the background stream) stops here with a clear message instead of racing the first.
-    with exclusive(run.cfg, "score_stream", doing="scoring"):
-        _score(run, args)
-
-
-def _score(run: JobRun, args) -> None:
     spark, cfg = run.spark, run.cfg
     plan = {"routes": routes(cfg, args.alias)}
     record_models(run, plan["routes"])

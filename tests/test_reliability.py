@@ -20,6 +20,7 @@ from conftest import conf_env
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
 from lakehouse.delta_reader import delta_exists
+from lakehouse.errors import AlreadyRunning
 from lakehouse.generator import generate
 from lakehouse.gold import build_gold, customer_daily_spend, fraud_kpis, merchant_daily
 from lakehouse.refine import SILVER_LABELS_SCHEMA
@@ -35,6 +36,7 @@ APPLY_LOOP = """
 import sys
 from lakehouse.config import load_config
 from lakehouse.delta_reader import delta_exists
+from lakehouse.errors import AlreadyRunning
 from lakehouse.generator import generate
 from lakehouse.gold import build_gold, customer_daily_spend, fraud_kpis, merchant_daily
 from features.store import feature_store
@@ -192,3 +194,87 @@ def test_gold_killed_between_its_tables_is_redone_exactly_and_rebuilds_quarantin
     held = {json.loads(r["raw"])["customer_id"] + r["raw"] for r in rejected.select("raw").collect()}
     large = spend.where("total_amount_eur > 300").select(F.to_json(F.struct(*spend.columns)).alias("raw"))
     assert {json.loads(r["raw"])["customer_id"] + r["raw"] for r in large.collect()} <= held
+
+
+def lock_held(cfg, name: str) -> bool:
+    import fcntl
+
+    path = cfg.root / "_locks" / f"{name}.lock"
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def conserved(spark, cfg, entity: str) -> None:
+    """bronze = silver + quarantine still waiting + duplicates, and no key twice in silver."""
+    bronze = read_table(spark, cfg.table(cfg.sources[entity].bronze))
+    silver = read_table(spark, cfg.table(f"silver.{entity}"))
+    waiting = read_table(spark, cfg.table(f"quarantine.{entity}")).where("replayed_at IS NULL")
+    assert silver.count() == silver.select("txn_id").distinct().count()
+    assert waiting.count() == waiting.select("raw").distinct().count()
+    kept = bronze.join(silver.select("txn_id"), F.get_json_object("raw", "$.txn_id") == F.col("txn_id"), "left_semi")
+    assert bronze.select("raw").distinct().count() == kept.select("raw").distinct().count() + waiting.count()
+
+
+@pytest.mark.slow
+def test_a_second_refine_started_while_one_runs_stops_with_a_clear_message_and_loses_nothing(spark, tmp_path):
+    # Given five days landed and ingested
+    cfg = load_config("local", root=tmp_path / "lake")
+    generate(cfg.landing_dir, seed=9, rows=1500, days=5, start_date="2026-07-01", defect_rate=0.05)
+    ingest_bronze(spark, cfg)
+    # When refine runs in another process and a second refine starts while the first holds its lock
+    first = subprocess.Popen([TIDEWATER, "run", "refine_silver", "--root", str(cfg.root)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not lock_held(cfg, "refine_silver") and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, first.stdout.read()
+    # Then the second stops at once with a one-line reason, before it reads or writes anything
+    with pytest.raises(AlreadyRunning, match=r"another refine_silver run \(pid \d+\) is running"):
+        refine_silver(spark, cfg)
+    # and the first finishes, with every bronze row in silver, quarantine or counted as a duplicate
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    conserved(spark, cfg, "transactions")
+
+
+def data_files(table: Path) -> set[str]:
+    return {p.name for p in table.glob("*.parquet")}
+
+
+@pytest.mark.slow
+def test_a_replay_whose_commit_is_beaten_by_refine_tries_again_and_loses_nothing(spark, tmp_path):
+    # Given a lakehouse with rows that stay in quarantine, and a new day still to come
+    cfg = load_config("local", root=tmp_path / "lake")
+    generate(cfg.landing_dir, seed=13, rows=1200, days=3, start_date="2026-07-01", defect_rate=0.05)
+    last_day = sorted(cfg.landing_dir.glob("batch-*"))[-1]
+    later = shutil.move(str(last_day), tmp_path)
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    quarantine = Path(cfg.table("quarantine.transactions").path)
+    # When a replay has written its MERGE's files but not committed them, and is held there (SIGSTOP)
+    files, version = data_files(quarantine), last_commit(quarantine)
+    replay = subprocess.Popen([TIDEWATER, "quarantine", "replay", "silver.transactions", "--root", str(cfg.root)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        while replay.poll() is None and data_files(quarantine) == files:
+            time.sleep(0.001)
+        os.killpg(replay.pid, signal.SIGSTOP)
+        assert last_commit(quarantine) == version, "the replay committed before it was held: nothing was tested"
+        # and refine commits the new day's rejects to the same table meanwhile
+        shutil.move(later, last_day)
+        ingest_bronze(spark, cfg)
+        refine_silver(spark, cfg)
+        assert last_commit(quarantine) == version + 1
+    finally:
+        os.killpg(replay.pid, signal.SIGCONT)
+    output = replay.communicate(timeout=300)[0]
+    # Then the replay's commit meets refine's, and it tries again on the new snapshot and succeeds
+    assert replay.returncode == 0, output[-3000:]
+    assert "quarantine.transactions: another writer committed first" in output
+    conserved(spark, cfg, "transactions")

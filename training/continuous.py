@@ -24,7 +24,6 @@ from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.job_runner import find_job, job
 from lakehouse.lineage import JobRun
-from lakehouse.locks import exclusive
 from lakehouse.model_store import alias_version, model_asset
 from lakehouse.schemas import spark_schema
 from lakehouse.tables import append_rows
@@ -187,41 +186,41 @@ def _plan(run: JobRun, args) -> dict[str, int | None]:
      options=[STRATEGY_OPTION,
               option("--dry-run", is_flag=True, help="judge and record the triggers, but do not retrain")],
      plan=_plan,
-     skip_unchanged=False)  # the schedule trigger fires on time alone
+     skip_unchanged=False,  # the schedule trigger fires on time alone
+     busy="deciding or deploying")  # two runs at once cannot both deploy
 def continuous_training(run: JobRun, args) -> None:
     cfg = run.cfg
-    with exclusive(cfg, "continuous_training", doing="deciding or deploying"):
-        champion = alias_version(cfg, contract.CHAMPION)
-        run.uses(model_asset(cfg), champion)
-        now = dt.datetime.now(dt.timezone.utc)
-        name = cfg.training.model_name
-        if champion is None:
-            record(run, TrainingTrigger(now, name, None, [], {}, "nothing", "no champion yet: run train first", None,
-                                        run.run_id))
-            progress(f"{run.job}: no champion yet; run `tidewater run train` first")
-            return
-        live = live_rollout(cfg)
-        triggers = judge_triggers(run, champion)
-        fired = [t.name for t in triggers if t.fired]
-        reasons = {t.name: t.reason for t in triggers}
-        for t in triggers:
-            progress(f"{run.job}: {t.name}: {'FIRED' if t.fired else 'quiet'} ({t.reason})")
-        if live is not None:
-            outcome = f"v{live[1]} is live as {live[0]}; review_deployment decides it before another retrain"
-            action, new_version = "nothing", None
-        elif not fired:
-            outcome, action, new_version = "no trigger fired", "nothing", None
-        elif args.dry_run:
-            outcome, action, new_version = "dry run: would retrain", "nothing", None
-        else:
-            summary = retrain(run, args)
-            if "drift" in fired:
-                consume_drift(run, champion, now)
-            new_version = summary.get("model_version")
-            action = "retrain"
-            outcome = (f"v{new_version}: {summary.get('deployed_as') or 'rejected'} ({summary.get('reason')})"
-                       if new_version else "train found nothing new to train on")
-            run.wrote_asset(model_asset(cfg), alias_version(cfg, contract.CHAMPION), champion)
-        record(run, TrainingTrigger(now, name, champion, fired, reasons, action, outcome, new_version, run.run_id))
-        run.count("fired", len(fired))
-        progress(f"{run.job}: {action}: {outcome}")
+    champion = alias_version(cfg, contract.CHAMPION)
+    run.uses(model_asset(cfg), champion)
+    now = dt.datetime.now(dt.timezone.utc)
+    name = cfg.training.model_name
+    if champion is None:
+        record(run, TrainingTrigger(now, name, None, [], {}, "nothing", "no champion yet: run train first", None,
+                                    run.run_id))
+        progress(f"{run.job}: no champion yet; run `tidewater run train` first")
+        return
+    live = live_rollout(cfg)
+    triggers = judge_triggers(run, champion)
+    fired = [t.name for t in triggers if t.fired]
+    reasons = {t.name: t.reason for t in triggers}
+    for t in triggers:
+        progress(f"{run.job}: {t.name}: {'FIRED' if t.fired else 'quiet'} ({t.reason})")
+    if live is not None:
+        outcome = f"v{live[1]} is live as {live[0]}; review_deployment decides it before another retrain"
+        action, new_version = "nothing", None
+    elif not fired:
+        outcome, action, new_version = "no trigger fired", "nothing", None
+    elif args.dry_run:
+        outcome, action, new_version = "dry run: would retrain", "nothing", None
+    else:
+        summary = retrain(run, args)
+        if "drift" in fired:
+            consume_drift(run, champion, now)
+        new_version = summary.get("model_version")
+        action = "retrain"
+        outcome = (f"v{new_version}: {summary.get('deployed_as') or 'rejected'} ({summary.get('reason')})"
+                   if new_version else "train found nothing new to train on")
+        run.wrote_asset(model_asset(cfg), alias_version(cfg, contract.CHAMPION), champion)
+    record(run, TrainingTrigger(now, name, champion, fired, reasons, action, outcome, new_version, run.run_id))
+    run.count("fired", len(fired))
+    progress(f"{run.job}: {action}: {outcome}")
