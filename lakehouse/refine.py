@@ -56,20 +56,51 @@ def oversized(bronze: DataFrame, max_chars: int) -> DataFrame:
         *META_COLUMNS)
 
 
+def csv_field_count(raw: Column) -> Column:
+    """Fields in a CSV line, commas inside quotes not counted ("a, b" is one field)."""
+    return F.size(F.split(F.regexp_replace(raw, '"[^"]*"', ""), ","))
+
+
 def parse_lines(bronze: DataFrame, rules: EntityRules) -> DataFrame:
-    """Raw lines -> one string column per field plus `_malformed`."""
-    string_schema = T.StructType([T.StructField(f, T.StringType()) for f in rules.fields])
+    """Raw lines -> one string column per field, `_malformed`, and for CSV `_header_line` (the line is a
+    header) and `_header` (its file's header, where the file's header is not the configured one)."""
     raw = F.col("raw")
-    if rules.format == "json":
-        schema = string_schema.add("_corrupt", T.StringType())
-        parsed = F.from_json(raw, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"})
-        malformed = parsed["_corrupt"].isNotNull() | parsed.isNull()
-    else:
-        parsed = F.from_csv(raw, string_schema.simpleString()[7:-1].replace(":", " "), {"mode": "PERMISSIVE"})
-        malformed = F.size(F.split(raw, ",")) != len(rules.fields)
-    malformed = malformed | (F.trim(F.coalesce(raw, F.lit(""))) == "")
+    if rules.format == "csv":
+        return _parse_csv(bronze, rules)
+    schema = T.StructType([T.StructField(f, T.StringType()) for f in rules.fields]).add("_corrupt", T.StringType())
+    parsed = F.from_json(raw, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"})
+    malformed = parsed["_corrupt"].isNotNull() | parsed.isNull() | (F.trim(F.coalesce(raw, F.lit(""))) == "")
     cols = [F.when(malformed, None).otherwise(parsed[f]).alias(f) for f in rules.fields]
-    return bronze.select("raw", *META_COLUMNS, *cols, malformed.alias("_malformed"))
+    return bronze.select("raw", *META_COLUMNS, *cols, malformed.alias("_malformed"),
+                         F.lit(False).alias("_header_line"), F.lit(None).cast("string").alias("_header"))
+
+
+def _parse_csv(bronze: DataFrame, rules: EntityRules) -> DataFrame:
+    """CSV lines are read by position, or by name where their file has a header of its own.
+
+    Ingest drops the configured header line; a file whose header differs (columns reordered, one
+    missing or extra) brings its header into bronze. Such a line names the key column, which no
+    data line holds, so it is found per file and decides how the file's lines are read.
+    """
+    n, raw = len(rules.fields), F.col("raw")
+    names = F.split(raw, ",")
+    header_line = F.array_contains(names, rules.key[0])
+    headers = bronze.where(header_line).groupBy("_source_file").agg(F.min("raw").alias("_header"))
+    df = bronze.join(F.broadcast(headers), "_source_file", "left")
+    header = F.split(F.col("_header"), ",")
+    by_name = F.array_sort(header) == F.array_sort(F.array(*[F.lit(f) for f in rules.fields]))
+    positional = ", ".join(f"_c{i} string" for i in range(n))
+    parsed = F.from_csv(raw, positional, {"mode": "PERMISSIVE"})
+    values = F.array(*[parsed[f"_c{i}"] for i in range(n)])
+    malformed = (csv_field_count(raw) != n) | (F.trim(F.coalesce(raw, F.lit(""))) == "")
+    unreadable = malformed | header_line | (F.col("_header").isNotNull() & ~by_name)
+    cols = [F.when(unreadable, None)
+            .when(F.col("_header").isNull(), values[i])
+            .otherwise(F.try_element_at(values, F.array_position(header, f).cast("int"))).alias(f)
+            for i, f in enumerate(rules.fields)]
+    return df.select("raw", *META_COLUMNS, *cols, malformed.alias("_malformed"),
+                     header_line.alias("_header_line"),
+                     F.when(~by_name, F.col("_header")).alias("_header"))
 
 
 def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataFrame, DataFrame]:
@@ -82,7 +113,12 @@ def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataF
     key_missing = F.lit(False)
     for k in rules.key:
         key_missing = key_missing | F.col(k).isNull() | (F.trim(F.col(k)) == "")
+    expected = ",".join(rules.fields)
     checks: list[tuple[str, Column, Column]] = [
+        ("csv_header", F.col("_header_line"),
+         F.lit("the file's own header line: the file's lines were read by its column names")),
+        ("csv_header_mismatch", F.col("_header").isNotNull(),
+         F.concat(F.lit("the file's header is "), F.col("_header"), F.lit(f"; expected these columns: {expected}"))),
         ("malformed_record", F.col("_malformed"), F.lit("not a parsable record")),
         ("null_key", key_missing, F.lit(f"key {'/'.join(rules.key)} is null or empty")),
     ]

@@ -278,3 +278,43 @@ def test_a_replay_whose_commit_is_beaten_by_refine_tries_again_and_loses_nothing
     assert replay.returncode == 0, output[-3000:]
     assert "quarantine.transactions: another writer committed first" in output
     conserved(spark, cfg, "transactions")
+
+
+MERCHANT_HEADER = "merchant_id,merchant_name,category,country,updated_at"
+
+
+@pytest.mark.slow
+def test_csv_files_are_read_by_their_own_header_and_quoted_commas_stay_in_their_field(spark, tmp_path):
+    # Given merchants files: the configured header with a quoted comma, a reordered header, a header
+    # missing a column
+    cfg = load_config("local", root=tmp_path / "lake")
+    generate(cfg.landing_dir, seed=17, rows=200, days=1, start_date="2026-07-01", defect_rate=0.0)
+    batch = cfg.landing_dir / "batch-2026-07-02"
+    batch.mkdir()
+    (batch / "merchants.csv").write_text(
+        f"{MERCHANT_HEADER}\nM9001,\"Joe's, Inc\",grocery,FR,2026-07-02T08:00:00\n")
+    (batch / "merchants-reordered.csv").write_text(
+        "category,merchant_id,updated_at,country,merchant_name\n"
+        "fuel,M9002,2026-07-02T08:00:00,DE,Tankstelle Nord\n"
+        "travel,M9003,2026-07-02T08:00:00,ES,\"Viajes, Sol\"\n")
+    (batch / "merchants-short.csv").write_text(
+        "merchant_id,merchant_name,country,updated_at\nM9004,Short Ltd,IT,2026-07-02T08:00:00\n")
+    # When it is ingested and refined
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    # Then each value is in its own column, whatever the file's column order
+    silver = read_table(spark, cfg.table("silver.merchants")).where(F.col("merchant_id").startswith("M900"))
+    got = {r["merchant_id"]: (r["merchant_name"], r["category"], r["country"]) for r in silver.collect()}
+    assert got == {"M9001": ("Joe's, Inc", "grocery", "FR"), "M9002": ("Tankstelle Nord", "fuel", "DE"),
+                   "M9003": ("Viajes, Sol", "travel", "ES")}
+    # and the file whose header lacks a column is quarantined whole, with the header it had
+    quarantine = read_table(spark, cfg.table("quarantine.merchants"))
+    reasons = {r["raw"]: (r["reason"], r["detail"]) for r in quarantine.collect()}
+    assert reasons["M9004,Short Ltd,IT,2026-07-02T08:00:00"] == (
+        "csv_header_mismatch", "the file's header is merchant_id,merchant_name,country,updated_at; "
+                               f"expected these columns: {MERCHANT_HEADER}")
+    assert {raw for raw, (reason, _) in reasons.items() if reason == "csv_header"} == {
+        "category,merchant_id,updated_at,country,merchant_name", "merchant_id,merchant_name,country,updated_at"}
+    # and every bronze line is in silver or in quarantine
+    bronze = read_table(spark, cfg.table("bronze.merchants_raw"))
+    assert bronze.count() == read_table(spark, cfg.table("silver.merchants")).count() + quarantine.count()
