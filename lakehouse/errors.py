@@ -60,11 +60,18 @@ def root_cause(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
 
 
+NO_SPACE = "No space left on device"
+
+
 def describe(err: BaseException) -> tuple[str, str | None]:
     """One line for any error: ours keep their hint; Spark's lose the JVM stack trace."""
     if isinstance(err, TidewaterError):
         return str(err), err.hint
     text = str(err).strip()
+    if NO_SPACE in text:  # Delta commits by rename: a write that ran out of space committed nothing
+        return ("no space left on device: a write under the storage root failed, and nothing of it was committed",
+                "free space there (or move the storage root: --root), then run the same command again: "
+                "it resumes where it stopped")
     java_error = getattr(err, "java_exception", None)
     if java_error is not None and not text.startswith("["):
         text = str(java_error.getMessage() or java_error.toString())

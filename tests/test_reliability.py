@@ -318,3 +318,60 @@ def test_csv_files_are_read_by_their_own_header_and_quoted_commas_stay_in_their_
     # and every bronze line is in silver or in quarantine
     bronze = read_table(spark, cfg.table("bronze.merchants_raw"))
     assert bronze.count() == read_table(spark, cfg.table("silver.merchants")).count() + quarantine.count()
+
+
+@pytest.fixture
+def small_filesystem(tmp_path):
+    """A 32 MiB tmpfs of our own (root can mount one): the lakehouse lives there and can run out of space."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the filesystem is full; deleting it frees the space again."""
+    filler = folder / "filler"
+    with open(filler, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    return filler
+
+
+@pytest.mark.slow
+def test_ingest_on_a_full_filesystem_stops_with_one_line_and_the_rerun_after_space_is_freed_loses_nothing(
+        spark, tmp_path, small_filesystem):
+    # Given a lakehouse on a small filesystem that has taken in its first day
+    cfg = load_config("local", root=small_filesystem / "lake")
+    generate(cfg.landing_dir, seed=21, rows=400, days=2, start_date="2026-07-01", defect_rate=0.02)
+    second = sorted(cfg.landing_dir.glob("batch-*"))[-1]
+    held = shutil.move(str(second), tmp_path)
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    bronze = cfg.table("bronze.transactions_raw")
+    version = last_commit(Path(bronze.path))
+    # When the second day lands and the filesystem is full before ingest runs
+    shutil.move(held, second)
+    filler = fill(small_filesystem)
+    done = subprocess.run([TIDEWATER, "run", "ingest_bronze", "--root", str(cfg.root)], capture_output=True, text=True)
+    # Then ingest stops with one line and a hint, and bronze has no new commit
+    lines = [line for line in done.stderr.splitlines() if line.startswith(("error:", "hint:"))]
+    assert done.returncode != 0
+    assert lines[0].startswith("error: no space left on device") and lines[1].startswith("hint: free space")
+    assert last_commit(Path(bronze.path)) == version
+    # When space is freed and ingest and refine run again
+    filler.unlink()
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    # Then bronze holds each landed line of the second day exactly once, and nothing is lost
+    day = second / "transactions.jsonl"
+    landed = read_table(spark, bronze).where(F.col("_source_file").endswith(f"/{second.name}/{day.name}"))
+    assert sorted(r["raw"] for r in landed.select("raw").collect()) == sorted(day.read_text().splitlines())
+    conserved(spark, cfg, "transactions")
