@@ -12,17 +12,7 @@ import time
 import click
 
 from lakehouse.cli import ENV_OPT, ROOT_OPT, one_line_errors
-
-
-def _pid_alive(pid: int) -> bool:
-    """Our stream is running as `pid`: alive, not a zombie, and really score_stream (pids get reused)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and "score_stream" in proc.cmdline()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
+from lakehouse.pidfile import live_pid, write_pid
 
 
 def _paths(env, root):
@@ -50,8 +40,9 @@ def start(alias, root, env):
 
     cfg, pid_file, _, log_file = _paths(env, root)
     with exclusive(cfg, "stream_start", doing="starting the stream"):  # check and spawn as one step
-        if pid_file.exists() and _pid_alive(int(pid_file.read_text())):
-            raise click.ClickException(f"already running (pid {pid_file.read_text().strip()}); "
+        running = live_pid(pid_file)
+        if running is not None:
+            raise click.ClickException(f"already running (pid {running}); "
                                        "`tidewater stream stop` first")
         log_file.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "lakehouse.cli", "run", "score_stream", "--continuous", "--root", str(cfg.root)]
@@ -61,7 +52,7 @@ def start(alias, root, env):
             cmd += ["--alias", alias]
         with open(log_file, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        pid_file.write_text(str(proc.pid))
+        write_pid(pid_file, proc.pid)
     click.echo(f"score_stream started (pid {proc.pid}); log: {log_file}")
 
 
@@ -72,9 +63,9 @@ def start(alias, root, env):
 def status(root, env):
     """Is it running, which model, how many batches and rows so far (JSON)."""
     _, pid_file, status_file, log_file = _paths(env, root)
-    pid = int(pid_file.read_text()) if pid_file.exists() else None
+    pid = live_pid(pid_file)
     info = json.loads(status_file.read_text()) if status_file.exists() else {}
-    info["running"] = bool(pid and _pid_alive(pid))
+    info["running"] = pid is not None
     info["pid"] = pid
     info["log"] = str(log_file)
     click.echo(json.dumps(info, indent=1))
@@ -88,16 +79,16 @@ def status(root, env):
 def stop(timeout, root, env):
     """Stop it cleanly (SIGTERM: the current micro-batch finishes, the checkpoint is committed)."""
     _, pid_file, _, _ = _paths(env, root)
-    pid = int(pid_file.read_text()) if pid_file.exists() else None
-    if not pid or not _pid_alive(pid):
+    pid = live_pid(pid_file)  # never a process that merely got a dead stream's pid
+    if pid is None:
         click.echo("score_stream is not running")
         pid_file.unlink(missing_ok=True)
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + timeout
-    while _pid_alive(pid) and time.time() < deadline:
+    while live_pid(pid_file) == pid and time.time() < deadline:
         time.sleep(0.5)
-    if _pid_alive(pid):
+    if live_pid(pid_file) == pid:
         os.kill(pid, signal.SIGKILL)
         click.echo(f"score_stream (pid {pid}) did not stop in {timeout}s: killed; the next start resumes "
                    "from the checkpoint")

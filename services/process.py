@@ -8,7 +8,6 @@ its own, so a stop signals the whole process group (a JVM and the children it fo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from lakehouse.errors import TidewaterError
+from lakehouse.pidfile import live_pid, write_pid
 
 
 class ServiceError(TidewaterError):
@@ -83,16 +83,7 @@ def _listener(port: int) -> str:
 
 def running_pid(svc: Managed) -> int | None:
     """The pid of this service's live process, or None (no record, dead, or the pid was reused)."""
-    import psutil
-
-    try:
-        record = json.loads(svc.pid_file.read_text())
-        proc = psutil.Process(record["pid"])
-        if proc.status() == psutil.STATUS_ZOMBIE or abs(proc.create_time() - record["started"]) > 1.0:
-            return None
-        return record["pid"]
-    except (FileNotFoundError, ValueError, KeyError, psutil.NoSuchProcess, psutil.ZombieProcess):
-        return None
+    return live_pid(svc.pid_file)
 
 
 def _tail(path: Path, lines: int = 3) -> str:
@@ -111,8 +102,6 @@ def is_ready(svc: Managed) -> bool:
 
 def start(svc: Managed, timeout: float = 120.0) -> str:
     """Start `svc` unless it runs; wait until it is ready. Returns what happened, in a line."""
-    import psutil
-
     pid = running_pid(svc)
     if pid is not None:
         return f"{svc.name}: already running (pid {pid}) at {svc.address}"
@@ -125,8 +114,7 @@ def start(svc: Managed, timeout: float = 120.0) -> str:
     with open(svc.log_file, "ab") as log:
         proc = subprocess.Popen(svc.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True, **as_user(svc.user))
-    record = {"pid": proc.pid, "started": psutil.Process(proc.pid).create_time(), "argv0": svc.argv[0]}
-    svc.pid_file.write_text(json.dumps(record))
+    write_pid(svc.pid_file, proc.pid, argv0=svc.argv[0])
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:

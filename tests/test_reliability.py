@@ -243,6 +243,18 @@ def test_a_second_refine_started_while_one_runs_stops_with_a_clear_message_and_l
     conserved(spark, cfg, "transactions")
 
 
+def refined_but_the_last_day(spark, root: Path, aside: Path, **scenario):
+    """A lakehouse at `root` that took in all of a generated scenario but its last day, which waits in
+    `aside`: (config, the last day's landing folder, where it waits)."""
+    cfg = load_config("local", root=root)
+    generate(cfg.landing_dir, start_date="2026-07-01", **scenario)
+    last_day = sorted(cfg.landing_dir.glob("batch-*"))[-1]
+    waiting = shutil.move(str(last_day), aside)
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    return cfg, last_day, waiting
+
+
 def data_files(table: Path) -> set[str]:
     return {p.name for p in table.glob("*.parquet")}
 
@@ -250,12 +262,8 @@ def data_files(table: Path) -> set[str]:
 @pytest.mark.slow
 def test_a_replay_whose_commit_is_beaten_by_refine_tries_again_and_loses_nothing(spark, tmp_path):
     # Given a lakehouse with rows that stay in quarantine, and a new day still to come
-    cfg = load_config("local", root=tmp_path / "lake")
-    generate(cfg.landing_dir, seed=13, rows=1200, days=3, start_date="2026-07-01", defect_rate=0.05)
-    last_day = sorted(cfg.landing_dir.glob("batch-*"))[-1]
-    later = shutil.move(str(last_day), tmp_path)
-    ingest_bronze(spark, cfg)
-    refine_silver(spark, cfg)
+    cfg, last_day, later = refined_but_the_last_day(spark, tmp_path / "lake", tmp_path, seed=13, rows=1200,
+                                                    days=3, defect_rate=0.05)
     quarantine = Path(cfg.table("quarantine.transactions").path)
     # When a replay has written its MERGE's files but not committed them, and is held there (SIGSTOP)
     files, version = data_files(quarantine), last_commit(quarantine)
@@ -349,12 +357,8 @@ def fill(folder: Path) -> Path:
 def test_ingest_on_a_full_filesystem_stops_with_one_line_and_the_rerun_after_space_is_freed_loses_nothing(
         spark, tmp_path, small_filesystem):
     # Given a lakehouse on a small filesystem that has taken in its first day
-    cfg = load_config("local", root=small_filesystem / "lake")
-    generate(cfg.landing_dir, seed=21, rows=400, days=2, start_date="2026-07-01", defect_rate=0.02)
-    second = sorted(cfg.landing_dir.glob("batch-*"))[-1]
-    held = shutil.move(str(second), tmp_path)
-    ingest_bronze(spark, cfg)
-    refine_silver(spark, cfg)
+    cfg, second, held = refined_but_the_last_day(spark, small_filesystem / "lake", tmp_path, seed=21, rows=400,
+                                                 days=2, defect_rate=0.02)
     bronze = cfg.table("bronze.transactions_raw")
     version = last_commit(Path(bronze.path))
     # When the second day lands and the filesystem is full before ingest runs
@@ -375,3 +379,26 @@ def test_ingest_on_a_full_filesystem_stops_with_one_line_and_the_rerun_after_spa
     landed = read_table(spark, bronze).where(F.col("_source_file").endswith(f"/{second.name}/{day.name}"))
     assert sorted(r["raw"] for r in landed.select("raw").collect()) == sorted(day.read_text().splitlines())
     conserved(spark, cfg, "transactions")
+
+
+def test_stream_stop_never_signals_a_process_that_only_got_a_dead_streams_pid(tmp_path):
+    from lakehouse.pidfile import write_pid
+    from scoring.stream import stream_dir
+
+    cfg = load_config("local", root=tmp_path / "lake")
+    pid_file = stream_dir(cfg) / "pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    # Given the pid file of a stream that died, whose pid now belongs to another score_stream process
+    # (another lakehouse's stream, say: its command line says score_stream too)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "score_stream", "--continuous"])
+    try:
+        write_pid(pid_file, other.pid)
+        record = json.loads(pid_file.read_text())
+        pid_file.write_text(json.dumps({**record, "started": record["started"] - 3600}))  # the dead stream's start
+        # When `tidewater stream stop` runs, then it finds no stream and the other process lives on
+        done = subprocess.run([TIDEWATER, "stream", "stop", "--root", str(cfg.root)], capture_output=True, text=True)
+        assert done.returncode == 0 and "score_stream is not running" in done.stdout
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

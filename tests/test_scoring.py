@@ -157,7 +157,7 @@ def test_a_killed_stream_restarts_with_exactly_one_prediction_per_transaction(sp
     deadline = time.time() + 240
     while batches_done() < 1 and time.time() < deadline:
         time.sleep(0.1)
-    pid = int((stream_dir(cfg) / "pid").read_text())
+    pid = json.loads((stream_dir(cfg) / "pid").read_text())["pid"]
     os.killpg(pid, signal.SIGKILL)
     _wait_for(lambda: not status()["running"], 30, "the stream to die")
     partial = read_table(spark, cfg.table("gold.predictions_stream")).count()
