@@ -6,8 +6,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.delta_reader import delta_exists
 from lakehouse.config import Config, TableRef
+from lakehouse.delta_reader import delta_exists
 from lakehouse.refine import QUARANTINE_COLUMNS
 
 
