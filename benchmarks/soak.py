@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime as dt
 import json
 import os
 import random
@@ -39,6 +38,7 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from lakehouse.config import Config, load_config  # noqa: E402
+from lakehouse.generator import continue_scenario  # noqa: E402
 from lakehouse.landing import complete_file  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -133,20 +133,6 @@ class Load(threading.Thread):
         raise SystemExit("the staged days ran out: stage more (--stage-days)")
 
 
-def stage(cfg: Config, out: Path, days: int) -> None:
-    """The demo scenario's next `days` days, generated aside (the generator's own continuation)."""
-    from lakehouse.generator import generate
-
-    manifest = json.loads((cfg.landing_dir / "_manifest.json").read_text())
-    settings = {k: manifest[k] for k in ("seed", "rows", "days", "start_date", "defect_rate", "fraud_rate",
-                                         "drift_from_day", "warmup_days")}
-    per_day = settings["rows"] / settings["days"]
-    landed = max(dt.date.fromisoformat(p.name.removeprefix("batch-"))
-                 for p in cfg.landing_dir.glob("batch-????-??-??"))
-    first = (landed - dt.date.fromisoformat(settings["start_date"])).days + 1
-    generate(out, **{**settings, "days": first + days, "rows": round(per_day * (first + days)), "first_day": first})
-
-
 def table_rows(cfg: Config, name: str, columns: list[str]) -> list[dict]:
     from deltalake import DeltaTable
 
@@ -213,7 +199,7 @@ def main() -> None:
     work = cfg.root / "soak"
     work.mkdir(exist_ok=True)
     staged = work / f"staged-{int(time.time())}"
-    stage(cfg, staged, args.stage_days)
+    continue_scenario(cfg.landing_dir, staged, args.stage_days)
     env_arg = ["--env", args.env] if args.env else []
     workers = [
         Worker("pipeline", [sys.executable, "-c", PIPELINE_LOOP, str(cfg.root), args.env or ""],

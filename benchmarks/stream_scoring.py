@@ -60,18 +60,12 @@ def main() -> None:
     from deltalake import DeltaTable
 
     from lakehouse.bronze import ingest_bronze
-    from lakehouse.generator import generate
+    from lakehouse.generator import continue_scenario
     from lakehouse.session import build_session
     from lakehouse.silver import refine_silver
 
     cfg = load_config(args.env, root=args.root, conf_dir=args.conf_dir)
-    manifest = json.loads((cfg.landing_dir / "_manifest.json").read_text())
-    settings = {k: manifest[k] for k in ("seed", "rows", "days", "start_date", "defect_rate", "fraud_rate",
-                                         "drift_from_day", "warmup_days")}
-    per_day = settings["rows"] / settings["days"]
-    # The first day after every batch already landed (arrivals may have continued the scenario).
-    landed = max(dt.date.fromisoformat(p.name.removeprefix("batch-")) for p in cfg.landing_dir.glob("batch-????-??-??"))
-    first = (landed - dt.date.fromisoformat(settings["start_date"])).days + 1
+    start = dt.date.fromisoformat(json.loads((cfg.landing_dir / "_manifest.json").read_text())["start_date"])
     spark = build_session(cfg)
     silver, stream = cfg.table("silver.transactions").path, cfg.table("gold.predictions_stream").path
     print(_stream("start", args), flush=True)
@@ -82,9 +76,9 @@ def main() -> None:
         while not (status.exists() and json.loads(status.read_text()).get("state") == "running"
                    and status.stat().st_mtime >= started):
             time.sleep(0.5)  # the stream's own start (a JVM) is not part of the figure
-        for day in range(first, first + args.days):
-            scenario = {**settings, "days": day + 1, "rows": round(per_day * (day + 1)), "first_day": day}
-            generate(cfg.landing_dir, **scenario)
+        for _ in range(args.days):
+            batch = continue_scenario(cfg.landing_dir, cfg.landing_dir, days=1).batches[-1]
+            day = (dt.date.fromisoformat(batch.removeprefix("batch-")) - start).days
             silver_before = DeltaTable(silver).version()
             ingest_bronze(spark, cfg)
             refine_silver(spark, cfg)

@@ -341,6 +341,19 @@ def _day_transactions(rng, pop: _Population, man: Manifest, day: int, midnight: 
     return lines
 
 
+def continue_scenario(landing: Path, out: Path, days: int) -> Manifest:
+    """The `days` days after the newest batch in `landing`, of the scenario its manifest describes (same
+    seed and settings, so the same customers and merchants), written to `out`: benchmarks add load so."""
+    manifest = json.loads((landing / "_manifest.json").read_text())
+    settings = {k: manifest[k] for k in ("seed", "rows", "days", "start_date", "defect_rate", "fraud_rate",
+                                         "drift_from_day", "warmup_days")}
+    per_day = settings["rows"] / settings["days"]
+    landed = max(dt.date.fromisoformat(p.name.removeprefix("batch-")) for p in landing.glob("batch-????-??-??"))
+    first = (landed - dt.date.fromisoformat(settings["start_date"])).days + 1
+    return generate(out, **{**settings, "days": first + days, "rows": round(per_day * (first + days)),
+                            "first_day": first})
+
+
 def expected_labels(rows: int, days: int, first_days: int, fraud_rate: float) -> tuple[float, float]:
     """(labels, fraud labels) expected to have arrived by the end of day `first_days` - 1: what a model
     trained then can learn from (the label delays above, uniform over their ranges)."""
