@@ -17,15 +17,16 @@ import pytest
 from pyspark.sql import functions as F
 
 from conftest import conf_env
+from test_landing import bronze_lines, final_lines
 from lakehouse.bronze import ingest_bronze
-from lakehouse.config import load_config
+from lakehouse.config import TableRef, load_config
 from lakehouse.delta_reader import delta_exists
 from lakehouse.errors import AlreadyRunning
 from lakehouse.generator import generate
 from lakehouse.gold import build_gold, customer_daily_spend, fraud_kpis, merchant_daily
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.silver import refine_silver
-from lakehouse.tables import read_table
+from lakehouse.tables import current_version, read_table
 from quality.replay import replay_quarantine
 
 TIDEWATER = str(Path(sys.executable).parent / "tidewater")
@@ -35,10 +36,6 @@ TIDEWATER = str(Path(sys.executable).parent / "tidewater")
 APPLY_LOOP = """
 import sys
 from lakehouse.config import load_config
-from lakehouse.delta_reader import delta_exists
-from lakehouse.errors import AlreadyRunning
-from lakehouse.generator import generate
-from lakehouse.gold import build_gold, customer_daily_spend, fraud_kpis, merchant_daily
 from features.store import feature_store
 cfg = load_config("local", root=sys.argv[1])
 for _ in range(int(sys.argv[2])):
@@ -61,21 +58,16 @@ def test_a_reader_never_sees_the_feast_registry_half_written_while_another_proce
     assert set(seen) == {len(cfg.features.views)}, f"{seen.count(0)} of {len(seen)} reads found no feature view"
 
 
-def last_commit(table: Path) -> int | None:
-    versions = [int(p.stem) for p in (table / "_delta_log").glob("*.json")]
-    return max(versions, default=None)
-
-
-def kill_at_first_commit(command: list[str], tables: dict[str, Path], env: dict[str, str]) -> str:
+def kill_at_first_commit(spark, command: list[str], tables: dict[str, TableRef], env: dict[str, str]) -> str:
     """Run `command` and kill -9 its whole process group (the JVM too) the moment one of `tables` gains a
     Delta commit; returns the name of that table."""
-    before = {name: last_commit(path) for name, path in tables.items()}
+    before = {name: current_version(spark, ref) for name, ref in tables.items()}
     proc = subprocess.Popen(command, env={**os.environ, **env}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while proc.poll() is None:
-            for name, path in tables.items():
-                if last_commit(path) != before[name]:
+            for name, ref in tables.items():
+                if current_version(spark, ref) != before[name]:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
                     return name
@@ -113,7 +105,7 @@ def test_a_replay_killed_after_its_silver_commit_is_completed_by_the_rerun_with_
     conf = conf_env(tmp_path, "nok", {"currencies": {**cfg.currencies, "NOK": 11.7}})
     fixed = load_config("nok", root=cfg.root, conf_dir=conf)
     command = [TIDEWATER, "quarantine", "replay", "silver.transactions", "--env", "nok", "--root", str(cfg.root)]
-    hit = kill_at_first_commit(command, {"silver": Path(silver.path), "quarantine": Path(quarantine.path)},
+    hit = kill_at_first_commit(spark, command, {"silver": silver, "quarantine": quarantine},
                                env={"TIDEWATER_CONF_DIR": str(conf)})
     # Then it died after silver took the fixed rows and before the quarantine changed
     assert hit == "silver"
@@ -173,12 +165,12 @@ def test_gold_killed_between_its_tables_is_redone_exactly_and_rebuilds_quarantin
         shutil.copytree(batch, cfg.landing_dir / batch.name)
     ingest_bronze(spark, cfg)
     refine_silver(spark, cfg)
-    tables = {name: Path(cfg.table(name).path) for name in
+    tables = {name: cfg.table(name) for name in
               ("gold.customer_daily_spend", "gold.merchant_daily", "gold.fraud_kpis")}
-    hit = kill_at_first_commit([TIDEWATER, "run", "build_gold", "--env", "review", "--root", str(cfg.root),
-                                "--conf-dir", str(conf)], tables, env={})
+    hit = kill_at_first_commit(spark, [TIDEWATER, "run", "build_gold", "--env", "review", "--root", str(cfg.root),
+                                       "--conf-dir", str(conf)], tables, env={})
     assert hit == "gold.customer_daily_spend"
-    assert last_commit(tables["gold.fraud_kpis"]) == 1  # the other tables still hold the last build
+    assert current_version(spark, tables["gold.fraud_kpis"]) == 1  # the other tables still hold the last build
     build_gold(spark, cfg)
     # Then gold equals what silver gives now, and each rejected row is in quarantine once
     txns = read_table(spark, cfg.table("silver.transactions"))
@@ -264,21 +256,21 @@ def test_a_replay_whose_commit_is_beaten_by_refine_tries_again_and_loses_nothing
     # Given a lakehouse with rows that stay in quarantine, and a new day still to come
     cfg, last_day, later = refined_but_the_last_day(spark, tmp_path / "lake", tmp_path, seed=13, rows=1200,
                                                     days=3, defect_rate=0.05)
-    quarantine = Path(cfg.table("quarantine.transactions").path)
+    quarantine = cfg.table("quarantine.transactions")
     # When a replay has written its MERGE's files but not committed them, and is held there (SIGSTOP)
-    files, version = data_files(quarantine), last_commit(quarantine)
+    files, version = data_files(Path(quarantine.path)), current_version(spark, quarantine)
     replay = subprocess.Popen([TIDEWATER, "quarantine", "replay", "silver.transactions", "--root", str(cfg.root)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        while replay.poll() is None and data_files(quarantine) == files:
+        while replay.poll() is None and data_files(Path(quarantine.path)) == files:
             time.sleep(0.001)
         os.killpg(replay.pid, signal.SIGSTOP)
-        assert last_commit(quarantine) == version, "the replay committed before it was held: nothing was tested"
+        assert current_version(spark, quarantine) == version, "the replay committed before it was held: nothing was tested"
         # and refine commits the new day's rejects to the same table meanwhile
         shutil.move(later, last_day)
         ingest_bronze(spark, cfg)
         refine_silver(spark, cfg)
-        assert last_commit(quarantine) == version + 1
+        assert current_version(spark, quarantine) == version + 1
     finally:
         os.killpg(replay.pid, signal.SIGCONT)
     output = replay.communicate(timeout=300)[0]
@@ -360,7 +352,7 @@ def test_ingest_on_a_full_filesystem_stops_with_one_line_and_the_rerun_after_spa
     cfg, second, held = refined_but_the_last_day(spark, small_filesystem / "lake", tmp_path, seed=21, rows=400,
                                                  days=2, defect_rate=0.02)
     bronze = cfg.table("bronze.transactions_raw")
-    version = last_commit(Path(bronze.path))
+    version = current_version(spark, bronze)
     # When the second day lands and the filesystem is full before ingest runs
     shutil.move(held, second)
     filler = fill(small_filesystem)
@@ -369,15 +361,14 @@ def test_ingest_on_a_full_filesystem_stops_with_one_line_and_the_rerun_after_spa
     lines = [line for line in done.stderr.splitlines() if line.startswith(("error:", "hint:"))]
     assert done.returncode != 0
     assert lines[0].startswith("error: no space left on device") and lines[1].startswith("hint: free space")
-    assert last_commit(Path(bronze.path)) == version
+    assert current_version(spark, bronze) == version
     # When space is freed and ingest and refine run again
     filler.unlink()
     ingest_bronze(spark, cfg)
     refine_silver(spark, cfg)
     # Then bronze holds each landed line of the second day exactly once, and nothing is lost
     day = second / "transactions.jsonl"
-    landed = read_table(spark, bronze).where(F.col("_source_file").endswith(f"/{second.name}/{day.name}"))
-    assert sorted(r["raw"] for r in landed.select("raw").collect()) == sorted(day.read_text().splitlines())
+    assert bronze_lines(spark, cfg, day) == final_lines(day)
     conserved(spark, cfg, "transactions")
 
 
