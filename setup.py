@@ -14,6 +14,7 @@ setup(
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
         "mlflow", "torch", "scipy", "scikit-learn", "matplotlib", "deltalake", "rich", "psutil",
         "pyhive[hive_pure_sasl]", "apscheduler", "fastapi", "uvicorn", "prometheus-client", "confluent-kafka",
+        "fairlearn", "cyclonedx-python-lib[json-validation]",
     ],
     extras_require={
         "dev": ["pytest", "nbclient", "nbformat", "ipykernel", "matplotlib", "duckdb", "py-spy"],
