@@ -464,6 +464,34 @@ class ServicesConf(_Strict):
         return f"{self.host}:{self.kafka.port}"
 
 
+class GovernanceConf(_Strict):
+    """Retention per layer, erasure of one data subject, and the PII scan (the governance package)."""
+
+    # layer -> how long a table keeps files it no longer references, and its log: 30d, 12h.
+    retention: dict[str, str] = {}
+    # The column naming a data subject (`tidewater erase --customer ID`), and the keys of the subject's
+    # rows in tables without that column (a label names its transaction, not its customer).
+    subject_key: str = "customer_id"
+    linked_keys: list[str] = ["txn_id"]
+    erasures_table: str = "meta.erasures"
+    # Fields that hold person names: no name recognizer works offline here (README: PII scan).
+    name_fields: list[str] = ["customer_name"]
+    scan_rows: int = Field(5000, ge=1)  # rows the PII scan reads per table
+
+    @field_validator("retention")
+    @classmethod
+    def _windows(cls, v: dict[str, str]) -> dict[str, str]:
+        for layer, window in v.items():
+            if not re.fullmatch(r"\d+[hd]", window):
+                raise ValueError(f"retention.{layer}: {window!r} is not a window like 30d or 12h")
+        return v
+
+    def retention_hours(self, layer: str) -> int | None:
+        """The layer's window in hours; None where the layer keeps Delta's defaults."""
+        window = self.retention.get(layer)
+        return None if window is None else int(window[:-1]) * {"h": 1, "d": 24}[window[-1]]
+
+
 class TableRef(BaseModel):
     """A configured table: its catalog name and where its Delta files live."""
 
@@ -495,6 +523,7 @@ class Config(_Strict):
     continuous_training: ContinuousTrainingConf = ContinuousTrainingConf()
     drift: DriftConf = DriftConf()
     services: ServicesConf = ServicesConf()
+    governance: GovernanceConf = GovernanceConf()
 
     @model_validator(mode="before")
     @classmethod
@@ -510,6 +539,14 @@ class Config(_Strict):
     def _quality_names_tables(self) -> "Config":
         for name in self.quality:
             self.table(name)  # raises TableNotFound for a check on an unknown table
+        return self
+
+    @model_validator(mode="after")
+    def _governance_names_tables(self) -> "Config":
+        self.table(self.governance.erasures_table)
+        unknown = sorted(set(self.governance.retention) - set(self.tables))
+        if unknown:
+            raise ValueError(f"governance.retention names no configured layer: {', '.join(unknown)}")
         return self
 
     @field_validator("table_paths")
