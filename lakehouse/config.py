@@ -246,6 +246,42 @@ class DecisionThresholdConf(_Strict):
     alert_share: float = Field(0.02, gt=0.0, lt=1.0)
 
 
+FairnessMetric = Literal["selection_rate", "false_positive_rate", "true_positive_rate"]
+
+
+class FairnessConf(_Strict):
+    """The fairness gate at validation: group metrics on the held-out slice at the version's own threshold.
+
+    Each slice is a column of the held-out rows; one the training set lacks is taken from
+    `attributes_table` (an SCD2 table: the record valid at each row's event time, by `key`). A gap
+    (largest minus smallest group value) above its `max_gap` blocks promotion; groups with fewer
+    than `min_group_rows` rows are reported but not gated.
+    """
+
+    slices: list[str] = ["segment", "country"]
+    max_gap: dict[FairnessMetric, float] = {"selection_rate": 0.1, "false_positive_rate": 0.05}
+    min_group_rows: int = Field(100, ge=1)
+    attributes_table: str = "silver.customers"
+    key: str = "customer_id"
+
+    @field_validator("max_gap")
+    @classmethod
+    def _gaps_are_shares(cls, v: dict[str, float]) -> dict[str, float]:
+        for metric, gap in v.items():
+            if not 0.0 <= gap <= 1.0:
+                raise ValueError(f"max_gap.{metric} is a difference of rates: between 0 and 1, not {gap}")
+        return v
+
+
+class ModelCardConf(_Strict):
+    """What a model card says about use that no metric can: who it is for, what it must not be used for."""
+
+    intended_use: str = "Flag card transactions for fraud review."
+    users: list[str] = ["fraud analysts"]
+    out_of_scope: list[str] = []
+    limitations: list[str] = []
+
+
 class TrainingConf(_Strict):
     """The fraud model, its data, its engine and its registry, in one place."""
 
@@ -276,6 +312,8 @@ class TrainingConf(_Strict):
     tracking_uri: str | None = None  # default: sqlite under <root>/mlflow; env MLFLOW_TRACKING_URI wins
     promotion: PromotionConf = PromotionConf()
     decision_threshold: DecisionThresholdConf = DecisionThresholdConf()
+    fairness: FairnessConf = FairnessConf()
+    model_card: ModelCardConf = ModelCardConf()
 
 
 class ScoringConf(_Strict):

@@ -40,6 +40,15 @@ HOLDOUT_PREFIX = "tidewater.holdout."  # + metric name
 THRESHOLD = "tidewater.threshold"  # the version's decision threshold: flag when score >= it
 THRESHOLD_RULE = "tidewater.threshold_rule"  # how validation chose it
 LIVE_SINCE = "tidewater.live_since"  # when its shadow or canary rollout began (UTC, ISO)
+FAIRNESS = "tidewater.fairness"  # passed | failed: the fairness gate on its held-out slice
+
+# Run artifacts validation writes for each version: what it is, what it was built from, how fair it is.
+MODEL_CARD_JSON = "governance/model_card.json"
+MODEL_CARD_HTML = "governance/model_card.html"
+ML_BOM = "governance/ml_bom.cdx.json"  # CycloneDX 1.6 ML-BOM
+FAIRNESS_REPORT = "governance/fairness.json"
+ENVIRONMENT_REQUIREMENTS = "environment/requirements.txt"  # every package of the training environment
+ENVIRONMENT_VERSIONS = "environment/versions.json"  # python, platform, torch, horovod, ...
 
 SCORE_NAME = "score"  # the pyfunc's output: the fraud probability
 

@@ -1,4 +1,4 @@
-"""`tidewater mlflow-ui` and `tidewater models [list|history|decided]` (added to the CLI by entry point)."""
+"""`tidewater mlflow-ui` and `tidewater models [list|history|decided|card]` (added to the CLI by entry point)."""
 
 from __future__ import annotations
 
@@ -87,3 +87,45 @@ def decided(txn_id, fmt, root, env):
 
     cfg = load_config(env, root)
     print_rows(with_reader(cfg, lambda reader: who_decided(cfg, txn_id, reader)), fmt)
+
+
+@models.command("card")
+@click.argument("version", type=int)
+@click.option("--format", "fmt", type=click.Choice(["json", "html"]), default="json", show_default=True,
+              help="the card as JSON or as one HTML page")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="write it to FILE instead of printing it")
+@ROOT_OPT
+@ENV_OPT
+@one_line_errors
+def card(version, fmt, out, root, env):
+    """The model card of VERSION as validation logged it to the version's MLflow run: intended use, data, metrics, fairness."""
+    import tempfile
+    from pathlib import Path
+
+    from lakehouse.config import load_config
+    from lakehouse.model_store import is_absent, unavailable
+    from registry import contract
+    from registry.client import registry_client
+
+    cfg = load_config(env, root)
+    client = registry_client(cfg)
+    name = cfg.training.model_name
+    path = contract.MODEL_CARD_HTML if fmt == "html" else contract.MODEL_CARD_JSON
+    try:
+        run_id = client.get_model_version(name, str(version)).run_id
+        logged = {a.path for a in client.list_artifacts(run_id, "governance")}
+    except Exception as err:
+        if is_absent(err):
+            raise contract.ModelNotFound(f"no version {version} of {name} in the registry",
+                                         hint="`tidewater models list` shows the versions") from None
+        raise unavailable(cfg, f"{name} v{version}", err) from err
+    if path not in logged:
+        raise contract.ModelNotFound(f"{name} v{version} has no model card ({path})",
+                                     hint=f"validate it first: tidewater run validate_model --version {version}")
+    with tempfile.TemporaryDirectory() as tmp:
+        text = Path(client.download_artifacts(run_id, path, tmp)).read_text()
+    if out:
+        Path(out).write_text(text)
+        click.echo(f"{name} v{version}: model card written to {out}", err=True)
+    else:
+        click.echo(text, nl=False)

@@ -24,6 +24,7 @@ from lakehouse.console import progress
 from lakehouse.cli_options import option
 from lakehouse.job_runner import JobSpec
 from lakehouse.model_store import model_asset
+from training.slice_columns import attribute_inputs
 from training.validation import STRATEGY_OPTION
 
 JOB = "train"
@@ -111,7 +112,8 @@ def hand_over(cfg: Config, args: argparse.Namespace) -> HandedOverRun:
 def _plan(run, args: argparse.Namespace) -> dict[str, int | None]:
     table = run.cfg.training_set_table
     version = args.training_set_version
-    return {table: version if version is not None else run.current_versions([table])[table]}
+    return {table: version if version is not None else run.current_versions([table])[table],
+            **run.current_versions(attribute_inputs(run.cfg))}
 
 
 def _hand_over(run, args: argparse.Namespace) -> HandedOverRun | None:
@@ -137,10 +139,10 @@ train = JobSpec(
     summary="Train the fraud model (Petastorm -> Horovod or TorchDistributor), log it to MLflow, "
             "register it and promote it to champion when it beats the current one.",
     run=_train,
-    inputs=lambda cfg: [cfg.training_set_table],
+    inputs=lambda cfg: [cfg.training_set_table, *attribute_inputs(cfg)],
     outputs=lambda cfg: {model_asset(cfg): [cfg.training_set_table],
-                         "meta.model_decisions": [cfg.training_set_table],
-                         "meta.model_deployments": [cfg.training_set_table]},
+                         "meta.model_decisions": [cfg.training_set_table, *attribute_inputs(cfg)],
+                         "meta.model_deployments": [cfg.training_set_table, *attribute_inputs(cfg)]},
     options=OPTIONS,
     rerun_options=("training_set_version",),
     plan=_plan,

@@ -26,6 +26,7 @@ from training.data import Split, TrainingDataError, boundary_text, encode, make_
 from training.launchers import TrainingLaunchFailed, launch
 from training.loop import WorkerSpec
 from training.preprocessing import Preprocessor
+from training.slice_columns import attribute_inputs, with_slices
 from training.validation import DECISIONS_TABLE, Decision, validate_version
 
 JOB = "train"
@@ -71,7 +72,7 @@ class Prepared:
     n_train: int
     n_pos: int
     validation: pd.DataFrame  # raw rows, for the decision threshold
-    holdout: pd.DataFrame
+    holdout: pd.DataFrame  # with the fairness slices (training.slice_columns)
 
 
 def prepare_data(run: JobRun, cfg: Config) -> Prepared:
@@ -103,7 +104,8 @@ def prepare_data(run: JobRun, cfg: Config) -> Prepared:
                                     max(4, 2 * tc.num_proc), key=tc.id_column)
     progress(f"{JOB}: {tc.training_set}@v{version}: {n_train} training rows ({n_pos} fraud), "
              f"{len(validation)} validation; {tc.engine} with {tc.num_proc} worker(s), {steps} steps/epoch")
-    return Prepared(version, split, pre, spec, n_train, n_pos, split.validation.toPandas(), split.holdout.toPandas())
+    return Prepared(version, split, pre, spec, n_train, n_pos, split.validation.toPandas(),
+                    with_slices(run, cfg, split.holdout).toPandas())
 
 
 def run_workers(data: Prepared, cfg: Config) -> tuple[dict, float]:
@@ -151,8 +153,8 @@ def log_run(run: JobRun, cfg: Config, data: Prepared, result: dict, seconds: flo
             mlflow.log_metrics({"train_loss": h["train_loss"], "val_auc_pr": h["val_auc_pr"],
                                 "epoch_seconds": h["seconds"]}, step=h["epoch"])
         mlflow.log_metrics({"best_epoch": result["best_epoch"], "train_seconds": seconds})
-        mlflow.log_text(requirements, "environment/requirements.txt")
-        mlflow.log_dict(versions, "environment/versions.json")
+        mlflow.log_text(requirements, contract.ENVIRONMENT_REQUIREMENTS)
+        mlflow.log_dict(versions, contract.ENVIRONMENT_VERSIONS)
         mlflow.log_dict({"rows_per_rank_per_epoch": result["rows_per_rank"]}, "training/rows_per_rank.json")
         info = log_model(cfg, result["state_dict"], architecture, data.pre, data.holdout.head(5))
         model_version = int(info.registered_model_version)
@@ -175,6 +177,7 @@ def train(run: JobRun, args: argparse.Namespace) -> TrainingOutcome:
     decision, holdout_scores = validate_version(
         run.spark, cfg, client, model_version, data.validation, data.holdout, run_id=run.run_id,
         strategy=getattr(args, "strategy", None),
+        slice_inputs={t: run.inputs[t] for t in attribute_inputs(cfg) if t in run.inputs},
         training_set=tc.training_set, training_set_version=data.version, mlflow_run_id=mlflow_run_id)
     run.wrote(DECISIONS_TABLE)
     run.wrote(DEPLOYMENTS_TABLE)

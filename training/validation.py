@@ -32,6 +32,7 @@ from registry.deployments import DECISIONS_TABLE, DEPLOYMENTS_TABLE, deployment,
 from registry.inputs import signature_input
 from registry.metrics import choose_threshold, model_metrics
 from registry.rollout import promote, start_rollout
+from training.slice_columns import attribute_inputs
 
 
 
@@ -62,6 +63,8 @@ class Decision:
     training_set_version: int | None = None
     mlflow_run_id: str | None = None
     run_id: str | None = None  # the job run (meta.lineage) that decided
+    fairness_passed: bool | None = None  # the fairness gate (training.fairness); None before the gate existed
+    fairness: str | None = None  # its report as JSON: per slice, each group's rates and the gaps
 
     def outcome(self) -> str:
         return {"champion": "now champion", "shadow": "now in shadow", "canary": "now canary"}.get(
@@ -134,17 +137,26 @@ STRATEGY_OPTION = option("--strategy", type=click.Choice(["direct", "shadow", "c
 
 def validate_version(spark, cfg: Config, client, version: int, validation: pd.DataFrame, holdout: pd.DataFrame,
                      run_id: str | None = None, strategy: str | None = None,
+                     slice_inputs: dict[str, int | None] | None = None,
                      **context) -> tuple[Decision, dict[str, float]]:
-    """Judge `version` against the champion, then move aliases by `strategy` and record what happened.
+    """Judge `version` against the champion and the fairness gate, then move aliases by `strategy` and record it.
 
     A version that passes becomes champion (`direct`, and always when there is no champion yet) or
     starts a live rollout (`shadow`, `canary`) that review_deployment later promotes or rolls back.
 
     Returns the decision and the version's metrics on the held-out slice (at its own threshold).
 
+    `holdout` carries the fairness slices (training.slice_columns); `slice_inputs` names the tables
+    (and versions) any of them were joined from, for the model card.
+
     Fails closed: everything is read and computed first (any registry error stops here with no
-    alias changed); only then are tags, the challenger alias and, on a win, the champion set.
+    alias changed); then the model card, its ML-BOM and the fairness report go to the version's run
+    (a version that cannot be documented takes no alias); only then are tags, the challenger alias
+    and, on a win, the champion set.
     """
+    from training.fairness import fairness_report, fairness_summary
+    from training.model_card import log_model_documents
+
     tc = cfg.training
     name, promo, label = tc.model_name, tc.promotion, tc.label
     champion = alias_version(cfg, contract.CHAMPION)
@@ -152,7 +164,8 @@ def validate_version(spark, cfg: Config, client, version: int, validation: pd.Da
     try:
         threshold, threshold_rule = pick_threshold(cfg, validation[label], model_scores(f"models:/{name}/{version}",
                                                                                         validation))
-        ours = holdout_metrics(cfg, holdout[label], model_scores(f"models:/{name}/{version}", holdout), threshold)
+        scores = model_scores(f"models:/{name}/{version}", holdout)
+        ours = holdout_metrics(cfg, holdout[label], scores, threshold)
         theirs = None
         if champion is not None:
             champion_scores = model_scores(f"models:/{name}/{champion}", holdout)
@@ -165,6 +178,10 @@ def validate_version(spark, cfg: Config, client, version: int, validation: pd.Da
     except Exception as err:  # the registry (or the model files it points to) did not answer
         raise unavailable(cfg, f"{name} v{version} and its champion", err) from err
     passed, reason = judge(ours, theirs, promo)
+    fairness = fairness_report(holdout, label, scores, threshold, tc.fairness)
+    if not fairness["passed"]:
+        reason = fairness_summary(fairness) if passed else f"{reason}; {fairness_summary(fairness)}"
+    passed = passed and fairness["passed"]
     strategy = strategy or cfg.deployment.strategy
     deployed_as = None if not passed else contract.CHAMPION if champion is None or strategy == "direct" else strategy
     promoted = deployed_as == contract.CHAMPION
@@ -174,11 +191,14 @@ def validate_version(spark, cfg: Config, client, version: int, validation: pd.Da
         champion_value=theirs[promo.metric] if theirs else None,
         bounds=json.dumps({m: b.model_dump(exclude_none=True) for m, b in promo.bounds.items()}), promoted=promoted,
         reason=reason, holdout_rows=int(ours["labels"]), holdout_positives=int(ours["positives"]),
-        threshold=threshold, threshold_rule=threshold_rule, deployed_as=deployed_as, run_id=run_id, **context)
+        threshold=threshold, threshold_rule=threshold_rule, deployed_as=deployed_as, run_id=run_id,
+        fairness_passed=fairness["passed"], fairness=json.dumps(fairness), **context)
+    log_model_documents(client, cfg, version, decision, ours, fairness, slice_inputs or {})
     verdict = "rejected" if not passed else "promoted" if promoted else deployed_as
     for key, value in {contract.DECISION: verdict, contract.DECISION_REASON: reason,
                        contract.COMPARED_WITH: "none" if champion is None else str(champion),
                        contract.THRESHOLD: repr(threshold), contract.THRESHOLD_RULE: threshold_rule,
+                       contract.FAIRNESS: "passed" if fairness["passed"] else "failed",
                        **{contract.HOLDOUT_PREFIX + k: f"{v:.6f}" for k, v in ours.items()}}.items():
         client.set_model_version_tag(name, str(version), key, value)
     moves = []
@@ -199,6 +219,11 @@ def record(spark, cfg: Config, decision: Decision) -> None:
     append_rows(spark, cfg.table(DECISIONS_TABLE), [decision], spark_schema(Decision))
 
 
+def _slice_inputs(run, cfg: Config) -> dict[str, int | None]:
+    """The attribute tables the run joined fairness slices from, at the versions it read."""
+    return {t: run.inputs[t] for t in attribute_inputs(cfg) if t in run.inputs}
+
+
 def _plan(run, args) -> dict[str, int | None]:
     """Pin the reads: the version to validate (--version, else the challenger) and the training-set
     version its tags name, so its held-out slice is rebuilt from the rows it was trained on."""
@@ -214,16 +239,16 @@ def _plan(run, args) -> dict[str, int | None]:
         tags = client.get_run(client.get_model_version(cfg.training.model_name, str(version)).run_id).data.tags
     except Exception as err:
         raise unavailable(cfg, f"{cfg.training.model_name} v{version}", err) from err
-    return {tags[contract.TRAINING_SET]: int(tags[contract.TRAINING_SET_VERSION]), model_asset(cfg): version}
+    return {tags[contract.TRAINING_SET]: int(tags[contract.TRAINING_SET_VERSION]), model_asset(cfg): version,
+            **run.current_versions(attribute_inputs(cfg))}
 
 
 @job(name="validate_model",
      summary="Compare a registered model version (default: the challenger) with the champion on its held-out "
              "slice; promote it to champion on a win.",
-     inputs=lambda cfg: [cfg.training_set_table, model_asset(cfg)],
-     outputs=lambda cfg: {DECISIONS_TABLE: [cfg.training_set_table, model_asset(cfg)],
-                          DEPLOYMENTS_TABLE: [cfg.training_set_table, model_asset(cfg)],
-                          model_asset(cfg): [cfg.training_set_table, model_asset(cfg)]},
+     inputs=lambda cfg: [cfg.training_set_table, model_asset(cfg), *attribute_inputs(cfg)],
+     outputs=lambda cfg: {out: [cfg.training_set_table, model_asset(cfg), *attribute_inputs(cfg)]
+                          for out in (DECISIONS_TABLE, DEPLOYMENTS_TABLE, model_asset(cfg))},
      options=[option("--version", "model_version", type=int, help="model version (default: the challenger alias)"),
               STRATEGY_OPTION],
      plan=_plan,
@@ -236,6 +261,7 @@ def validate_model(run, args) -> None:
     from lakehouse.console import progress
     from registry.client import registry_client
     from training.data import TrainingDataError, between, boundary_seconds, labelled, since
+    from training.slice_columns import with_slices
 
     cfg, tc = run.cfg, run.cfg.training
     asset = model_asset(cfg)
@@ -249,7 +275,7 @@ def validate_model(run, args) -> None:
     table, params = mlflow_run.data.tags[contract.TRAINING_SET], mlflow_run.data.params
     rows = labelled(run.read(table), tc)
     holdout_from = boundary_seconds(params[contract.HOLDOUT_FROM])
-    holdout = since(rows, tc, holdout_from).toPandas()
+    holdout = with_slices(run, cfg, since(rows, tc, holdout_from)).toPandas()
     validation = between(rows, tc, boundary_seconds(params[contract.VALIDATION_FROM]), holdout_from).toPandas()
     if len(holdout) != int(params[contract.HOLDOUT_ROWS]):
         raise TrainingDataError(f"{table}@v{run.inputs[table]} gives {len(holdout)} held-out rows, but "
@@ -258,8 +284,8 @@ def validate_model(run, args) -> None:
     run.writing(DECISIONS_TABLE)
     run.writing(DEPLOYMENTS_TABLE)
     decision, _ = validate_version(run.spark, cfg, client, version, validation, holdout, run_id=run.run_id,
-                                   strategy=args.strategy,
-                                training_set=table, training_set_version=run.inputs[table],
+                                   strategy=args.strategy, slice_inputs=_slice_inputs(run, cfg),
+                                   training_set=table, training_set_version=run.inputs[table],
                                 mlflow_run_id=mlflow_run.info.run_id)
     run.wrote(DECISIONS_TABLE)
     run.wrote(DEPLOYMENTS_TABLE)
