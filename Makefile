@@ -8,6 +8,7 @@ VENV := .venv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.tidewater-installed
 JARS_STAMP := jars/.fetched
+UDF_JAR := jars/tidewater-spark.jar
 SPARK_DEFAULTS_STAMP := $(VENV)/.spark-defaults
 TRAIN_VENV := .venv-train
 TRAIN_STAMP := $(TRAIN_VENV)/.tidewater-installed
@@ -20,7 +21,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup train-env airflow-env demo test jars servers clean-data pack-train-env
 
-setup: $(STAMP) $(JARS_STAMP) $(SPARK_DEFAULTS_STAMP) servers train-env airflow-env
+setup: $(STAMP) $(JARS_STAMP) $(UDF_JAR) $(SPARK_DEFAULTS_STAMP) servers train-env airflow-env
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +43,15 @@ $(JARS_STAMP): pom.xml deploy/kafka/pom.xml
 	mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies
 	touch $@
 
-jars: $(JARS_STAMP)
+jars: $(JARS_STAMP) $(UDF_JAR)
+
+# Tidewater's own Spark functions (jvm/: the PII hash keyed from the JVM's environment), compiled
+# against the installed pyspark's jars: no build tool, no download.
+$(UDF_JAR): $(wildcard jvm/src/dev/tidewater/spark/*.java) $(STAMP) $(JARS_STAMP)
+	rm -rf target/udf && mkdir -p target/udf
+	javac --release 17 -d target/udf $(wildcard jvm/src/dev/tidewater/spark/*.java) \
+	  -cp "$$($(VENV)/bin/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*"
+	jar cf $@ -C target/udf .
 
 # The real Redis server (Debian package) for the Redis online store and its tests, and Debian's
 # PostgreSQL server for the shared metastore (`tidewater services start metastore`).
@@ -52,7 +61,7 @@ servers:
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q redis-server postgresql; }
 
 # spark-submit reads spark-defaults.conf at JVM start: it carries the Delta jars and settings.
-$(SPARK_DEFAULTS_STAMP): $(STAMP) $(JARS_STAMP) lakehouse/session.py
+$(SPARK_DEFAULTS_STAMP): $(STAMP) $(JARS_STAMP) $(UDF_JAR) lakehouse/session.py
 	$(VENV)/bin/python -m lakehouse.session
 	touch $@
 
@@ -72,7 +81,7 @@ $(HOROVOD_STAMP): $(TRAIN_STAMP) scripts/build_horovod.sh
 	bash scripts/build_horovod.sh $(TRAIN_VENV)
 	touch $@
 
-$(TRAIN_DEFAULTS_STAMP): $(TRAIN_STAMP) $(JARS_STAMP) lakehouse/session.py
+$(TRAIN_DEFAULTS_STAMP): $(TRAIN_STAMP) $(JARS_STAMP) $(UDF_JAR) lakehouse/session.py
 	$(TRAIN_VENV)/bin/python -m lakehouse.session
 	touch $@
 

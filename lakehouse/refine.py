@@ -10,11 +10,12 @@ be fixed and replayed. Usable rows keep `raw` too until they are written, for th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from lakehouse.pii import hmac_sha256
 
 META_COLUMNS = ("_source_file", "_batch_id", "_ingested_at")
 QUARANTINE_COLUMNS = ("raw", "reason", "detail") + META_COLUMNS
@@ -103,8 +104,11 @@ def _parse_csv(bronze: DataFrame, rules: EntityRules) -> DataFrame:
                      F.when(~by_name, F.col("_header")).alias("_header"))
 
 
-def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataFrame, DataFrame]:
-    """Split bronze rows into (typed, PII-safe silver rows, quarantine rows with a reason)."""
+def refine(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column], Column]) -> tuple[DataFrame, DataFrame]:
+    """Split bronze rows into (typed, PII-safe silver rows, quarantine rows with a reason).
+
+    `hash_pii` turns a clear column into its token column (lakehouse.pii.pii_token in the jobs).
+    """
     df = parse_lines(bronze, rules)
     converted = {f: typed(F.col(f), kind) for f, kind in rules.types.items()}
     df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()])
@@ -138,7 +142,7 @@ def refine(bronze: DataFrame, rules: EntityRules, pii_key: bytes) -> tuple[DataF
     keep = [c for c in rules.fields if c not in rules.dropped and c not in rules.hashed]
     valid = df.where(F.col("reason").isNull()).select(
         *[t[c].alias(c) for c in keep],
-        *[hmac_sha256(F.col(c), pii_key).alias(token) for c, token in rules.hashed.items()],
+        *[hash_pii(F.col(c)).alias(token) for c, token in rules.hashed.items()],
         "raw", *META_COLUMNS,
     )
     return valid, rejected

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
+from lakehouse.pii import key_in_environment, register_functions
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -48,18 +49,23 @@ def metastore_client_dir(cfg: Config) -> Path:
     return cfg.root / "services" / "metastore" / "client"
 
 
+UDF_JAR = "tidewater-spark.jar"  # jvm/, compiled by `make setup`
 KAFKA_SOURCE_JARS = ("spark-sql-kafka-*.jar", "spark-token-provider-kafka-*.jar", "kafka-clients-*.jar",
                      "commons-pool2-*.jar")
 
 
 def spark_jars(cfg: Config) -> list[str]:
-    """spark.jars: Delta, and Spark's Kafka source (sources of kind kafka) with what it needs."""
+    """spark.jars: Delta, Spark's Kafka source (sources of kind kafka) with what it needs, and our own functions."""
     folder = jars_dir(cfg)
     kafka = sorted(str(p) for pattern in KAFKA_SOURCE_JARS for p in folder.glob(pattern))
     if not any(Path(j).name.startswith("spark-sql-kafka") for j in kafka):
         raise SetupIncomplete(f"Spark's Kafka source jars are missing from {folder}",
                               hint="run `make setup` (it fetches them with Maven)")
-    return delta_jars(cfg) + kafka
+    own = folder / UDF_JAR
+    if not own.is_file():
+        raise SetupIncomplete(f"Tidewater's Spark functions ({own.name}) are missing from {folder}",
+                              hint="run `make setup` (it compiles jvm/ with javac)")
+    return delta_jars(cfg) + kafka + [str(own)]
 
 
 def jdbc_jar(cfg: Config) -> str:
@@ -121,6 +127,9 @@ def build_session(cfg: Config) -> SparkSession:
     }
     if cfg.spark.catalog == "hive":
         settings["spark.driver.extraClassPath"] = hive_class_path(cfg)
+    key = os.environ.get(cfg.secrets.pii_key_env)
+    if key and cfg.spark.master.startswith("spark://"):  # executors of a cluster hash PII too
+        settings[f"spark.executorEnv.{cfg.secrets.pii_key_env}"] = key  # redacted: spark.redaction.regex
     if not _under_spark_submit():
         builder = builder.master(cfg.spark.master)
         log4j = PROJECT_DIR / "conf" / "log4j2.properties"
@@ -130,9 +139,10 @@ def build_session(cfg: Config) -> SparkSession:
             )
     for key, value in settings.items():
         builder = builder.config(key, value)
-    with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"):
+    with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"), key_in_environment(cfg):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    register_functions(spark)
     return spark
 
 

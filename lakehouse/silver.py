@@ -24,13 +24,13 @@ from lakehouse.config import Config, TableRef
 from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
-from lakehouse.pii import pii_key
+from lakehouse.pii import FINGERPRINT_PROPERTY, check_table_key, checked_key, pii_token
 from lakehouse.gates import SchemaScreen, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
                               EntityRules, oversized, refine, with_amount_eur, within_limit)
 from lakehouse.retry import retry_conflicts
-from lakehouse.tables import commit_metrics, create_if_missing, current_version
+from lakehouse.tables import commit_metrics, create_if_missing, current_version, table_properties
 
 JOB = "refine_silver"
 SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
@@ -41,18 +41,20 @@ def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
-def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str) -> None:
+def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str,
+                     properties: dict[str, str] | None = None) -> None:
     """Insert rows whose key silver does not hold yet (first arrival wins)."""
     rows = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
-    create_if_missing(spark, ref.path, rows.schema)
+    create_if_missing(spark, ref.path, rows.schema, properties)
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
 
 
-def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str) -> None:
+def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str,
+                 properties: dict[str, str] | None = None) -> None:
     """Upsert the newest record per key (type 1: the latest `ts` wins, older arrivals are ignored)."""
     rows = _latest_per_key(rows, [key], [F.col(ts).desc(), F.col("_ingested_at").desc()])
-    create_if_missing(spark, ref.path, rows.schema)
+    create_if_missing(spark, ref.path, rows.schema, properties)
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}")
      .whenMatchedUpdateAll(condition=f"s.{ts} > t.{ts}")
@@ -81,12 +83,13 @@ def scd2_history(existing: DataFrame | None, incoming: DataFrame, key: str, ts: 
             .drop("_change", "_prev", "_new"))
 
 
-def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str) -> None:
+def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str,
+               properties: dict[str, str] | None = None) -> None:
     rows = _latest_per_key(rows, [key, ts], [F.col("_ingested_at")])
     existing = spark.read.format("delta").load(ref.path) if delta_exists(ref.path) else None
     # The history reads the target it is about to merge into: materialize it first.
     history = scd2_history(existing, rows, key, ts, SCD2_ATTRIBUTES).localCheckpoint()
-    create_if_missing(spark, ref.path, history.schema)
+    create_if_missing(spark, ref.path, history.schema, properties)
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
      .whenMatchedUpdate(condition="NOT (t.valid_to <=> s.valid_to)",
@@ -122,14 +125,15 @@ class EntityRefiner:
     """Refine one entity from its bronze table into silver and quarantine."""
 
     def __init__(self, spark: SparkSession, cfg: Config, run: JobRun, entity: str, rules: EntityRules,
-                 write_valid: Callable[[SparkSession, TableRef, DataFrame], None],
-                 derive: Callable[[DataFrame], DataFrame] = lambda df: df):
+                 write_valid: Callable[..., None], derive: Callable[[DataFrame], DataFrame] = lambda df: df,
+                 key_fingerprint: str | None = None):
         self.spark, self.cfg, self.run, self.entity = spark, cfg, run, entity
         self.rules, self.write_valid, self.derive = rules, write_valid, derive
         self.bronze = cfg.sources[entity].bronze
         self.silver = cfg.table(f"silver.{entity}")
         self.quarantine = cfg.table(f"quarantine.{entity}")  # where append_quarantine writes
-        self.key = pii_key(cfg)
+        # Tables holding tokens record the key that hashed them (checked before anything is written).
+        self.properties = {FINGERPRINT_PROPERTY: key_fingerprint} if rules.hashed and key_fingerprint else {}
         self.checkpoint = cfg.checkpoint_dir(JOB, entity)
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
         self.failure: Exception | None = None
@@ -159,7 +163,7 @@ class EntityRefiner:
                       if rules.format == "json" else SchemaScreen(passed=parsable, quarantined=None))
             if screen.new_fields:
                 rules = dataclasses.replace(rules, fields=rules.fields + screen.new_fields)
-            valid, rejected = refine(screen.passed, rules, self.key)
+            valid, rejected = refine(screen.passed, rules, lambda c: pii_token(c, self.cfg))
             rejected = rejected.unionByName(oversized(batch, max_chars))
             if screen.quarantined is not None:
                 rejected = rejected.unionByName(screen.quarantined)
@@ -178,7 +182,8 @@ class EntityRefiner:
             before = current_version(self.spark, self.silver)
             if n_valid:
                 with _schema_evolution(self.spark, enabled=bool(screen.new_fields)):
-                    retry_conflicts(lambda: self.write_valid(self.spark, self.silver, passed), self.silver.name)
+                    retry_conflicts(lambda: self.write_valid(self.spark, self.silver, passed, properties=self.properties),
+                                    self.silver.name)
             after = current_version(self.spark, self.silver)
             if settle is not None:
                 retry_conflicts(lambda: settle(refused), self.quarantine.name)
@@ -199,6 +204,17 @@ class EntityRefiner:
         finally:
             batch.unpersist()
 
+    def check_key(self) -> None:
+        """A table hashed under another key stops the run (tables from before keys were recorded get stamped)."""
+        fingerprint = self.properties.get(FINGERPRINT_PROPERTY)
+        if fingerprint is None or not delta_exists(self.silver.path):
+            return
+        recorded = table_properties(self.spark, self.silver.path).get(FINGERPRINT_PROPERTY)
+        check_table_key(self.silver.name, recorded, fingerprint, self.cfg.secrets.pii_key_env)
+        if recorded is None:
+            self.spark.sql(f"ALTER TABLE delta.`{self.silver.path}` SET TBLPROPERTIES "
+                           f"('{FINGERPRINT_PROPERTY}' = '{fingerprint}')")
+
     def run_stream(self) -> None:
         bronze_ref = self.cfg.table(self.bronze)
         version = self.run.uses(self.bronze)
@@ -207,7 +223,8 @@ class EntityRefiner:
             return
         self.run.writing(self.silver.name)
         self.run.writing(self.quarantine.name)
-        query = (self.spark.readStream.format("delta").load(bronze_ref.path)
+        # skipChangeCommits: an erasure's DELETE (governance) brings no new rows; without it the stream stops there.
+        query = (self.spark.readStream.format("delta").option("skipChangeCommits", "true").load(bronze_ref.path)
                  .writeStream.queryName(f"{JOB}_{self.entity}")
                  .foreachBatch(self.process_batch)
                  .option("checkpointLocation", str(self.checkpoint))
@@ -231,14 +248,21 @@ def refiners(spark: SparkSession, cfg: Config, run: JobRun) -> list[EntityRefine
     """One refiner per configured entity; dimensions first so facts can be checked against them."""
     rates = cfg.currencies
     entities = [
-        ("merchants", MERCHANT_RULES, lambda s, ref, df: merge_latest(s, ref, df, "merchant_id", "updated_at"), None),
-        ("customers", CUSTOMER_RULES, lambda s, ref, df: merge_scd2(s, ref, df, "customer_id", "updated_at"), None),
-        ("transactions", TRANSACTION_RULES, lambda s, ref, df: merge_insert_new(s, ref, df, "txn_id"),
+        ("merchants", MERCHANT_RULES, lambda s, ref, df, **kw: merge_latest(s, ref, df, "merchant_id", "updated_at", **kw),
+         None),
+        ("customers", CUSTOMER_RULES, lambda s, ref, df, **kw: merge_scd2(s, ref, df, "customer_id", "updated_at", **kw),
+         None),
+        ("transactions", TRANSACTION_RULES, lambda s, ref, df, **kw: merge_insert_new(s, ref, df, "txn_id", **kw),
          lambda df: with_amount_eur(df, rates)),
-        ("labels", LABEL_RULES, lambda s, ref, df: merge_latest(s, ref, df, "txn_id", "label_time"), None),
+        ("labels", LABEL_RULES, lambda s, ref, df, **kw: merge_latest(s, ref, df, "txn_id", "label_time", **kw), None),
     ]
-    return [EntityRefiner(spark, cfg, run, entity, rules, write, derive or (lambda df: df))
-            for entity, rules, write, derive in entities if entity in cfg.sources]
+    entities = [e for e in entities if e[0] in cfg.sources]
+    fingerprint = checked_key(spark, cfg) if any(rules.hashed for _, rules, _, _ in entities) else None
+    made = [EntityRefiner(spark, cfg, run, entity, rules, write, derive or (lambda df: df), fingerprint)
+            for entity, rules, write, derive in entities]
+    for refiner in made:
+        refiner.check_key()
+    return made
 
 
 def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:

@@ -49,8 +49,9 @@ def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -
     return reader.load(ref.path)
 
 
-def create_if_missing(spark: SparkSession, path: str, schema) -> None:
-    """An empty Delta table with this schema (every column nullable), so a first MERGE has a target.
+def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[str, str] | None = None) -> None:
+    """An empty Delta table with this schema (every column nullable) and table properties, so a first
+    MERGE has a target.
 
     delta-rs writes the empty first commit where it can (Spark spends a second or more on it).
     """
@@ -63,12 +64,24 @@ def create_if_missing(spark: SparkSession, path: str, schema) -> None:
     except KeyError:  # a column type delta-rs is not given here: Spark creates the table
         arrow_schema = None
     if arrow_schema is None:
-        spark.createDataFrame([], schema).write.format("delta").save(path)
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        for name, value in (properties or {}).items():
+            builder = builder.property(name, value)
+        builder.execute()
         return
     import pyarrow as pa
-    from deltalake import write_deltalake
+    from deltalake import DeltaTable as RsTable
 
-    write_deltalake(path, pa.schema(list(arrow_schema)).empty_table(), mode="ignore")
+    RsTable.create(path, pa.schema(list(arrow_schema)), mode="ignore", configuration=properties,
+                   raise_if_key_not_exists=False)  # our own properties (tidewater.*) beside Delta's
+
+
+def table_properties(spark: SparkSession, path: str) -> dict[str, str]:
+    """A Delta table's properties (delta-rs where it reads the table, else Spark)."""
+    if delta_rs_writes(path):
+        from deltalake import DeltaTable as RsTable
+        return dict(RsTable(path).metadata().configuration)
+    return dict(DeltaTable.forPath(spark, path).detail().first()["properties"])
 
 
 def commit_metrics(spark: SparkSession, ref: TableRef, version: int) -> dict[str, int]:

@@ -17,7 +17,7 @@ from lakehouse.errors import LandingNotFound
 from lakehouse.generator import generate
 from lakehouse.gold import build_gold
 from lakehouse.lineage import upstream_chain
-from lakehouse.pii import DEMO_KEY, hmac_sha256, hmac_sha256_py
+from lakehouse.pii import DEMO_KEY, hmac_sha256_py, pii_token
 from lakehouse.silver import refine_silver
 from lakehouse.tables import current_version, read_table
 
@@ -83,8 +83,8 @@ def test_no_pii_in_clear_text_in_silver_or_gold(spark, lake):
 
 
 def test_pii_tokens_are_keyed_hmacs(spark, lake):
-    spark_token = spark.range(1).select(hmac_sha256(F.lit("4111111111111111"), b"k")).first()[0]
-    assert spark_token == hmac_sha256_py("4111111111111111", b"k")
+    tokens = spark.createDataFrame([("4111111111111111",), (None,)], "v string").select(pii_token(F.col("v"), lake.cfg))
+    assert [r[0] for r in tokens.collect()] == [hmac_sha256_py("4111111111111111", DEMO_KEY.encode()), None]
     silver = read_table(spark, lake.cfg.table("silver.customers")).where("customer_id = 'C0000001'").first()
     assert silver["email_hash"] == hmac_sha256_py("customer1@example.com", DEMO_KEY.encode())
 

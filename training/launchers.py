@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,16 @@ def run_horovod_spark(spec: WorkerSpec, tc: TrainingConf) -> dict:
     return next(r for r in results if r is not None)
 
 
+# Variables the workers never need and horovodrun must not see: its gloo launcher writes every variable it
+# passes on as `env NAME=value ...` on the workers' command lines, which any local user can read with `ps`.
+SECRET_NAME = re.compile(r"(?i)secret|passw|token|credential|pii_key|api_key|private")
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment handed to horovodrun's workers: this one, less anything that names a secret."""
+    return {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)} | {"PYTHONUNBUFFERED": "1"}
+
+
 def run_horovodrun(spec: WorkerSpec, tc: TrainingConf, workdir: Path) -> dict:
     """A standalone launch: `horovodrun -np N` runs training.standalone on this machine."""
     horovodrun = Path(sys.executable).parent / "horovodrun"
@@ -70,7 +81,7 @@ def run_horovodrun(spec: WorkerSpec, tc: TrainingConf, workdir: Path) -> dict:
         if tc.nics:
             cmd += ["--network-interfaces", ",".join(tc.nics)]
         cmd += [sys.executable, "-m", "training.standalone", str(spec_file), str(out_file)]
-        done = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        done = subprocess.run(cmd, env=worker_environment())
         if done.returncode != 0 or not out_file.exists():
             raise TrainingLaunchFailed(f"horovodrun exited with {done.returncode}",
                                        hint="its output is above; TIDEWATER_DEBUG=1 shows more")
