@@ -50,13 +50,52 @@ def named_in(cfg: Config, text: str) -> list[TableRef]:
     return refs
 
 
+def register_view(spark: SparkSession, ref: TableRef, hidden: list[str] | None = None) -> None:
+    """Name `ref` as a view without the `hidden` columns, over the table under a database no
+    restricted query may name (lakehouse.grants)."""
+    from lakehouse.grants import HIDDEN_PREFIX
+
+    behind = TableRef(name=f"{HIDDEN_PREFIX}{ref.name}", path=ref.path)
+    if _registered.get(ref.name) == f"view:{ref.path}":
+        return
+    register_table(spark, behind)
+    spark.sql(f"CREATE DATABASE IF NOT EXISTS {ref.layer}")
+    if ref.name in _registered:
+        spark.sql(f"DROP TABLE IF EXISTS {ref.name}")
+    shown = [f"`{c}`" for c in spark.table(behind.name).columns if c not in (hidden or [])]
+    spark.sql(f"CREATE OR REPLACE VIEW {ref.name} AS SELECT {', '.join(shown)} FROM {behind.name}")
+    _registered[ref.name] = f"view:{ref.path}"
+
+
+def authorize(cfg: Config, query: str):
+    """(identity, tables the query names), once the identity may run it; noted for its audit row."""
+    from lakehouse import audit, grants
+    from lakehouse.identity import identify
+
+    who = identify(cfg)
+    refs = named_in(cfg, query)
+    audit.note(detail=audit.fingerprint(query), tables=[r.name for r in refs])
+    grants.check_query(cfg, who, query, [r.name for r in refs])
+    return who, refs
+
+
 def sql(spark: SparkSession, cfg: Config, query: str) -> DataFrame:
-    """`spark.sql(query)` with the configured tables it names declared first (those on storage)."""
-    for ref in named_in(cfg, query):
-        if delta_exists(ref.path):
+    """`spark.sql(query)` with the configured tables it names declared first (those on storage), as the
+    acting identity may see them: a restricted role gets its granted tables as masked views, or a one-line
+    denial (recorded in meta.audit_log with the query's fingerprint)."""
+    from lakehouse import grants
+
+    who, refs = authorize(cfg, query)
+    if who.restricted:
+        spark.conf.set("spark.sql.runSQLOnFiles", "false")  # no `delta.`/path`` around the views
+    for ref in refs:
+        if not delta_exists(ref.path):
+            if _registered.pop(ref.name, None) is not None:  # declared at another root: not this table
+                spark.sql(f"DROP TABLE IF EXISTS {ref.name}")
+        elif who.restricted:
+            register_view(spark, ref, grants.masked(who, spark.read.format("delta").load(ref.path).columns))
+        else:
             register_table(spark, ref)
-        elif _registered.pop(ref.name, None) is not None:  # declared at another root: not this table
-            spark.sql(f"DROP TABLE IF EXISTS {ref.name}")
     return spark.sql(query)
 
 

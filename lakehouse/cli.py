@@ -22,7 +22,10 @@ def one_line_errors(fn):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as err:  # noqa: BLE001 - the last line of defence for a terminal user
+            from lakehouse import audit
+            from lakehouse.errors import AccessDenied, describe
             from lakehouse.job_runner import report_error
+            audit.note(outcome="denied" if isinstance(err, AccessDenied) else "failed", error=describe(err)[0])
             sys.exit(report_error(err))
     return wrapper
 
@@ -69,7 +72,46 @@ def print_rows(rows: list[dict], fmt: str) -> None:
     Console(width=max(120, Console().width), highlight=False).print(table)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class AuditedGroup(click.Group):
+    """Every command leaves a row in meta.audit_log: who ran which command, what it touched, how it ended.
+
+    `tidewater run JOB` is recorded by the job itself (with the versions it read and wrote).
+    """
+
+    def invoke(self, ctx: click.Context):
+        words, args, group = [], [*ctx.protected_args, *ctx.args], self
+        while args and isinstance(group, click.Group) and args[0] in group.commands:
+            words.append(args[0])
+            group = group.commands[args.pop(0)]
+        if not words or words[0] == "run" or {"-h", "--help"} & set(args):
+            return super().invoke(ctx)
+        outcome = "ok"
+        try:
+            return super().invoke(ctx)
+        except SystemExit as done:
+            outcome = "ok" if done.code in (0, None) else "failed"
+            raise
+        except BaseException:
+            outcome = "failed"
+            raise
+        finally:
+            _record_command(ctx, " ".join(words), outcome)
+
+
+def _record_command(ctx: click.Context, action: str, outcome: str) -> None:
+    from lakehouse import audit
+    from lakehouse.config import load_config
+    from lakehouse.identity import identify
+
+    notes = audit.take_notes()
+    try:
+        cfg = load_config(ctx.meta.get("tidewater.env"), ctx.meta.get("tidewater.root"))
+    except Exception:  # noqa: BLE001 - a command that failed on its config has nowhere to record it
+        return
+    audit.record(cfg, [audit.entry(identify(cfg), "cli", action, **{"outcome": outcome, **notes})])
+
+
+@click.group(cls=AuditedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tidewater")
 def cli():
     """Tidewater: a lakehouse ML platform on Spark and Delta.
@@ -181,10 +223,16 @@ def generate(out, rows, days, seed, start_date, defect_rate, fraud_rate, drift_f
 @cli.command()
 @report_options
 def tables(fmt, root, env):
-    """List the lakehouse tables: name, version, rows, path (read from the Delta logs, no JVM)."""
+    """List the lakehouse tables: name, version, rows, path (read from the Delta logs, no JVM).
+
+    A restricted role sees the tables it may read.
+    """
     from lakehouse.config import load_config
+    from lakehouse.identity import identify
     cfg = load_config(env, root)
-    print_rows(with_reader(cfg, lambda reader: reader.table_inventory(cfg)), fmt)
+    who = identify(cfg)
+    rows = [t for t in with_reader(cfg, lambda reader: reader.table_inventory(cfg)) if who.grants.reads(t["name"])]
+    print_rows(rows, fmt)
 
 
 @cli.command()
@@ -195,8 +243,13 @@ def tables(fmt, root, env):
 @ENV_OPT
 @one_line_errors
 def sql(query, fmt, limit, root, env):
-    """Run a Spark SQL query over the lakehouse (VERSION AS OF / TIMESTAMP AS OF work)."""
+    """Run a Spark SQL query over the lakehouse (VERSION AS OF / TIMESTAMP AS OF work).
+
+    As a restricted role (TIDEWATER_USER=analyst), granted tables only, PII columns masked.
+    """
     from lakehouse import catalog
+    from lakehouse.config import load_config
+    catalog.authorize(load_config(env, root), query)  # a denial comes before Spark starts
     cfg, spark = session(env, root)
     rows = [r.asDict(recursive=True) for r in catalog.sql(spark, cfg, query).limit(limit).collect()]
     print_rows(rows, fmt)
@@ -230,6 +283,24 @@ def lineage(table, version, txn_id, fmt, root, env):
 
     chain = with_reader(cfg, table_chain)
     click.echo(json.dumps(chain, indent=2, default=str) if fmt == "json" else "\n".join(chain_lines(chain)))
+
+
+@cli.command()
+@click.option("--user", default=None, help="Only this identity's rows.")
+@click.option("--since", default=None, help="Only rows since: an ISO time (2026-12-05T10:00) or an age (30m, 2h, 7d).")
+@click.option("--limit", type=int, default=200, show_default=True, help="At most this many rows, newest first.")
+@report_options
+def audit(user, since, limit, fmt, root, env):
+    """Who did what, to which tables and models, and how it ended (meta.audit_log, no JVM)."""
+    from lakehouse import audit as audit_log
+    from lakehouse.config import load_config
+    cfg = load_config(env, root)
+    rows = audit_log.read(cfg, user=user, since=audit_log.since(since) if since else None, limit=limit)
+    if fmt == "table":
+        rows = [{"at": f"{r['at']:%Y-%m-%d %H:%M:%S}", "actor": r["actor"], "role": r["role"], "surface": r["surface"],
+                 "action": r["action"], "outcome": r["outcome"], "tables": ", ".join(r["tables"] or []),
+                 "detail": r["error"] or r["detail"]} for r in rows]
+    print_rows(rows, fmt)
 
 
 def _add_plugin_commands() -> None:

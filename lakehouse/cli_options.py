@@ -10,8 +10,14 @@ ENV_HELP = "Configuration env (conf/<env>.yaml over conf/base.yaml; default loca
 ROOT_HELP = "Storage root for tables, checkpoints and catalog (default from config or $TIDEWATER_ROOT)."
 CONF_DIR_HELP = "Configuration folder (default: the project's conf/)."
 
-ENV_OPT = click.option("--env", "--conf-env", "env", default=None, help=ENV_HELP)
-ROOT_OPT = click.option("--root", default=None, help=ROOT_HELP)
+def remembered(ctx: click.Context, param: click.Parameter, value):
+    """Keep --env/--root where the command group finds them after the command (its audit row)."""
+    ctx.meta[f"tidewater.{param.name}"] = value
+    return value
+
+
+ENV_OPT = click.option("--env", "--conf-env", "env", default=None, help=ENV_HELP, callback=remembered)
+ROOT_OPT = click.option("--root", default=None, help=ROOT_HELP, callback=remembered)
 FORMAT_OPT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
                           show_default=True, help="Output format.")
 

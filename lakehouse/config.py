@@ -502,6 +502,41 @@ class ServicesConf(_Strict):
         return f"{self.host}:{self.kafka.port}"
 
 
+class RoleConf(_Strict):
+    """What one role may read: tables by `layer.table` or `layer.*`, and whether it sees PII tokens."""
+
+    read: list[str] = []
+    pii: bool = False  # token columns (card_hash, ...) and raw payloads; without it they are masked or denied
+
+    def reads(self, table: str) -> bool:
+        layer = table.split(".", 1)[0]
+        return any(g in ("*", table, f"{layer}.*") for g in self.read)
+
+
+class AccessConf(_Strict):
+    """Who may read what on the platform's own surfaces (tidewater sql/tables, notebooks, the scoring API).
+
+    An identity is TIDEWATER_USER, else the OS user; an API caller is the name its token belongs to
+    (`tokens_env` holds `name=token,...`). `identities` maps names to roles; others get `default_role`.
+    """
+
+    default_role: str = "engineer"
+    identities: dict[str, str] = {}
+    roles: dict[str, RoleConf] = {"engineer": RoleConf(read=["*"], pii=True)}
+    tokens_env: str = "TIDEWATER_API_TOKENS"
+    audit_table: str = "meta.audit_log"
+
+    @model_validator(mode="after")
+    def _roles_exist(self) -> "AccessConf":
+        for name, role in {"default_role": self.default_role, **self.identities}.items():
+            if role not in self.roles:
+                raise ValueError(f"access: {name} has role {role!r}, which access.roles does not define")
+        return self
+
+    def role_of(self, identity: str) -> str:
+        return self.identities.get(identity, self.default_role)
+
+
 class GovernanceConf(_Strict):
     """Retention per layer, erasure of one data subject, and the PII scan (the governance package)."""
 
@@ -562,6 +597,7 @@ class Config(_Strict):
     drift: DriftConf = DriftConf()
     services: ServicesConf = ServicesConf()
     governance: GovernanceConf = GovernanceConf()
+    access: AccessConf = AccessConf()
 
     @model_validator(mode="before")
     @classmethod
@@ -582,6 +618,12 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _governance_names_tables(self) -> "Config":
         self.table(self.governance.erasures_table)
+        self.table(self.access.audit_table)
+        for name, role in self.access.roles.items():
+            for grant in role.read:
+                layer, _, table = grant.partition(".")
+                if grant != "*" and (layer not in self.tables or (table != "*" and table not in self.tables[layer])):
+                    raise ValueError(f"access.roles.{name}.read: {grant!r} is no configured table or layer.*")
         unknown = sorted(set(self.governance.retention) - set(self.tables))
         if unknown:
             raise ValueError(f"governance.retention names no configured layer: {', '.join(unknown)}")

@@ -15,6 +15,10 @@ class ConfigError(TidewaterError):
     """The configuration files or overrides are unreadable or invalid."""
 
 
+class AccessDenied(TidewaterError):
+    """The acting identity's role lacks a grant (conf `access`)."""
+
+
 class SecretMissing(TidewaterError):
     """A secret the job needs is not in the environment."""
 

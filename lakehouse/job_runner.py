@@ -149,22 +149,41 @@ def run_job(spec: JobSpec, spark, cfg, args: argparse.Namespace) -> Any:
         run.skipped = True
         progress(f"{spec.name}: no input changed since the last successful run; {spec.up_to_date} "
                  "(--force runs anyway)")
+        audit_run(run, "ok", detail="skipped: no input changed")
         return run
     if spec.hand_over is not None:
         elsewhere = spec.hand_over(run, args)
         if elsewhere is not None:
-            return elsewhere
+            return elsewhere  # the run records itself where it ran
     # One run of a job at a time (two cron entries, a person beside the scheduler): the second stops
     # with a one-line error before it reads or writes anything. Jobs that write the same tables are
     # kept apart by retries on Delta's conflicts (lakehouse.retry) instead.
-    with exclusive(cfg, spec.name, doing=spec.busy), track_run(run):
-        spec.run(run, args)
+    try:
+        with exclusive(cfg, spec.name, doing=spec.busy), track_run(run):
+            spec.run(run, args)
+    except Exception as err:
+        audit_run(run, "failed", error=describe(err)[0])
+        raise
+    audit_run(run, "ok")
     if cfg.spark.catalog == "hive":
         from lakehouse.catalog import register_written
 
         register_written(spark, cfg, [*run.declared_outputs, "meta.lineage"])
     progress(summarize(spec, run, time.time() - started))
     return run
+
+
+def audit_run(run, outcome: str, **fields) -> None:
+    """The run's row in meta.audit_log: who ran the job, the versions it read and wrote."""
+    from lakehouse import audit
+    from lakehouse.identity import identify
+
+    tables = [f"{t}@{v}" for t, v in run.inputs.items() if v is not None]
+    tables += [f"{t}@{after}" for t, (_, after) in run.outputs.items() if after is not None and ":" not in t]
+    models = [f"{t.split(':', 1)[1]} v{after}" for t, (_, after) in run.outputs.items()
+              if t.startswith("model:") and after is not None]
+    audit.record(run.cfg, [audit.entry(identify(run.cfg), "job", run.job, outcome, tables=tables, models=models,
+                                       run_id=run.run_id, **fields)], spark=run.spark)
 
 
 def execute(spec: JobSpec, args: argparse.Namespace) -> Any:

@@ -15,6 +15,7 @@ from lakehouse import lineage_graph
 from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import UndeclaredTable, root_cause
+from lakehouse.identity import current_user
 from lakehouse.schemas import spark_schema
 from lakehouse.tables import append_rows, current_version, delta_rs_writes, read_table
 
@@ -49,6 +50,7 @@ class LineageRow:
     inputs: list[TableVersion]
     outputs: list[OutputVersion]
     metrics: dict[str, int]
+    actor: str | None = None  # the identity that ran it (lakehouse.identity); None in rows from before
 
 
 def code_version() -> str:
@@ -179,7 +181,7 @@ def _save(run: JobRun, status: str, error: str | None) -> None:
                      dt.datetime.now(dt.timezone.utc), status, error,
                      [TableVersion(t, v) for t, v in run.all_inputs()],
                      [OutputVersion(t, b, a, run.built_from(t)) for t, (b, a) in run.outputs.items()],
-                     run.metrics)
+                     run.metrics, current_user())
     append_rows(run.spark, run.cfg.table(LINEAGE_TABLE), [row], spark_schema(LineageRow))
     write_catalog_script(run.cfg)
 

@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
+from lakehouse.identity import identify
 from lakehouse.pii import key_in_environment, register_functions
 
 DELTA_CONF = {
@@ -117,15 +118,17 @@ def build_session(cfg: Config) -> SparkSession:
     # Python workers (UDFs, scoring) run this interpreter unless the user chose one.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.spark.app_name)
+    # A restricted identity's views (lakehouse.grants) stay in its own session, out of a shared metastore.
+    catalog = "in-memory" if identify(cfg).restricted else cfg.spark.catalog
     settings = {
         **DELTA_CONF,
         "spark.jars": ",".join(spark_jars(cfg)),
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.warehouse.dir": str(cfg.root / "warehouse"),
-        "spark.sql.catalogImplementation": cfg.spark.catalog,
+        "spark.sql.catalogImplementation": catalog,
         **cfg.spark.conf,
     }
-    if cfg.spark.catalog == "hive":
+    if catalog == "hive":
         settings["spark.driver.extraClassPath"] = hive_class_path(cfg)
     key = os.environ.get(cfg.secrets.pii_key_env)
     if key and cfg.spark.master.startswith("spark://"):  # executors of a cluster hash PII too

@@ -7,16 +7,14 @@ decided this transaction, and why was that version serving then" has an answer l
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import os
 from dataclasses import dataclass
 
 from lakehouse.config import Config
+from lakehouse.identity import current_user
 from lakehouse.schemas import Int32, spark_schema
 
 DEPLOYMENTS_TABLE = "meta.model_deployments"
 DECISIONS_TABLE = "meta.model_decisions"  # validation's verdicts (training.validation.Decision rows)
-ENV_ACTOR = "TIDEWATER_ACTOR"  # who is acting (a scheduler sets it); else the OS user
 
 
 @dataclass
@@ -34,14 +32,10 @@ class Deployment:
     run_id: str | None  # the job run (meta.lineage) that moved it
 
 
-def actor() -> str:
-    return os.environ.get(ENV_ACTOR) or getpass.getuser()
-
-
 def deployment(cfg: Config, alias: str, action: str, from_version: int | None, to_version: int | None,
                reason: str, run_id: str | None) -> Deployment:
     return Deployment(dt.datetime.now(dt.timezone.utc), cfg.training.model_name, alias, action, from_version,
-                      to_version, reason, actor(), run_id)
+                      to_version, reason, current_user(), run_id)
 
 
 def record_deployments(spark, cfg: Config, rows: list[Deployment]) -> None:

@@ -140,9 +140,9 @@ def consume_drift(run: JobRun, version: int, at: dt.datetime) -> None:
 
 
 def record(run: JobRun, row: TrainingTrigger) -> None:
-    from registry.deployments import actor
+    from lakehouse.identity import current_user
 
-    row.actor = actor()
+    row.actor = current_user()
     run.writing(TRIGGERS)
     append_rows(run.spark, run.cfg.table(TRIGGERS), [row], spark_schema(TrainingTrigger))
     run.wrote(TRIGGERS)
