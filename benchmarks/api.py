@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from lakehouse.config import load_config  # noqa: E402
+from scoring.api_auth import client_token  # noqa: E402
 from lakehouse.delta_reader import read_rows  # noqa: E402
 
 COLUMNS = ["txn_id", "customer_id", "merchant_id", "event_time", "amount", "currency", "channel",
@@ -38,7 +39,7 @@ def _q(samples: list[float], p: int) -> float:
     return statistics.quantiles(samples, n=100)[p - 1] if len(samples) > 1 else samples[0]
 
 
-def _level(host: str, port: int, bodies: list[bytes], threads: int, seconds: float) -> dict:
+def _level(host: str, port: int, bodies: list[bytes], threads: int, seconds: float, token: str) -> dict:
     client_ms, server = [], {"features": [], "model": [], "reasons": []}
     errors, lock, stop = [0], threading.Lock(), threading.Event()
 
@@ -47,7 +48,8 @@ def _level(host: str, port: int, bodies: list[bytes], threads: int, seconds: flo
         i = offset
         while not stop.is_set():
             started = time.perf_counter()
-            conn.request("POST", "/v1/score", bodies[i % len(bodies)], {"Content-Type": "application/json"})
+            conn.request("POST", "/v1/score", bodies[i % len(bodies)],
+                         {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
             reply = conn.getresponse()
             text = reply.read()
             elapsed = (time.perf_counter() - started) * 1000
@@ -111,8 +113,9 @@ def main() -> None:
     if started_here:
         _tidewater("services", "start", "api", *where)
     try:
-        _level(host, port, bodies, 1, 3)  # warm-up
-        levels = [_level(host, port, bodies, int(c), args.seconds) for c in args.concurrency.split(",")]
+        token = client_token(cfg)
+        _level(host, port, bodies, 1, 3, token)  # warm-up
+        levels = [_level(host, port, bodies, int(c), args.seconds, token) for c in args.concurrency.split(",")]
     finally:
         if started_here:
             _tidewater("services", "stop", "api", *where)

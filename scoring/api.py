@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 
 import pandas as pd
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -39,6 +39,7 @@ from features.store import OnlineStoreUnavailable, feature_refs, feature_store, 
 from registry import contract
 from registry.contract import ModelNotFound, ResolvedModel, resolve
 from scoring.decision_log import DecisionLog
+from scoring.api_auth import Callers
 from scoring.api_request import Transaction, request_checks, request_inputs, violations
 from scoring.explain import Explainer, descriptions
 from scoring.routing import BUCKETS, SALT
@@ -287,8 +288,13 @@ def create_app(cfg: Config, reload: bool = True) -> FastAPI:
     metrics = Metrics()
     decisions = DecisionLog(cfg)
     scorer = Scorer(cfg, metrics, decisions)
+    callers = Callers(cfg)
     api = cfg.services.api
     stop = threading.Event()
+
+    def flush_audit():
+        while not stop.wait(1.0):
+            callers.flush()
 
     def try_reload():
         try:
@@ -307,9 +313,11 @@ def create_app(cfg: Config, reload: bool = True) -> FastAPI:
         if reload:
             try_reload()  # before the port opens: a started API has its champion, if there is one
             threading.Thread(target=follow_aliases, name="follow-aliases", daemon=True).start()
+        threading.Thread(target=flush_audit, name="audit", daemon=True).start()
         yield
         stop.set()
         decisions.close()
+        callers.flush()
 
     app = FastAPI(title="Tidewater scoring API", version="1", lifespan=lifespan,
                   description="Card-fraud decisions for one transaction or a batch, with reason codes.")
@@ -335,22 +343,45 @@ def create_app(cfg: Config, reload: bool = True) -> FastAPI:
     def checked(txns: list[Transaction], loc) -> list[dict]:
         return [e for i, t in enumerate(txns) for e in violations(scorer.checks, t, loc(i))]
 
-    @app.post("/v1/score", summary="Score one transaction")
-    async def score_one(txn: Transaction):
+    def unauthorized(route: str) -> JSONResponse:
+        callers.called(None, route, "denied", detail="no valid bearer token")
+        return rejected(401, "unauthorized", "a valid bearer token is required to score",
+                        hint=f"send Authorization: Bearer <token>; tokens: ${cfg.access.tokens_env} of the "
+                             f"API's environment, else the API's token file under {cfg.root}/services/api")
+
+    def answered(who, route: str, results: list[dict]) -> None:
+        models = sorted({f"{r['model']['name']} v{r['model']['version']}" for r in results})
+        callers.called(who, route, "ok", models=models,
+                       detail=f"txn {results[0]['txn_id']}" if len(results) == 1 else f"{len(results)} transactions")
+
+    @app.post("/v1/score", summary="Score one transaction (Authorization: Bearer <token>)")
+    async def score_one(txn: Transaction, authorization: str | None = Header(default=None)):
+        who = callers.caller(authorization)
+        if who is None:
+            return unauthorized("POST /v1/score")
         errors = checked([txn], lambda i: ("body",))
         if errors:
+            callers.called(who, "POST /v1/score", "failed", detail="failed checks")
             return rejected(422, "failed_check", errors)
-        return scorer.score([txn])[0]
+        result = scorer.score([txn])[0]
+        answered(who, "POST /v1/score", [result])
+        return result
 
-    @app.post("/v1/score/batch", summary="Score up to services.api.max_batch transactions")
-    async def score_batch(batch: Batch):
+    @app.post("/v1/score/batch", summary="Score up to services.api.max_batch transactions (Authorization: Bearer <token>)")
+    async def score_batch(batch: Batch, authorization: str | None = Header(default=None)):
+        who = callers.caller(authorization)
+        if who is None:
+            return unauthorized("POST /v1/score/batch")
         if not 1 <= len(batch.transactions) <= api.max_batch:
             return rejected(422, "invalid_request", [{"loc": ["body", "transactions"], "type": "too_long",
                                                       "msg": f"1 to {api.max_batch} transactions per request"}])
         errors = checked(batch.transactions, lambda i: ("body", "transactions", i))
         if errors:
+            callers.called(who, "POST /v1/score/batch", "failed", detail="failed checks")
             return rejected(422, "failed_check", errors)
-        return {"results": scorer.score(batch.transactions)}
+        results = scorer.score(batch.transactions)
+        answered(who, "POST /v1/score/batch", results)
+        return {"results": results}
 
     @app.get("/healthz", summary="Ready when a champion is loaded")
     async def healthz():

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from conftest import DEMO_ENV, conf_env, tidewater_in_process
+from lakehouse import audit
 from lakehouse.config import _deep_merge, load_config
 from lakehouse.delta_reader import read_rows
 from lakehouse.model_store import alias_version, model_name
@@ -28,6 +29,7 @@ from features.serving import with_context
 from registry import contract
 from registry.client import registry_client
 from registry.contract import resolve
+from scoring.api_auth import client_token, server_tokens
 from scoring.explain import Explainer, descriptions
 from scoring.predictions import score
 from scoring.routing import SALT, canary_bucket
@@ -48,9 +50,12 @@ class Api:
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout + result.stderr  # progress lines go to stderr
 
-    def call(self, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict | str]:
+    def call(self, path: str, body=None, raw: bytes | None = None, token: str | None = "") -> tuple[int, dict | str]:
+        """A request as a caller with the API's local token (`token=None`: without one)."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
+        token = client_token(self.cfg) if token == "" else token
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+        request = urllib.request.Request(self.url + path, data=data, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:
                 status, text = reply.status, reply.read().decode()
@@ -91,11 +96,33 @@ def _request(row: dict, **changes) -> dict:
     return {**body, **changes}
 
 
+def test_no_token_no_score_and_every_call_is_audited(api):
+    """A call without a token, or with an unknown one, is refused with a hint; the log names each caller."""
+    txn = _request(_recent(api.cfg, 1)[0])
+    for token in (None, "0" * 32):
+        status, reply = api.call("/v1/score", txn, token=token)
+        assert status == 401 and "bearer token" in reply["detail"] and "Authorization" in reply["hint"]
+    status, reply = api.call("/v1/score", txn)
+    assert status == 200
+    caller = next(iter(server_tokens(api.cfg).values()))
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        rows = [r for r in audit.read(api.cfg, limit=10_000) if r["surface"] == "api"]
+        if any(r["outcome"] == "ok" and r["detail"] == f"txn {txn['txn_id']}" for r in rows):
+            break
+        time.sleep(0.5)
+    ok = [r for r in rows if r["outcome"] == "ok" and r["detail"] == f"txn {txn['txn_id']}"]
+    assert ok and ok[0]["actor"] == caller and ok[0]["action"] == "POST /v1/score"
+    assert ok[0]["models"] == [f"{reply['model']['name']} v{reply['model']['version']}"]
+    assert sum(r["outcome"] == "denied" and r["actor"] == "anonymous" for r in rows) >= 2
+
+
 def test_curl_on_score_returns_a_decision_with_reason_codes(api):
     """One transaction: score, decision at the champion's own threshold, reasons in words, as-of times."""
     txn = _recent(api.cfg, 1)[0]
     done = subprocess.run(["curl", "-s", "-X", "POST", f"{api.url}/v1/score", "-H", "Content-Type: application/json",
-                           "-d", json.dumps(_request(txn))], capture_output=True, text=True, timeout=30)
+                           "-H", f"Authorization: Bearer {client_token(api.cfg)}", "-d", json.dumps(_request(txn))],
+                          capture_output=True, text=True, timeout=30)
     reply = json.loads(done.stdout)
     champion = resolve(api.cfg, contract.CHAMPION)
     assert reply["txn_id"] == txn["txn_id"] and 0 <= reply["score"] <= 1
