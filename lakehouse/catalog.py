@@ -28,7 +28,7 @@ def register_table(spark: SparkSession, ref: TableRef) -> None:
         return
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {ref.layer}")
     if ref.name in _registered:
-        spark.sql(f"DROP TABLE IF EXISTS {ref.name}")  # external table: drops the name, not the data
+        _drop(spark, ref.name)  # external table: drops the name, not the data
     spark.sql(f"CREATE TABLE IF NOT EXISTS {ref.name} USING DELTA LOCATION '{ref.path}'")
     _registered[ref.name] = ref.path
 
@@ -50,6 +50,12 @@ def named_in(cfg: Config, text: str) -> list[TableRef]:
     return refs
 
 
+def _drop(spark: SparkSession, name: str) -> None:
+    """Forget a name this session declared (a table or a restricted identity's view)."""
+    kind = "VIEW" if _registered.pop(name, "").startswith("view:") else "TABLE"
+    spark.sql(f"DROP {kind} IF EXISTS {name}")
+
+
 def register_view(spark: SparkSession, ref: TableRef, hidden: list[str] | None = None) -> None:
     """Name `ref` as a view without the `hidden` columns, over the table under a database no
     restricted query may name (lakehouse.grants)."""
@@ -61,7 +67,7 @@ def register_view(spark: SparkSession, ref: TableRef, hidden: list[str] | None =
     register_table(spark, behind)
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {ref.layer}")
     if ref.name in _registered:
-        spark.sql(f"DROP TABLE IF EXISTS {ref.name}")
+        _drop(spark, ref.name)
     shown = [f"`{c}`" for c in spark.table(behind.name).columns if c not in (hidden or [])]
     spark.sql(f"CREATE OR REPLACE VIEW {ref.name} AS SELECT {', '.join(shown)} FROM {behind.name}")
     _registered[ref.name] = f"view:{ref.path}"
@@ -86,12 +92,11 @@ def sql(spark: SparkSession, cfg: Config, query: str) -> DataFrame:
     from lakehouse import grants
 
     who, refs = authorize(cfg, query)
-    if who.restricted:
-        spark.conf.set("spark.sql.runSQLOnFiles", "false")  # no `delta.`/path`` around the views
+    spark.conf.set("spark.sql.runSQLOnFiles", str(not who.restricted).lower())  # no `delta.`/path`` past the views
     for ref in refs:
         if not delta_exists(ref.path):
-            if _registered.pop(ref.name, None) is not None:  # declared at another root: not this table
-                spark.sql(f"DROP TABLE IF EXISTS {ref.name}")
+            if ref.name in _registered:  # declared at another root: not this table
+                _drop(spark, ref.name)
         elif who.restricted:
             register_view(spark, ref, grants.masked(who, spark.read.format("delta").load(ref.path).columns))
         else:

@@ -11,6 +11,7 @@ import click
 
 from lakehouse.cli_options import ENV_OPT, FORMAT_OPT, ROOT_OPT  # noqa: F401 (shared with plugin commands)
 from lakehouse.console import configure_logging
+from lakehouse.private_files import owner_only
 
 
 def one_line_errors(fn):
@@ -313,6 +314,7 @@ def _add_plugin_commands() -> None:
 def prepared() -> click.Group:
     """The full `tidewater` group, logging as a terminal user gets it (main's set-up, also for tests)."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    owner_only()
     configure_logging()
     _add_plugin_commands()  # idempotent: a name added again replaces itself
     return cli

@@ -23,6 +23,7 @@ import click
 
 from lakehouse.cli_options import Option, common_job_params
 from lakehouse.console import progress
+from lakehouse.private_files import owner_only
 from lakehouse.errors import JobNotFound, TidewaterError, describe
 
 Tables = Sequence[str] | Callable[[Any], Sequence[str]]
@@ -199,6 +200,7 @@ def main(name: str, argv: list[str] | None = None) -> int:
     """Entry point for jobs/<name>.py and `tidewater run`: parse, run, errors as one line plus a hint."""
     from lakehouse.console import configure_logging
 
+    owner_only()
     configure_logging()
     try:
         spec = find_job(name)

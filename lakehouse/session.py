@@ -15,6 +15,7 @@ from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
 from lakehouse.identity import identify
 from lakehouse.pii import key_in_environment, register_functions
+from lakehouse.private_files import owner_only
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -115,6 +116,7 @@ def build_session(cfg: Config) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    owner_only()  # the JVM and its workers inherit it: bronze's files are its owner's alone
     # Python workers (UDFs, scoring) run this interpreter unless the user chose one.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(cfg.spark.app_name)
