@@ -93,8 +93,12 @@ def key_fingerprint(key: bytes) -> str:
 
 
 def checked_key(spark: SparkSession, cfg: Config) -> str:
-    """The key's fingerprint, once Spark is known to hash with that same key (driver and executors)."""
+    """The key's fingerprint, once Spark is known to hash with that same key (driver and executors).
+
+    Names the hash functions in the session first: a job that hashes calls this before anything else.
+    """
     ours = key_fingerprint(pii_key(cfg))
+    register_functions(spark)
     name = cfg.secrets.pii_key_env
     theirs = spark.range(1).select(F.call_function(FINGERPRINT_FUNCTION, F.lit(name))).first()[0]
     if theirs is None:

@@ -14,7 +14,7 @@ from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
 from lakehouse.identity import identify
-from lakehouse.pii import key_in_environment, register_functions
+from lakehouse.pii import key_in_environment
 from lakehouse.private_files import owner_only
 
 DELTA_CONF = {
@@ -147,7 +147,6 @@ def build_session(cfg: Config) -> SparkSession:
     with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"), key_in_environment(cfg):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
-    register_functions(spark)
     return spark
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from lakehouse.config import Config, ScheduleConf, load_config
 from lakehouse.errors import AlreadyRunning
+from lakehouse.identity import ENV_USER
 from lakehouse.locks import exclusive
 from services.server_args import server_args
 
@@ -30,6 +32,9 @@ def _record(log: Path, **row) -> None:
         handle.write(json.dumps(row) + "\n")
 
 
+SCHEDULER = "scheduler"  # the identity scheduled runs act as (conf access.identities gives it a role)
+
+
 def run_schedule(cfg: Config, schedule: ScheduleConf, job_args: list[str], log: Path) -> None:
     """Run the schedule's jobs in order; the first that fails ends this run (the next one retries)."""
     for job in schedule.jobs:
@@ -37,7 +42,7 @@ def run_schedule(cfg: Config, schedule: ScheduleConf, job_args: list[str], log: 
         try:
             with exclusive(cfg, f"scheduled_{job}", doing="running"):
                 done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "run", job, *job_args],
-                                      capture_output=True, text=True)
+                                      capture_output=True, text=True, env={**os.environ, ENV_USER: SCHEDULER})
         except AlreadyRunning as err:
             _record(log, schedule=schedule.name, job=job, started=started, finished=_now(), outcome="skipped",
                     detail=str(err))
