@@ -23,6 +23,7 @@ import pandas as pd
 from lakehouse.cli_options import option
 from lakehouse.config import Config, PromotionConf
 from lakehouse.errors import TidewaterError
+from lakehouse.identity import current_user
 from lakehouse.job_runner import job
 from lakehouse.model_store import alias_version, model_asset, unavailable
 from lakehouse.schemas import spark_schema
@@ -65,6 +66,7 @@ class Decision:
     run_id: str | None = None  # the job run (meta.lineage) that decided
     fairness_passed: bool | None = None  # the fairness gate (training.fairness); None before the gate existed
     fairness: str | None = None  # its report as JSON: per slice, each group's rates and the gaps
+    actor: str | None = None  # the identity that ran the validation (lakehouse.identity); None before it was kept
 
     def outcome(self) -> str:
         return {"champion": "now champion", "shadow": "now in shadow", "canary": "now canary"}.get(
@@ -192,7 +194,7 @@ def validate_version(spark, cfg: Config, client, version: int, validation: pd.Da
         bounds=json.dumps({m: b.model_dump(exclude_none=True) for m, b in promo.bounds.items()}), promoted=promoted,
         reason=reason, holdout_rows=int(ours["labels"]), holdout_positives=int(ours["positives"]),
         threshold=threshold, threshold_rule=threshold_rule, deployed_as=deployed_as, run_id=run_id,
-        fairness_passed=fairness["passed"], fairness=json.dumps(fairness), **context)
+        fairness_passed=fairness["passed"], fairness=json.dumps(fairness), actor=current_user(), **context)
     log_model_documents(client, cfg, version, decision, ours, fairness, slice_inputs or {})
     verdict = "rejected" if not passed else "promoted" if promoted else deployed_as
     for key, value in {contract.DECISION: verdict, contract.DECISION_REASON: reason,
