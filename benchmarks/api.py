@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from lakehouse.config import load_config  # noqa: E402
-from scoring.api_auth import client_token  # noqa: E402
+from lakehouse.tokens import client_token  # noqa: E402
 from lakehouse.delta_reader import read_rows  # noqa: E402
 
 COLUMNS = ["txn_id", "customer_id", "merchant_id", "event_time", "amount", "currency", "channel",

@@ -82,7 +82,7 @@ def main() -> None:
     try:
         cluster_s = _tidewater(["demo", *cluster, *scale], out / "cluster.log", env)
         cfg = load_config("cluster", cluster_root)
-        with connect(cfg, user="benchmark") as conn:
+        with connect(cfg) as conn:
             cursor = conn.cursor()
             over_jdbc = {}
             for name in OVER_JDBC:

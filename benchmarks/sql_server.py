@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.env, args.root)
 
-    with connect(cfg, user="benchmark") as conn:
+    with connect(cfg) as conn:
         cursor = conn.cursor()
 
         def over_jdbc():

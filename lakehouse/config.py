@@ -512,6 +512,11 @@ class RoleConf(_Strict):
         layer = table.split(".", 1)[0]
         return any(g in ("*", table, f"{layer}.*") for g in self.read)
 
+    @property
+    def restricted(self) -> bool:
+        """Whether anything is withheld from the role (every table and PII otherwise)."""
+        return not (self.pii and "*" in self.read)
+
 
 class AccessConf(_Strict):
     """Who may read what on the platform's own surfaces (tidewater sql/tables, notebooks, the scoring API).
@@ -535,6 +540,10 @@ class AccessConf(_Strict):
 
     def role_of(self, identity: str) -> str:
         return self.identities.get(identity, self.default_role)
+
+    def restricted_identities(self) -> dict[str, str]:
+        """Named identities of restricted roles -> their role (the SQL server confines them to its views)."""
+        return {name: role for name, role in self.identities.items() if self.roles[role].restricted}
 
 
 class GovernanceConf(_Strict):

@@ -9,6 +9,7 @@ reading files by path is switched off, so the views are the only way to the data
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 from lakehouse.config import Config
 from lakehouse.errors import AccessDenied
@@ -57,3 +58,20 @@ def check_query(cfg: Config, who: Identity, query: str, tables: list[str]) -> No
         if named:
             raise AccessDenied(f"{who.name} (role {who.role}) has no PII grant: {', '.join(named)} is masked",
                                hint=f"{grant_hint(cfg, who)}; SELECT * leaves masked columns out")
+
+
+def role_view_statements(cfg: Config, columns: Callable[[str], list[str] | None]) -> list[str]:
+    """For the SQL server: each restricted role's database of views, one per granted table on storage
+    (`analyst.silver_transactions`), PII columns left out where the role lacks the pii grant.
+    `columns(table)` is the table's columns, None where it has not been written."""
+    statements = []
+    for name, role in cfg.access.roles.items():
+        if not role.restricted:
+            continue
+        statements.append(f"CREATE DATABASE IF NOT EXISTS {name}")
+        for table in cfg.table_names():
+            cols = columns(table) if role.reads(table) else None
+            if cols:
+                shown = ", ".join(f"`{c}`" for c in cols if role.pii or c not in PII_COLUMNS)
+                statements.append(f"CREATE OR REPLACE VIEW {name}.{table.replace('.', '_')} AS SELECT {shown} FROM {table}")
+    return statements

@@ -24,7 +24,7 @@ class Identity:
     @property
     def restricted(self) -> bool:
         """Whether anything is withheld from this identity (every table and PII otherwise)."""
-        return not (self.grants.pii and "*" in self.grants.read)
+        return self.grants.restricted
 
 
 def current_user() -> str:

@@ -63,11 +63,16 @@ def spark_jars(cfg: Config) -> list[str]:
     if not any(Path(j).name.startswith("spark-sql-kafka") for j in kafka):
         raise SetupIncomplete(f"Spark's Kafka source jars are missing from {folder}",
                               hint="run `make setup` (it fetches them with Maven)")
-    own = folder / UDF_JAR
+    return delta_jars(cfg) + kafka + [own_jar(cfg)]
+
+
+def own_jar(cfg: Config) -> str:
+    """jars/tidewater-spark.jar: the PII hash, the SQL server's sign-in and grants check (jvm/)."""
+    own = jars_dir(cfg) / UDF_JAR
     if not own.is_file():
-        raise SetupIncomplete(f"Tidewater's Spark functions ({own.name}) are missing from {folder}",
+        raise SetupIncomplete(f"Tidewater's Spark classes ({own.name}) are missing from {own.parent}",
                               hint="run `make setup` (it compiles jvm/ with javac)")
-    return delta_jars(cfg) + kafka + [str(own)]
+    return str(own)
 
 
 def jdbc_jar(cfg: Config) -> str:

@@ -347,7 +347,7 @@ def create_app(cfg: Config, reload: bool = True) -> FastAPI:
         callers.called(None, route, "denied", detail="no valid bearer token")
         return rejected(401, "unauthorized", "a valid bearer token is required to score",
                         hint=f"send Authorization: Bearer <token>; tokens: ${cfg.access.tokens_env} of the "
-                             f"API's environment, else the API's token file under {cfg.root}/services/api")
+                             f"API's environment, else the token file {cfg.root}/services/tokens")
 
     def answered(who, route: str, results: list[dict]) -> None:
         models = sorted({f"{r['model']['name']} v{r['model']['version']}" for r in results})

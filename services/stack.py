@@ -16,7 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from lakehouse.config import PROJECT_DIR, Config
-from lakehouse.session import delta_jars, jdbc_jar, metastore_client_dir
+from lakehouse.session import DELTA_CONF, delta_jars, jdbc_jar, metastore_client_dir, own_jar
+from lakehouse.tokens import tokens_text
 from services import kafka, metastore
 from services.process import Managed, ServiceError, port_open
 
@@ -68,25 +69,42 @@ def spark_cluster(cfg: Config, workers: int | None = None) -> list[Managed]:
     return procs
 
 
+GRANTS_EXTENSION = "dev.tidewater.spark.GrantsExtension"
+TOKEN_AUTHENTICATOR = "dev.tidewater.spark.TokenAuthenticator"
+
+
 def sql_server(cfg: Config) -> Managed:
-    """Spark's Thrift server (HiveServer2 protocol, JDBC/ODBC) over the shared metastore."""
+    """Spark's Thrift server (HiveServer2 protocol, JDBC/ODBC) over the shared metastore.
+
+    Users sign in with their caller token as password (lakehouse.tokens; CUSTOM authentication,
+    jvm/.../TokenAuthenticator), and each statement runs as its user (doAs), so the grants check
+    (jvm/.../GrantsCheck) confines a restricted identity to its role's database of masked views.
+    """
     q, host = cfg.services.sql, cfg.services.host
     d = state_dir(cfg, "sql")
+    restricted = ",".join(f"{name}:{role}" for name, role in cfg.access.restricted_identities().items())
     argv = [str(_spark_home() / "bin" / "spark-submit"),
             "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "tidewater-sql",
             "--master", q.master, "--driver-memory", q.driver_memory,
             # Delta on the driver's own class path too: jars added by spark.jars alone are not always
             # visible to the Thrift server's per-session class loader (DATA_SOURCE_NOT_FOUND: DELTA).
             "--driver-class-path", ":".join([str(metastore_client_dir(cfg)), jdbc_jar(cfg),
-                                             *delta_jars(cfg)]),
+                                             *delta_jars(cfg), own_jar(cfg)]),
             "--conf", "spark.sql.catalogImplementation=hive",
+            "--conf", f"spark.sql.extensions={DELTA_CONF['spark.sql.extensions']},{GRANTS_EXTENSION}",
+            "--conf", f"spark.tidewater.access.restricted={restricted}",
+            "--conf", f"spark.tidewater.access.tokensEnv={cfg.access.tokens_env}",
             "--conf", f"spark.sql.warehouse.dir={cfg.root / 'warehouse'}",
             "--conf", "spark.ui.enabled=false",
             "--conf", f"spark.sql.session.timeZone={cfg.spark.conf.get('spark.sql.session.timeZone', 'UTC')}",
             "spark-internal",
-            "--hiveconf", f"hive.server2.thrift.port={q.port}", "--hiveconf", f"hive.server2.thrift.bind.host={host}"]
-    return Managed("sql", argv, d, ports=(q.port,), host=host, env={"SPARK_LOG_DIR": str(d)},
-                   address=f"jdbc:hive2://{host}:{q.port}/default")
+            "--hiveconf", f"hive.server2.thrift.port={q.port}", "--hiveconf", f"hive.server2.thrift.bind.host={host}",
+            "--hiveconf", "hive.server2.authentication=CUSTOM",
+            "--hiveconf", f"hive.server2.custom.authentication.class={TOKEN_AUTHENTICATOR}",
+            "--hiveconf", "hive.server2.enable.doAs=true"]
+    return Managed("sql", argv, d, ports=(q.port,), host=host,
+                   env={"SPARK_LOG_DIR": str(d), cfg.access.tokens_env: tokens_text(cfg)},
+                   address=f"jdbc:hive2://{host}:{q.port}/default (user + token)")
 
 
 def mlflow_server(cfg: Config) -> Managed:

@@ -29,7 +29,7 @@ from features.serving import with_context
 from registry import contract
 from registry.client import registry_client
 from registry.contract import resolve
-from scoring.api_auth import client_token, server_tokens
+from lakehouse.tokens import client_token, server_tokens
 from scoring.explain import Explainer, descriptions
 from scoring.predictions import score
 from scoring.routing import SALT, canary_bucket

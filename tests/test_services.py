@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,8 @@ from conftest import DEMO_ENV, SMALL, conf_env, run_pipeline, tidewater_in_proce
 from lakehouse.config import _deep_merge, load_config
 from lakehouse.delta_reader import content_digest, read_rows, table_inventory
 from lakehouse.generator import generate
+from lakehouse.grants import PII_COLUMNS
+from lakehouse.tokens import client_token, server_tokens, token_file
 
 PASSWORD = {"TIDEWATER_METASTORE_PASSWORD": "metastore-test-password"}
 # Ports of their own: a developer's running stack (default ports) is left alone.
@@ -36,6 +39,20 @@ def _reachable_by_postgres(path: Path) -> None:
     for parent in [path, *path.parents]:
         if parent != Path("/") and not os.stat(parent).st_mode & 0o001:
             os.chmod(parent, os.stat(parent).st_mode | 0o001)
+
+
+def _callers(cfg, *names: str) -> None:
+    """Caller tokens for these identities beside the current user's (the local token file)."""
+    have = set(server_tokens(cfg).values())
+    with open(token_file(cfg), "a") as out:
+        out.writelines(f"{name}={secrets.token_hex(16)}\n" for name in names if name not in have)
+
+
+def _connect(stack, user: str = "bi-test"):
+    from pyhive import hive
+
+    return hive.connect(host="127.0.0.1", port=stack.cfg.services.sql.port, username=user,
+                        password=client_token(stack.cfg, user), auth="CUSTOM")
 
 
 def services(*args: str, scenario) -> str:
@@ -58,6 +75,7 @@ def stack(demo_lake):
     _reachable_by_postgres(demo_lake.root)
     cfg = load_config(env, root=demo_lake.root, conf_dir=conf)
     s = Stack(cfg, env, demo_lake.root, conf)
+    _callers(cfg, "bi-test", "analyst")
     services("start", "metastore", "spark", "sql", "mlflow", "redis", scenario=s)
     yield s
     services("stop", scenario=s)  # nothing to do unless a test failed before the stop test
@@ -105,11 +123,11 @@ def _rows(cfg, name):
 
 def test_bi_clients_read_gold_and_drift_tables_over_jdbc(stack):
     """PyHive (DB-API), SQLAlchemy's inspector (what Superset lists schemas with) and beeline."""
-    from pyhive import hive
     from sqlalchemy import create_engine, inspect
 
     port = stack.cfg.services.sql.port
-    with hive.connect(host="127.0.0.1", port=port, username="bi-test") as conn:
+    token = client_token(stack.cfg, "bi-test")
+    with _connect(stack) as conn:
         cursor = conn.cursor()
         cursor.execute("SELECT event_date, txn_count, fraud_count FROM gold.fraud_kpis ORDER BY event_date")
         kpis = cursor.fetchall()
@@ -119,7 +137,7 @@ def test_bi_clients_read_gold_and_drift_tables_over_jdbc(stack):
     assert [tuple(r) for r in kpis] == expected
     assert drift_rows == len(_rows(stack.cfg, "gold.drift_metrics")) and features > 5
 
-    inspector = inspect(create_engine(f"sparksql://bi-test@127.0.0.1:{port}/default"))
+    inspector = inspect(create_engine(f"sparksql://bi-test:{token}@127.0.0.1:{port}/default?auth=CUSTOM"))
     assert {"bronze", "silver", "gold", "meta", "bi"} <= set(inspector.get_schema_names())
     written = {t["name"].split(".", 1)[1] for t in table_inventory(stack.cfg) if t["name"].startswith("gold.")}
     assert written <= set(inspector.get_table_names(schema="gold"))
@@ -130,7 +148,7 @@ def test_bi_clients_read_gold_and_drift_tables_over_jdbc(stack):
     from pyspark.find_spark_home import _find_spark_home
 
     beeline = subprocess.run([f"{_find_spark_home()}/bin/beeline", "-u", f"jdbc:hive2://127.0.0.1:{port}/default",
-                              "-n", "bi-test", "--outputformat=csv2", "--silent=true",
+                              "-n", "bi-test", "-p", token, "--outputformat=csv2", "--silent=true",
                               "-e", "SELECT count(*) AS n FROM gold.fraud_kpis"], capture_output=True, text=True, timeout=120)
     assert beeline.returncode == 0, beeline.stderr[-500:]
     # csv2: header, value; beeline echoes its prompt (`0: jdbc:...> `) even when silent
@@ -139,9 +157,8 @@ def test_bi_clients_read_gold_and_drift_tables_over_jdbc(stack):
 
 
 def test_bi_views_give_a_row_per_thing_a_dashboard_shows(stack):
-    from pyhive import hive
 
-    with hive.connect(host="127.0.0.1", port=stack.cfg.services.sql.port) as conn:
+    with _connect(stack) as conn:
         cursor = conn.cursor()
         cursor.execute("SELECT feature, slice_value, count(*) FROM bi.drift_status GROUP BY feature, slice_value "
                        "HAVING count(*) > 1")
@@ -158,12 +175,39 @@ def test_bi_views_give_a_row_per_thing_a_dashboard_shows(stack):
     assert all(status in ("passed", "warned", "quarantined", "failed") and checks > 0 for status, checks in quality.values())
 
 
-def test_a_bad_query_is_an_error_and_the_server_stays_up(stack):
+def test_an_analyst_reads_its_masked_views_over_jdbc_and_nothing_else(stack):
+    """Signed in with its token, the analyst sees its role's views without PII; anything else is refused."""
     from pyhive import hive
 
     from services.sql_catalog import server_message
 
-    with hive.connect(host="127.0.0.1", port=stack.cfg.services.sql.port) as conn:
+    with _connect(stack, "analyst") as conn:
+        cursor = conn.cursor()
+        cursor.execute("SELECT * FROM analyst.silver_transactions LIMIT 5")
+        columns = {d[0].split(".")[-1] for d in cursor.description}
+        assert len(cursor.fetchall()) == 5 and "txn_id" in columns and not columns & PII_COLUMNS
+        cursor.execute("SELECT count(*) FROM analyst.gold_fraud_kpis")
+        assert cursor.fetchone()[0] == len(_rows(stack.cfg, "gold.fraud_kpis"))
+        for query in ("SELECT count(*) FROM silver.transactions", "SELECT raw FROM bronze.transactions_raw",
+                      f"SELECT count(*) FROM delta.`{stack.cfg.table('bronze.transactions_raw').path}`",
+                      "CREATE VIEW analyst.mine AS SELECT * FROM bronze.transactions_raw"):
+            with pytest.raises(Exception) as denied:
+                cursor.execute(query)
+            assert "analyst (restricted)" in server_message(denied.value), query
+    with _connect(stack) as conn:  # an unrestricted caller still reads the tables themselves
+        cursor = conn.cursor()
+        cursor.execute("SELECT count(card_hash) FROM silver.transactions")
+        assert cursor.fetchone()[0] > 0
+    with pytest.raises(Exception, match="(?i)authentication|unknown user|bad"):
+        hive.connect(host="127.0.0.1", port=stack.cfg.services.sql.port, username="analyst",
+                     password="0" * 32, auth="CUSTOM")
+
+
+def test_a_bad_query_is_an_error_and_the_server_stays_up(stack):
+
+    from services.sql_catalog import server_message
+
+    with _connect(stack) as conn:
         cursor = conn.cursor()
         with pytest.raises(Exception) as bad:
             cursor.execute("SELECT no_such_column FROM gold.fraud_kpis")
