@@ -54,8 +54,13 @@ def tokens_text(cfg: Config) -> str:
     return ",".join(f"{name}={token}" for token, name in server_tokens(cfg).items())
 
 
-def client_token(cfg: Config, caller: str | None = None) -> str:
-    """The token a local caller sends (its own entry; the first one where it has none)."""
+def client_credentials(cfg: Config, caller: str | None = None) -> tuple[str, str]:
+    """(name, token) a local caller signs in with: its own entry, else the first one there is."""
     tokens = server_tokens(cfg)
     caller = caller or current_user()
-    return next((t for t, name in tokens.items() if name == caller), next(iter(tokens)))
+    token = next((t for t, name in tokens.items() if name == caller), next(iter(tokens)))
+    return tokens[token], token
+
+
+def client_token(cfg: Config, caller: str | None = None) -> str:
+    return client_credentials(cfg, caller)[1]

@@ -11,8 +11,7 @@ from lakehouse.catalog import registration_statements
 from lakehouse.config import Config
 from lakehouse.delta_reader import delta_exists
 from lakehouse.grants import role_view_statements
-from lakehouse.identity import current_user
-from lakehouse.tokens import client_token
+from lakehouse.tokens import client_credentials
 from monitoring.bi_views import BI_DATABASE, view_statements
 from services.process import ServiceError
 
@@ -22,10 +21,10 @@ def connect(cfg: Config, user: str | None = None):
     the user (default: the current identity) signs in with its caller token."""
     from pyhive import hive
 
-    user = user or current_user()
+    user, token = client_credentials(cfg, user)
     try:
-        return hive.connect(host=cfg.services.host, port=cfg.services.sql.port, username=user,
-                            password=client_token(cfg, user), auth="CUSTOM")
+        return hive.connect(host=cfg.services.host, port=cfg.services.sql.port, username=user, password=token,
+                            auth="CUSTOM")
     except Exception as err:
         raise ServiceError(f"cannot reach the SQL server at {cfg.services.host}:{cfg.services.sql.port}: {err}",
                            hint="`tidewater services start sql`") from None
