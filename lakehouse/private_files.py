@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 OWNER_ONLY = 0o077
+# Hadoop's file systems (Spark's and Delta's writes) apply their own umask, not the process's.
+HADOOP_UMASK = {"spark.hadoop.fs.permissions.umask-mode": "077"}
 
 
 def owner_only() -> None:

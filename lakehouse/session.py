@@ -15,7 +15,7 @@ from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
 from lakehouse.identity import identify
 from lakehouse.pii import key_in_environment
-from lakehouse.private_files import owner_only
+from lakehouse.private_files import HADOOP_UMASK, owner_only
 
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -95,24 +95,28 @@ def hive_class_path(cfg: Config) -> str:
 
 @contextlib.contextmanager
 def _jvm_output_to(log_file: Path) -> Iterator[None]:
-    """Start the JVM with its stderr in a log file: its start-up chatter is not for the terminal.
+    """Start the JVM with its stdout and stderr in a log file: its chatter is not for the terminal
+    (Delta's VACUUM prints its counts to stdout, which would break a command's --format json).
 
-    The JVM inherits file descriptor 2 when it is launched; Python's own stderr is restored
+    The JVM inherits file descriptors 1 and 2 when it is launched; Python's own are restored
     right after. TIDEWATER_DEBUG=1 leaves everything on the terminal.
     """
     if os.environ.get("TIDEWATER_DEBUG") or _under_spark_submit():
         yield
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with open(log_file, "ab") as log:
-        os.dup2(log.fileno(), 2)
+        for fd in saved:
+            os.dup2(log.fileno(), fd)
         try:
             yield
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def build_session(cfg: Config) -> SparkSession:
@@ -133,6 +137,7 @@ def build_session(cfg: Config) -> SparkSession:
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.sql.warehouse.dir": str(cfg.root / "warehouse"),
         "spark.sql.catalogImplementation": catalog,
+        **HADOOP_UMASK,
         **cfg.spark.conf,
     }
     if catalog == "hive":
@@ -166,7 +171,7 @@ def write_spark_defaults(cfg: Config) -> Path:
 
     conf_file = Path(_find_spark_home()) / "conf" / "spark-defaults.conf"
     conf_file.parent.mkdir(parents=True, exist_ok=True)
-    settings = {**DELTA_CONF, "spark.jars": ",".join(spark_jars(cfg))}
+    settings = {**DELTA_CONF, **HADOOP_UMASK, "spark.jars": ",".join(spark_jars(cfg))}
     log4j = PROJECT_DIR / "conf" / "log4j2.properties"
     if log4j.is_file():
         settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
