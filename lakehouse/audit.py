@@ -94,6 +94,15 @@ def read(cfg: Config, user: str | None = None, since: dt.datetime | None = None,
 
 
 _notes: dict = {}
+_in_command: list[bool] = []  # set while a CLI command runs: its one row gathers what it touched
+
+
+def report(cfg: Config, who: Identity, action: str, outcome: str, **fields) -> None:
+    """Inside a command, add to its row; elsewhere (a notebook, a library call) write a row of its own."""
+    if _in_command:
+        note(**fields)
+    else:
+        record(cfg, [entry(who, "library", action, outcome, **fields)])
 
 
 def note(**fields) -> None:
@@ -105,7 +114,13 @@ def note(**fields) -> None:
             _notes[key] = value
 
 
+def begin_command() -> None:
+    _notes.clear()
+    _in_command.append(True)
+
+
 def take_notes() -> dict:
     notes = dict(_notes)
     _notes.clear()
+    _in_command.clear()
     return notes

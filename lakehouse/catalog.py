@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.config import Config, TableRef
 from lakehouse.delta_reader import delta_exists
+from lakehouse.errors import AccessDenied
 
 # name -> location registered in this process's catalog (one SparkSession per process).
 _registered: dict[str, str] = {}
@@ -80,8 +81,13 @@ def authorize(cfg: Config, query: str):
 
     who = identify(cfg)
     refs = named_in(cfg, query)
-    audit.note(detail=audit.fingerprint(query), tables=[r.name for r in refs])
-    grants.check_query(cfg, who, query, [r.name for r in refs])
+    fields = {"detail": audit.fingerprint(query), "tables": [r.name for r in refs]}
+    try:
+        grants.check_query(cfg, who, query, [r.name for r in refs])
+    except AccessDenied as err:
+        audit.report(cfg, who, "sql", "denied", error=str(err), **fields)
+        raise
+    audit.report(cfg, who, "sql", "ok", **fields)
     return who, refs
 
 

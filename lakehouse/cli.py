@@ -86,6 +86,8 @@ class AuditedGroup(click.Group):
             group = group.commands[args.pop(0)]
         if not words or words[0] == "run" or {"-h", "--help"} & set(args):
             return super().invoke(ctx)
+        from lakehouse import audit
+        audit.begin_command()
         outcome = "ok"
         try:
             return super().invoke(ctx)

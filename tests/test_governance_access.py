@@ -44,6 +44,9 @@ def test_an_analyst_reads_granted_tables_as_views_without_pii(spark, demo_lake, 
     seen = catalog.sql(spark, cfg, "SELECT * FROM silver.transactions")
     assert set(seen.columns) == set(full.columns) - PII_COLUMNS
     assert seen.count() == full.count()
+    # a notebook's query (no command around it) is a row of its own
+    mine = [r for r in audit.read(cfg, user="analyst", limit=10_000) if r["surface"] == "library"]
+    assert mine[0]["detail"] == audit.fingerprint("SELECT * FROM silver.transactions") and mine[0]["outcome"] == "ok"
     monkeypatch.delenv("TIDEWATER_USER")
     assert "card_hash" in catalog.sql(spark, cfg, "SELECT * FROM silver.transactions").columns  # the engineer again
 
