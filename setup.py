@@ -7,13 +7,15 @@ setup(
     version="0.1.0",
     description="Lakehouse ML platform on Apache Spark and Delta Lake",
     python_requires=">=3.11",
-    packages=["lakehouse", "registry", "features", "training", "scoring", "monitoring", "quality", "services"],
+    packages=["lakehouse", "registry", "features", "training", "scoring", "monitoring", "quality", "services",
+              "governance"],
     # Exact versions live in constraints.txt (the Makefile says why the key ones are pinned).
     install_requires=[
         "pyspark", "delta-spark", "pydantic>=2", "pyyaml", "click>=8", "numpy", "pandas", "pyarrow",
         "great-expectations", "soda-core", "soda-sparkdf", "feast[spark]", "redis",
         "mlflow", "torch", "scipy", "scikit-learn", "matplotlib", "deltalake", "rich", "psutil",
         "pyhive[hive_pure_sasl]", "apscheduler", "fastapi", "uvicorn", "prometheus-client", "confluent-kafka",
+        "presidio-analyzer",
         "fairlearn", "cyclonedx-python-lib[json-validation]",
     ],
     extras_require={
@@ -54,6 +56,9 @@ setup(
             "stream = scoring.cli:stream",
             "drift = monitoring.cli:drift",
             "services = services.cli:services",
+            "erase = governance.cli:erase",
+            "retention = governance.cli:retention",
+            "pii = governance.cli:pii",
         ],
     },
 )

@@ -243,7 +243,8 @@ def _source(spark: SparkSession, cfg: Config) -> tuple[DataFrame, str]:
         raise TableNotFound("silver.transactions does not exist yet: the online stream follows it",
                             hint="`tidewater run ingest_bronze` and `tidewater run refine_silver` first "
                                  "(or read transactions from Kafka: --env kafka)")
-    return spark.readStream.format("delta").load(ref.path), "silver.transactions"
+    # skipChangeCommits: an erasure's DELETE (governance) brings no new rows; without it the stream stops there.
+    return spark.readStream.format("delta").option("skipChangeCommits", "true").load(ref.path), "silver.transactions"
 
 
 def _wait_for_silver(spark: SparkSession, cfg: Config, kafka: bool, stop: dict) -> None:

@@ -95,7 +95,8 @@ def score_stream(run: JobRun, args) -> None:
     checkpoint = cfg.checkpoint_dir(run.job, "predictions")
     run.writing(TARGET)
     mature_day = first_mature_day(cfg, read_table(spark, cfg.table(SOURCE)))
-    writer = (mature(spark.readStream.format("delta")
+    # skipChangeCommits: an erasure's DELETE (governance) brings no new rows; without it the stream stops there.
+    writer = (mature(spark.readStream.format("delta").option("skipChangeCommits", "true")
                      .option("maxFilesPerTrigger", cfg.scoring.stream_max_files_per_trigger)
                      .load(cfg.table(SOURCE).path), mature_day)
               .writeStream.foreachBatch(each_batch).option("checkpointLocation", str(checkpoint)))
