@@ -7,7 +7,21 @@ import json
 
 import click
 
-from lakehouse.cli import ENV_OPT, FORMAT_OPT, ROOT_OPT, one_line_errors, print_rows, session
+from lakehouse.cli import ENV_OPT, FORMAT_OPT, ROOT_OPT, one_line_errors, print_rows
+
+
+def unrestricted(env, root, action: str):
+    """The config, once the acting identity may do this: erasing, vacuuming and reading every raw
+    payload need a role granted every table and PII (the engineer role)."""
+    from lakehouse.config import load_config
+    from lakehouse.errors import AccessDenied
+    from lakehouse.identity import identify
+    cfg = load_config(env, root)
+    who = identify(cfg)
+    if who.restricted:
+        raise AccessDenied(f"{who.name} (role {who.role}) may not {action}",
+                           hint="it needs a role granted every table and PII (engineer); see conf access.roles")
+    return cfg
 
 
 @click.command()
@@ -23,8 +37,10 @@ def erase(customer, dry_run, fmt, root, env):
     Tables are found by their schemas (the subject key, a linked key, or raw lines naming either);
     each erased table is vacuumed with no retention, and each is recorded in meta.erasures.
     """
+    from lakehouse.session import build_session
     from governance.erase import erase_subject, previous_erasures, subject_token
-    cfg, spark = session(env, root)
+    cfg = unrestricted(env, root, "erase customer data")
+    spark = build_session(cfg)
     done = erase_subject(spark, cfg, customer, dry_run=dry_run)
     if not done:
         before = previous_erasures(spark, cfg, subject_token(cfg, customer))
@@ -55,8 +71,10 @@ def retention():
 @one_line_errors
 def apply_cmd(dry_run, fmt, root, env):
     """Set each table's retention properties to its layer's window and VACUUM the files past it."""
+    from lakehouse.session import build_session
     from governance.retention import apply_retention
-    cfg, spark = session(env, root)
+    cfg = unrestricted(env, root, "vacuum tables")
+    spark = build_session(cfg)
     results = apply_retention(spark, cfg, dry_run=dry_run)
     print_rows([dataclasses.asdict(r) for r in results], fmt)
     verb = "would remove" if dry_run else "removed"
@@ -79,9 +97,8 @@ def scan(fmt, root, env):
 
     Reads the first governance.scan_rows rows of every string column of every table (delta-rs, no JVM).
     """
-    from lakehouse.config import load_config
     from governance.pii_scan import NAME_KIND, NAME_METHOD, scan as scan_tables
-    cfg = load_config(env, root)
+    cfg = unrestricted(env, root, "read every table's raw values")
     findings, scanned = scan_tables(cfg)
     rows = [dataclasses.asdict(f) for f in findings]
     if fmt == "json":

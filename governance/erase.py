@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
+from lakehouse import audit
 from lakehouse.config import Config
 from lakehouse.console import progress
 from lakehouse.errors import TidewaterError
+from lakehouse.identity import identify
 from lakehouse.pii import hmac_sha256_py, pii_key
 from lakehouse.retry import retry_conflicts
 from lakehouse.schemas import spark_schema
@@ -45,6 +47,7 @@ class Erasure:
     version_after: int | None
     rows_removed: int
     files_vacuumed: int
+    actor: str  # the identity that ran it (lakehouse.identity)
 
 
 def subject_token(cfg: Config, subject: str) -> str:
@@ -58,7 +61,8 @@ def _purge_deletion_vectors(spark: SparkSession, path: str) -> None:
         spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)").collect()
 
 
-def _erase_table(spark: SparkSession, table: SubjectTable, condition, now: dt.datetime, token: str) -> Erasure:
+def _erase_table(spark: SparkSession, table: SubjectTable, condition, now: dt.datetime, token: str,
+                 actor: str) -> Erasure:
     ref = table.ref
     before = current_version(spark, ref)
     retry_conflicts(lambda: DeltaTable.forPath(spark, ref.path).delete(condition), ref.name)
@@ -68,7 +72,7 @@ def _erase_table(spark: SparkSession, table: SubjectTable, condition, now: dt.da
     with retention_check_off(spark):
         files = vacuum(spark, ref, 0)
     progress(f"erase: {ref.name}: {removed} rows removed (v{before} -> v{deleted}), {files} files vacuumed")
-    return Erasure(now, token, ref.name, before, current_version(spark, ref), removed, files)
+    return Erasure(now, token, ref.name, before, current_version(spark, ref), removed, files, actor)
 
 
 def previous_erasures(spark: SparkSession, cfg: Config, token: str) -> list[dict]:
@@ -83,6 +87,7 @@ def erase_subject(spark: SparkSession, cfg: Config, subject: str, dry_run: bool 
     table or online view that held any. Nothing found: an empty list."""
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     token = subject_token(cfg, subject)
+    who = identify(cfg)
     tables = subject_tables(spark, cfg)
     keys = find_keys(spark, cfg, tables, subject)
     found = []
@@ -91,8 +96,8 @@ def erase_subject(spark: SparkSession, cfg: Config, subject: str, dry_run: bool 
         if rows:
             found.append((table, rows))
     if dry_run:
-        return ([Erasure(now, token, t.ref.name, t.version, t.version, rows, 0) for t, rows in found]
-                + [Erasure(now, token, o.view, None, None, o.rows, 0)
+        return ([Erasure(now, token, t.ref.name, t.version, t.version, rows, 0, who.name) for t, rows in found]
+                + [Erasure(now, token, o.view, None, None, o.rows, 0, who.name)
                    for o in erase_online(cfg, subject, dry_run=True) if o.rows])
     lags = stream_lags(cfg, [t.ref for t, _ in found], {t.ref.name: current_version(spark, t.ref) for t, _ in found})
     if lags:
@@ -101,8 +106,10 @@ def erase_subject(spark: SparkSession, cfg: Config, subject: str, dry_run: bool 
             f"the stream {lag.checkpoint} has not read {lag.table} versions {', '.join(map(str, lag.unread))}: "
             f"erasing now would vacuum files it has yet to read",
             hint="let that job catch up (e.g. `tidewater run score_stream`), then run the erasure again")
-    done = [_erase_table(spark, t, subject_rows(t, keys), now, token) for t, _ in found]
-    done += [Erasure(now, token, o.view, None, None, o.rows, 0) for o in erase_online(cfg, subject) if o.rows]
+    done = [_erase_table(spark, t, subject_rows(t, keys), now, token, who.name) for t, _ in found]
+    done += [Erasure(now, token, o.view, None, None, o.rows, 0, who.name) for o in erase_online(cfg, subject) if o.rows]
     if done:
         append_rows(spark, cfg.table(cfg.governance.erasures_table), done, spark_schema(Erasure))
+        audit.report(cfg, who, "erase", "ok", detail=f"subject {token[:16]}: {sum(e.rows_removed for e in done)} rows",
+                     tables=[e.table if e.version_after is None else f"{e.table}@{e.version_after}" for e in done])
     return done

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from lakehouse.config import Config
-from governance.subject_tables import RAW_PAYLOAD
+from lakehouse.grants import RAW_PAYLOAD
 
 NAME_KIND = "person_name"
 NAME_METHOD = "by field name (governance.name_fields): no offline name recognizer"

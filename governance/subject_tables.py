@@ -14,9 +14,9 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config, TableRef
+from lakehouse.grants import RAW_PAYLOAD
 from lakehouse.tables import current_version, read_table
 
-RAW_PAYLOAD = "raw"  # the line as it arrived, in bronze and quarantine tables (lakehouse.bronze, lakehouse.refine)
 # A raw line is split into tokens on anything an id does not contain, so `"C0000028",` names C0000028
 # and C00000280 does not.
 TOKEN_SEPARATORS = r"[^A-Za-z0-9_-]+"
