@@ -1,10 +1,12 @@
 """Erasing one customer: their rows out of every table that holds them, off the disk, and out of the
 online store, with a record of what was removed.
 
-The tables come from the configuration and their schemas (governance.subject_tables). Each DELETE is
-followed by a purge of deletion vectors (where a table uses them, the deleted rows are still in the
-old files) and a VACUUM with no retention for that table only: the rows leave the disk, not just
-the current version; time travel to the versions before the erasure ends with it. Streams over
+The tables come from the configuration and their schemas (governance.subject_tables). Rows are
+deleted by a MERGE against a one-row frame of the subject's keys, not a DELETE whose condition (the
+id itself) Delta would write into the table's log. Each delete is followed by a purge of deletion
+vectors (where a table uses them, the deleted rows are still in the old files) and a VACUUM with no
+retention for that table only: the rows leave the disk, not just the current version; time travel
+to the versions before the erasure ends with it. Streams over
 these tables skip delete commits (`skipChangeCommits`), so they go on after an erasure; one that
 has not yet read every commit stops the erasure instead (governance.stream_offsets).
 """
@@ -15,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import audit
 from lakehouse.config import Config
@@ -28,7 +30,7 @@ from lakehouse.schemas import spark_schema
 from lakehouse.tables import append_rows, commit_metrics, current_version, read_table
 from governance.online_erase import erase_online
 from governance.stream_offsets import stream_lags
-from governance.subject_tables import SubjectTable, find_keys, subject_rows, subject_tables
+from governance.subject_tables import SubjectTable, find_keys, keys_frame, subject_rows, subject_tables
 from governance.vacuum import retention_check_off, vacuum
 
 
@@ -61,13 +63,14 @@ def _purge_deletion_vectors(spark: SparkSession, path: str) -> None:
         spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)").collect()
 
 
-def _erase_table(spark: SparkSession, table: SubjectTable, condition, now: dt.datetime, token: str,
+def _erase_table(spark: SparkSession, table: SubjectTable, keys: DataFrame, now: dt.datetime, token: str,
                  actor: str) -> Erasure:
     ref = table.ref
     before = current_version(spark, ref)
-    retry_conflicts(lambda: DeltaTable.forPath(spark, ref.path).delete(condition), ref.name)
+    retry_conflicts(lambda: DeltaTable.forPath(spark, ref.path).alias("t").merge(keys.alias("s"), subject_rows(table))
+                    .whenMatchedDelete().execute(), ref.name)
     deleted = current_version(spark, ref)
-    removed = commit_metrics(spark, ref, deleted).get("numDeletedRows", 0) if deleted != before else 0
+    removed = commit_metrics(spark, ref, deleted).get("numTargetRowsDeleted", 0) if deleted != before else 0
     _purge_deletion_vectors(spark, ref.path)
     with retention_check_off(spark):
         files = vacuum(spark, ref, 0)
@@ -89,10 +92,11 @@ def erase_subject(spark: SparkSession, cfg: Config, subject: str, dry_run: bool 
     token = subject_token(cfg, subject)
     who = identify(cfg)
     tables = subject_tables(spark, cfg)
-    keys = find_keys(spark, cfg, tables, subject)
+    keys = keys_frame(spark, find_keys(spark, cfg, tables, subject)).cache()
     found = []
     for table in tables:
-        rows = read_table(spark, table.ref, table.version).where(subject_rows(table, keys)).count()
+        rows = (read_table(spark, table.ref, table.version).alias("t")
+                .join(keys.alias("s"), subject_rows(table), "left_semi").count())
         if rows:
             found.append((table, rows))
     if dry_run:
@@ -106,7 +110,7 @@ def erase_subject(spark: SparkSession, cfg: Config, subject: str, dry_run: bool 
             f"the stream {lag.checkpoint} has not read {lag.table} versions {', '.join(map(str, lag.unread))}: "
             f"erasing now would vacuum files it has yet to read",
             hint="let that job catch up (e.g. `tidewater run score_stream`), then run the erasure again")
-    done = [_erase_table(spark, t, subject_rows(t, keys), now, token, who.name) for t, _ in found]
+    done = [_erase_table(spark, t, keys, now, token, who.name) for t, _ in found]
     done += [Erasure(now, token, o.view, None, None, o.rows, 0, who.name) for o in erase_online(cfg, subject) if o.rows]
     if done:
         append_rows(spark, cfg.table(cfg.governance.erasures_table), done, spark_schema(Erasure))

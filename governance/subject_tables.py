@@ -20,6 +20,7 @@ from lakehouse.tables import current_version, read_table
 # A raw line is split into tokens on anything an id does not contain, so `"C0000028",` names C0000028
 # and C00000280 does not.
 TOKEN_SEPARATORS = r"[^A-Za-z0-9_-]+"
+SUBJECT, LINKED, TOKENS = "_subject", "_linked_", "_tokens"  # keys_frame's columns
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,26 @@ def names_any(raw: Column, tokens: list[str]) -> Column:
     return F.arrays_overlap(F.split(raw, TOKEN_SEPARATORS), F.array(*(F.lit(t) for t in tokens)))
 
 
-def subject_rows(table: SubjectTable, keys: SubjectKeys) -> Column:
-    """The condition that picks the subject's rows of a table."""
+def keys_frame(spark: SparkSession, keys: SubjectKeys) -> DataFrame:
+    """The subject's keys as one row (`s`): the id, each linked key's values, and every token.
+
+    Rows are matched against it by a join, never by a condition with the ids written in: Delta
+    records a DELETE's condition in the table's log, where the id would outlive the erasure.
+    """
+    linked = {f"{LINKED}{k}": sorted(v) for k, v in keys.linked.items()}
+    schema = ", ".join([f"{SUBJECT} string", *(f"{c} array<string>" for c in linked), f"{TOKENS} array<string>"])
+    return spark.createDataFrame([(keys.subject, *linked.values(), keys.tokens())], schema)
+
+
+def subject_rows(table: SubjectTable) -> Column:
+    """The condition that matches a table's row (`t`) to the subject's keys (`s`, keys_frame)."""
     conditions = []
     if table.subject_column:
-        conditions.append(F.col(table.subject_column) == F.lit(keys.subject))
+        conditions.append(F.col(f"t.{table.subject_column}") == F.col(f"s.{SUBJECT}"))
     for column in table.linked_columns:
-        values = sorted(keys.linked.get(column, ()))
-        if values:
-            conditions.append(F.col(column).isin(values))
+        conditions.append(F.array_contains(F.col(f"s.{LINKED}{column}"), F.col(f"t.{column}")))
     if table.raw:
-        conditions.append(F.coalesce(names_any(F.col(RAW_PAYLOAD), keys.tokens()), F.lit(False)))
+        conditions.append(F.arrays_overlap(F.split(F.col(f"t.{RAW_PAYLOAD}"), TOKEN_SEPARATORS), F.col(f"s.{TOKENS}")))
     out = conditions[0]
     for condition in conditions[1:]:
         out = out | condition

@@ -135,6 +135,12 @@ def test_erase_removes_a_customer_from_every_table_the_disk_and_the_online_store
     # and no Parquet file under any table's folder does either (the old versions' files are gone)
     for name, folder in folders.items():
         assert not mentions(strings_on_disk(folder), needles), f"{name}'s files still hold {subject}"
+    # and the erasure's own commits do not write the customer's id into the tables' logs
+    for name, row in erased.items():
+        if not name.startswith("online:"):
+            for version in range(row["version_before"] + 1, row["version_after"] + 1):
+                commit = folders[name] / "_delta_log" / f"{version:020d}.json"
+                assert not mentions({commit.read_text()}, needles), f"{name}@v{version}'s commit names {subject}"
     # and the online store has no row for the customer
     assert online_rows(cfg, subject) == 0
     assert all(v is None for v in online_features(cfg, "customer_id", [subject])[0].values()
