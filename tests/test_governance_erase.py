@@ -199,3 +199,38 @@ def test_retention_vacuums_files_past_the_layers_window_and_sets_the_tables_prop
     # and a second run has nothing left to remove and sets nothing again
     again = tidewater_in_process(args, env={"TIDEWATER_CONF_DIR": str(conf)})
     assert json.loads(again.stdout)[0]["files_removed"] == 0 and not json.loads(again.stdout)[0]["properties_set"]
+
+
+def test_an_erasure_waits_for_a_stream_that_has_not_read_every_commit(spark, tmp_path):
+    from lakehouse.config import load_config
+
+    # Given bronze lines of customer C1, and a stream over bronze that read the first commit only
+    cfg = load_config("local", root=tmp_path)
+    ref = cfg.table("bronze.transactions_raw")
+    lines = lambda *ids: spark.createDataFrame([(json.dumps({"txn_id": t, "customer_id": "C1"}),) for t in ids],  # noqa: E731
+                                               "raw string")
+    lines("T1").write.format("delta").save(ref.path)
+    checkpoint = cfg.checkpoint_dir("refine_silver", "transactions")
+
+    def drain() -> None:
+        (spark.readStream.format("delta").option("skipChangeCommits", "true").load(ref.path).writeStream
+         .format("noop").option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start()
+         .awaitTermination())
+
+    drain()
+    lines("T2", "T3").write.format("delta").mode("append").save(ref.path)
+    args = ["erase", "--customer", "C1", "--root", str(tmp_path), "--env", "local", "--format", "json"]
+    # When the customer is erased before the stream has read the second commit
+    early = tidewater_in_process(args)
+    # Then the erasure stops, says which stream and versions, and changes nothing
+    assert early.returncode == 2
+    assert early.stderr.startswith("error: the stream refine_silver/transactions has not read "
+                                   "bronze.transactions_raw versions 1")
+    assert current_version(spark, ref) == 1 and read_table(spark, ref).count() == 3
+    # and once the stream has caught up, it erases, and the stream passes over the delete commit
+    drain()
+    done = tidewater_in_process(args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["rows_removed"] == 3 and read_table(spark, ref).count() == 0
+    lines("T4").write.format("delta").mode("append").save(ref.path)
+    drain()
