@@ -89,10 +89,10 @@ def initialize(cfg: Config) -> bool:
     data = d / "pgdata"
     if (data / "PG_VERSION").exists():
         return False
-    _reachable_by_server(d)
     if _server_user() is not None:  # made under umask 077 (lakehouse.private_files): let it walk through, not read
         d.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(d.parent, os.stat(d.parent).st_mode | 0o001)
+    _reachable_by_server(d)
     for sub in (d, d / "socket"):
         sub.mkdir(parents=True, exist_ok=True)
         _owned_by_server(sub)
