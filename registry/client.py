@@ -6,14 +6,15 @@ import logging
 import os
 
 from lakehouse.config import Config
-from lakehouse.model_store import artifact_location, experiment_name, quiet_mlflow_store, tracking_uri
+from lakehouse.model_store import ENV_URI, artifact_location, experiment_name, quiet_mlflow_store, tracking_uri
+
+REGISTRY_ENV_URI = "MLFLOW_REGISTRY_URI"
 
 
 def registry_client(cfg: Config):
     """Point MLflow (tracking and registry) at the configured store and return a client for it."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     quiet_mlflow_store()
-    import mlflow
     from mlflow import MlflowClient
 
     for name in ("mlflow", "alembic"):
@@ -22,9 +23,26 @@ def registry_client(cfg: Config):
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     logging.getLogger("petastorm").setLevel(logging.ERROR)
     uri = tracking_uri(cfg)
+    _point_mlflow_at(uri)
+    return MlflowClient(uri, uri)
+
+
+def _point_mlflow_at(uri: str) -> None:
+    """This process's MLflow at `uri`, leaving $MLFLOW_TRACKING_URI and $MLFLOW_REGISTRY_URI as the user set them.
+
+    mlflow.set_tracking_uri also exports the URI to those variables, and tracking_uri reads the first as
+    the user's choice: left there, the first config's store would be every later config's in this process.
+    """
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in (ENV_URI, REGISTRY_ENV_URI)}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(uri, uri)
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def connect(cfg: Config):

@@ -133,7 +133,8 @@ def test_the_demo_champion_passed_the_gate_in_the_training_environment_with_a_ca
     bom_validates(bom)
     model = bom["metadata"]["component"]
     assert model["type"] == "machine-learning-model" and model["version"] == str(version)
-    assert model["modelCard"]["considerations"]["fairnessAssessments"]
+    assessed = {a["groupAtRisk"] for a in model["modelCard"]["considerations"]["fairnessAssessments"]}
+    assert assessed == {f"{name}={g['group']}" for name, r in report["slices"].items() for g in r["groups"]}
     data = {c["name"]: c for c in bom["components"] if c["type"] == "data"}
     assert data["features.training_set"]["version"] == f"v{first['training_set_version']}"
     assert {"name": "delta.version", "value": str(first["training_set_version"])} in \
@@ -205,6 +206,7 @@ def copies_of_the_champion(spark, demo_lake, tmp_path_factory):
         "table_paths": {t: demo.table(t).path for t in ("features.training_set", "silver.customers")},
         "training": base.training.model_copy(update={"fairness": fairness})})
     client, experiment_id = connect(cfg)
+    assert client.tracking_uri == f"sqlite:///{root / 'mlflow' / 'mlflow.db'}" != tracking_uri(demo)  # its own store
     signature = mlflow.models.Model.load(champion.path).signature
     for boosted in (country, None):
         with mlflow.start_run(experiment_id=experiment_id):

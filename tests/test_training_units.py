@@ -1,11 +1,15 @@
 """The pieces training relies on, checked against references: metrics, preprocessing, decisions."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from lakehouse.config import MetricBound, PromotionConf
+from lakehouse.config import MetricBound, PromotionConf, load_config
+from lakehouse.model_store import ENV_URI, tracking_uri
+from registry.client import registry_client
 from registry.metrics import average_precision, choose_threshold, recall_at_precision, threshold_metrics
 from training.preprocessing import fit_preprocessor
 from training.validation import judge
@@ -96,6 +100,29 @@ def test_the_alert_budget_rule_flags_its_share_of_legitimate_rows_whatever_the_f
         choose_threshold(np.ones(10), legit[:10], "alert_budget", 0.5, 0.04)  # no legitimate rows
     with pytest.raises(ValueError):
         choose_threshold(np.zeros(10), legit[:10], "precision", 0.5, 0.04)  # no fraud: no precision to reach
+
+
+def test_a_registry_client_for_one_root_leaves_every_other_root_its_own_store(tmp_path, monkeypatch):
+    import mlflow
+
+    # Given no store chosen in the environment, and two configs with roots of their own
+    monkeypatch.delenv(ENV_URI, raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    first, second = (load_config("local", root=tmp_path / name) for name in ("first", "second"))
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        # When MLflow is pointed at the first one's store
+        client = registry_client(first)
+        # Then MLflow uses it, and the second config still names its own (nothing was left in the environment)
+        assert client.tracking_uri == mlflow.get_tracking_uri() == mlflow.get_registry_uri() == tracking_uri(first)
+        assert tracking_uri(second) == f"sqlite:///{tmp_path / 'second' / 'mlflow' / 'mlflow.db'}"
+        assert ENV_URI not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+        # and a store the user chose in the environment still wins, and stays chosen
+        monkeypatch.setenv(ENV_URI, tracking_uri(second))
+        assert registry_client(first).tracking_uri == os.environ[ENV_URI] == tracking_uri(second)
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import json
 from lakehouse.errors import TidewaterError
 
 SPEC_VERSION = "1.6"
+RATES = ("selection_rate", "false_positive_rate", "true_positive_rate")
 
 
 class BomInvalid(TidewaterError):
@@ -40,6 +41,24 @@ def _data_block(dataset: dict) -> list[dict]:
                                          {"name": "delta.version", "value": str(dataset["version"])}]}}]
 
 
+def _fairness_assessment(fairness: dict, where: str, group: dict, gaps: dict) -> dict:
+    """One assessed group of a slice: its rates on the held-out rows, the gaps it bounds, and whether it was gated.
+
+    Every group is listed, gated or not: a slice whose groups are all too small to gate was still assessed.
+    """
+    rates = ", ".join(f"{m.replace('_', ' ')} " + ("undefined" if group[m] is None else f"{group[m]:.3f}")
+                      for m in RATES)
+    harms = f"on {group['rows']} held-out rows ({group['positives']} fraud): {rates}"
+    for metric, gap in gaps.items():
+        if group["group"] in (gap["highest"], gap["lowest"]):
+            side = "highest" if gap["highest"] == group["group"] else "lowest"
+            bound = fairness["max_gap"].get(metric)
+            harms += f"; {side} {metric} of the slice (gap {gap['gap']:.3f}" + (f", bound {bound})" if bound else ")")
+    gate = (fairness["gate"] if group["gated"] else
+            f"reported, not gated: under {fairness['min_group_rows']} held-out rows (its rates are mostly noise)")
+    return {"groupAtRisk": where, "harms": harms, "mitigationStrategy": gate}
+
+
 def _model_card_block(card: dict, datasets: list[dict]) -> dict:
     """The card as CycloneDX's modelCard: parameters, quantitative analysis (overall and per group), considerations."""
     model, use = card["model"], card["intended_use"]
@@ -50,12 +69,8 @@ def _model_card_block(card: dict, datasets: list[dict]) -> dict:
         for group in report["groups"]:
             where = f"{name}={group['group']}"
             metrics += [{"type": m, "value": str(group[m]), "slice": where}
-                        for m in ("selection_rate", "false_positive_rate", "true_positive_rate") if group[m] is not None]
-        for metric, gap in report["gaps"].items():
-            assessments.append({
-                "groupAtRisk": f"{name}={gap['highest']} vs {name}={gap['lowest']}",
-                "harms": f"{metric} differs by {gap['gap']:.3f} between these groups on the held-out slice",
-                "mitigationStrategy": card["fairness"]["gate"]})
+                        for m in RATES if group[m] is not None]
+            assessments.append(_fairness_assessment(card["fairness"], where, group, report["gaps"]))
     return {
         "modelParameters": {
             "approach": {"type": "supervised"},
