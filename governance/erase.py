@@ -110,10 +110,19 @@ def erase_subject(spark: SparkSession, cfg: Config, subject: str, dry_run: bool 
             f"the stream {lag.checkpoint} has not read {lag.table} versions {', '.join(map(str, lag.unread))}: "
             f"erasing now would vacuum files it has yet to read",
             hint="let that job catch up (e.g. `tidewater run score_stream`), then run the erasure again")
-    done = [_erase_table(spark, t, keys, now, token, who.name) for t, _ in found]
-    done += [Erasure(now, token, o.view, None, None, o.rows, 0, who.name) for o in erase_online(cfg, subject) if o.rows]
+    record = cfg.table(cfg.governance.erasures_table)
+    done = []
+    # Each table is recorded as soon as it is erased: a run stopped half-way leaves a true record, and a
+    # rerun finds only the tables still to do.
+    for table, _ in found:
+        done.append(_erase_table(spark, table, keys, now, token, who.name))
+        append_rows(spark, record, done[-1:], spark_schema(Erasure))
+    online = [Erasure(now, token, o.view, None, None, o.rows, 0, who.name) for o in erase_online(cfg, subject) if o.rows]
+    if online:
+        append_rows(spark, record, online, spark_schema(Erasure))
+    done += online
+    keys.unpersist()
     if done:
-        append_rows(spark, cfg.table(cfg.governance.erasures_table), done, spark_schema(Erasure))
         audit.report(cfg, who, "erase", "ok", detail=f"subject {token[:16]}: {sum(e.rows_removed for e in done)} rows",
                      tables=[e.table if e.version_after is None else f"{e.table}@{e.version_after}" for e in done])
     return done
