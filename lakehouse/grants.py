@@ -75,3 +75,15 @@ def role_view_statements(cfg: Config, columns: Callable[[str], list[str] | None]
                 shown = ", ".join(f"`{c}`" for c in cols if role.pii or c not in PII_COLUMNS)
                 statements.append(f"CREATE OR REPLACE VIEW {name}.{table.replace('.', '_')} AS SELECT {shown} FROM {table}")
     return statements
+
+
+def grant_settings(cfg: Config) -> dict[str, str]:
+    """The grants as the SQL server's check rule reads them (jvm/.../GrantsCheck.java)."""
+    prefix = "spark.tidewater.access."
+    restricted = cfg.access.restricted_identities()
+    settings = {f"{prefix}restricted": ",".join(f"{name}:{role}" for name, role in restricted.items()),
+                f"{prefix}piiColumns": ",".join(sorted(PII_COLUMNS))}
+    for role in sorted(set(restricted.values())):
+        settings[f"{prefix}role.{role}.read"] = ",".join(cfg.access.roles[role].read)
+        settings[f"{prefix}role.{role}.pii"] = str(cfg.access.roles[role].pii).lower()
+    return settings

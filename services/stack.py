@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.session import DELTA_CONF, delta_jars, jdbc_jar, metastore_client_dir, own_jar
+from lakehouse.grants import grant_settings
 from lakehouse.tokens import tokens_text
 from services import kafka, metastore
 from services.process import Managed, ServiceError, port_open
@@ -78,11 +79,10 @@ def sql_server(cfg: Config) -> Managed:
 
     Users sign in with their caller token as password (lakehouse.tokens; CUSTOM authentication,
     jvm/.../TokenAuthenticator), and each statement runs as its user (doAs), so the grants check
-    (jvm/.../GrantsCheck) confines a restricted identity to its role's database of masked views.
+    (jvm/.../GrantsCheck) holds a restricted identity to its role's grants, as `tidewater sql` does.
     """
     q, host = cfg.services.sql, cfg.services.host
     d = state_dir(cfg, "sql")
-    restricted = ",".join(f"{name}:{role}" for name, role in cfg.access.restricted_identities().items())
     argv = [str(_spark_home() / "bin" / "spark-submit"),
             "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2", "--name", "tidewater-sql",
             "--master", q.master, "--driver-memory", q.driver_memory,
@@ -92,7 +92,7 @@ def sql_server(cfg: Config) -> Managed:
                                              *delta_jars(cfg), own_jar(cfg)]),
             "--conf", "spark.sql.catalogImplementation=hive",
             "--conf", f"spark.sql.extensions={DELTA_CONF['spark.sql.extensions']},{GRANTS_EXTENSION}",
-            "--conf", f"spark.tidewater.access.restricted={restricted}",
+            *[x for key, value in grant_settings(cfg).items() for x in ("--conf", f"{key}={value}")],
             "--conf", f"spark.tidewater.access.tokensEnv={cfg.access.tokens_env}",
             "--conf", f"spark.sql.warehouse.dir={cfg.root / 'warehouse'}",
             "--conf", "spark.ui.enabled=false",

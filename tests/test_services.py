@@ -175,26 +175,35 @@ def test_bi_views_give_a_row_per_thing_a_dashboard_shows(stack):
     assert all(status in ("passed", "warned", "quarantined", "failed") and checks > 0 for status, checks in quality.values())
 
 
-def test_an_analyst_reads_its_masked_views_over_jdbc_and_nothing_else(stack):
-    """Signed in with its token, the analyst sees its role's views without PII; anything else is refused."""
+def test_an_analyst_reads_its_granted_tables_over_jdbc_without_pii(stack):
+    """Signed in with its token, the analyst reads what its role grants, as `tidewater sql` lets it: its
+    masked views (SELECT * works there), granted tables without their PII columns; nothing else."""
     from pyhive import hive
 
     from services.sql_catalog import server_message
 
+    silver = len(_rows(stack.cfg, "silver.transactions"))
     with _connect(stack, "analyst") as conn:
         cursor = conn.cursor()
         cursor.execute("SELECT * FROM analyst.silver_transactions LIMIT 5")
         columns = {d[0].split(".")[-1] for d in cursor.description}
         assert len(cursor.fetchall()) == 5 and "txn_id" in columns and not columns & PII_COLUMNS
+        cursor.execute("SELECT count(*), count(DISTINCT customer_id) FROM silver.transactions")
+        assert cursor.fetchone()[0] == silver
         cursor.execute("SELECT count(*) FROM analyst.gold_fraud_kpis")
         assert cursor.fetchone()[0] == len(_rows(stack.cfg, "gold.fraud_kpis"))
-        for query in ("SELECT count(*) FROM silver.transactions", "SELECT raw FROM bronze.transactions_raw",
-                      f"SELECT count(*) FROM delta.`{stack.cfg.table('bronze.transactions_raw').path}`",
-                      "CREATE VIEW analyst.mine AS SELECT * FROM bronze.transactions_raw"):
+        for query, says in (("SELECT * FROM silver.transactions", "has no PII grant"),
+                            ("SELECT count(DISTINCT card_hash) FROM silver.transactions", "card_hash is masked"),
+                            ("SELECT count(*) FROM bronze.transactions_raw", "has no read grant on bronze.transactions_raw"),
+                            ("SELECT count(*) FROM quarantine.transactions", "has no read grant on quarantine.transactions"),
+                            (f"SELECT count(*) FROM delta.`{stack.cfg.table('bronze.transactions_raw').path}`",
+                             "may not read files"),
+                            ("CREATE VIEW analyst.mine AS SELECT txn_id FROM silver.transactions", "may run queries only")):
             with pytest.raises(Exception) as denied:
                 cursor.execute(query)
-            assert "analyst (restricted)" in server_message(denied.value), query
-    with _connect(stack) as conn:  # an unrestricted caller still reads the tables themselves
+            message = server_message(denied.value)
+            assert "analyst (role analyst)" in message and says in message, (query, message)
+    with _connect(stack) as conn:  # an unrestricted caller reads everything
         cursor = conn.cursor()
         cursor.execute("SELECT count(card_hash) FROM silver.transactions")
         assert cursor.fetchone()[0] > 0

@@ -1,15 +1,20 @@
 package dev.tidewater.spark;
 
 import java.io.IOException;
-import java.util.HashMap;
-import java.util.Map;
+import java.util.HashSet;
 import java.util.Set;
 
 import org.apache.hadoop.security.UserGroupInformation;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.sql.catalyst.TableIdentifier;
+import org.apache.spark.sql.catalyst.catalog.CatalogTable;
+import org.apache.spark.sql.catalyst.catalog.HiveTableRelation;
+import org.apache.spark.sql.catalyst.expressions.Attribute;
 import org.apache.spark.sql.catalyst.plans.logical.Command;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
-import org.apache.spark.sql.catalyst.plans.logical.View;
+import org.apache.spark.sql.connector.catalog.Identifier;
+import org.apache.spark.sql.execution.datasources.LogicalRelation;
+import org.apache.spark.sql.execution.datasources.v2.DataSourceV2Relation;
 
 import scala.Option;
 import scala.jdk.javaapi.CollectionConverters;
@@ -17,14 +22,17 @@ import scala.runtime.AbstractFunction1;
 import scala.runtime.BoxedUnit;
 
 /**
- * A restricted user of the SQL server reads through the views of its role's database only.
+ * The SQL server's read grants, the same as `tidewater sql` applies: a restricted user's plan may read
+ * only the tables its role is granted, and without the pii grant may neither reference nor return a
+ * PII column (token columns, raw payloads); it may run queries, SHOW and USE only, and read no file by
+ * path. The user is the session's (HiveServer2 runs each statement as it: hive.server2.enable.doAs).
  *
- * `spark.tidewater.access.restricted` maps users to that database (`analyst:analyst,...`); the platform
- * keeps its views masked (no PII tokens, no raw payloads). A restricted user's plan may not touch a
- * table, a file or a view anywhere else, nor run a statement other than a query, SHOW or USE. The user
- * is the session's (HiveServer2 runs each statement as it, hive.server2.enable.doAs).
+ * Settings (written by `tidewater services start sql` from conf `access`):
+ * spark.tidewater.access.restricted = user:role,...; spark.tidewater.access.role.ROLE.read = layer.table|layer.*,...;
+ * spark.tidewater.access.role.ROLE.pii = true|false; spark.tidewater.access.piiColumns = name,...
  */
 final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
+    private static final String PREFIX = "spark.tidewater.access.";
     private static final Set<String> LEAVES = Set.of("LocalRelation", "OneRowRelation", "Range", "CTERelationRef",
                                                      "ResolvedNamespace");
     private static final Set<String> COMMANDS = Set.of("ShowTables", "ShowNamespaces", "SetCatalogAndNamespace",
@@ -38,26 +46,40 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
     @Override
     public BoxedUnit apply(LogicalPlan plan) {
         String user = currentUser();
-        String database = restricted().get(user);
-        if (database != null) {
-            String denial = denial(plan, database);
-            if (denial != null) {
-                throw new SecurityException(user + " (restricted) " + denial
-                                            + "; read the views in database " + database);
+        String role = null;
+        for (String entry : setting("restricted").split(",")) {
+            int colon = entry.indexOf(':');
+            if (colon > 0 && entry.substring(0, colon).trim().equals(user)) {
+                role = entry.substring(colon + 1).trim();
             }
+        }
+        if (role == null) {
+            return BoxedUnit.UNIT;
+        }
+        Set<String> read = words(setting("role." + role + ".read"));
+        Set<String> pii = Boolean.parseBoolean(setting("role." + role + ".pii")) ? Set.of() : words(setting("piiColumns"));
+        String denial = outputDenial(plan, pii);
+        if (denial == null) {
+            denial = denial(plan, read, pii);
+        }
+        if (denial != null) {
+            throw new SecurityException(user + " (role " + role + ") " + denial);
         }
         return BoxedUnit.UNIT;
     }
 
-    private Map<String, String> restricted() {
-        Map<String, String> users = new HashMap<>();
-        for (String entry : session.conf().get("spark.tidewater.access.restricted", "").split(",")) {
-            int colon = entry.indexOf(':');
-            if (colon > 0) {
-                users.put(entry.substring(0, colon).trim(), entry.substring(colon + 1).trim());
+    private String setting(String name) {
+        return session.conf().get(PREFIX + name, "");
+    }
+
+    private static Set<String> words(String text) {
+        Set<String> out = new HashSet<>();
+        for (String word : text.split(",")) {
+            if (!word.isBlank()) {
+                out.add(word.trim().toLowerCase());
             }
         }
-        return users;
+        return out;
     }
 
     private static String currentUser() {
@@ -68,32 +90,73 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
         }
     }
 
-    static String denial(LogicalPlan plan, String database) {
-        if (plan instanceof View) {
-            Option<String> db = ((View) plan).desc().identifier().database();
-            if (db.isDefined() && db.get().equals(database)) {
-                return null;
+    private static String outputDenial(LogicalPlan plan, Set<String> pii) {
+        for (Attribute attribute : CollectionConverters.asJava(plan.output())) {
+            if (pii.contains(attribute.name().toLowerCase())) {
+                return "has no PII grant: " + attribute.name() + " is masked";
             }
         }
+        return null;
+    }
+
+    static String denial(LogicalPlan plan, Set<String> read, Set<String> pii) {
         String kind = plan.getClass().getSimpleName();
         if (plan instanceof Command && !COMMANDS.contains(kind)) {
             return "may run queries only (" + kind + ")";
         }
-        if (plan.children().isEmpty() && !(plan instanceof Command) && !LEAVES.contains(kind)) {
-            return "may not read " + kind + " outside its views";
+        for (Attribute used : CollectionConverters.asJava(plan.references().toSeq())) {
+            if (pii.contains(used.name().toLowerCase())) {
+                return "has no PII grant: " + used.name() + " is masked";
+            }
+        }
+        if (plan.children().isEmpty() && !(plan instanceof Command)) {
+            String table = tableOf(plan);
+            if (table != null && !reads(read, table)) {
+                return "has no read grant on " + table;
+            }
+            if (table == null && !LEAVES.contains(kind)) {
+                return "may not read files or tables by path (" + kind + ")";
+            }
         }
         for (LogicalPlan child : CollectionConverters.asJava(plan.children())) {
-            String denial = denial(child, database);
+            String denial = denial(child, read, pii);
             if (denial != null) {
                 return denial;
             }
         }
         for (LogicalPlan sub : CollectionConverters.asJava(plan.subqueries())) {
-            String denial = denial(sub, database);
+            String denial = denial(sub, read, pii);
             if (denial != null) {
                 return denial;
             }
         }
         return null;
+    }
+
+    private static boolean reads(Set<String> read, String table) {
+        String layer = table.substring(0, Math.max(table.indexOf('.'), 0));
+        return read.contains("*") || read.contains(table) || read.contains(layer + ".*");
+    }
+
+    /** layer.table of a catalog relation; null for a relation on a path. */
+    private static String tableOf(LogicalPlan plan) {
+        Option<CatalogTable> catalogTable = Option.empty();
+        if (plan instanceof LogicalRelation) {
+            catalogTable = ((LogicalRelation) plan).catalogTable();
+        } else if (plan instanceof HiveTableRelation) {
+            catalogTable = Option.apply(((HiveTableRelation) plan).tableMeta());
+        } else if (plan instanceof DataSourceV2Relation) {
+            Option<Identifier> id = ((DataSourceV2Relation) plan).identifier();
+            if (id.isDefined() && id.get().namespace().length > 0) {
+                String[] ns = id.get().namespace();
+                return (ns[ns.length - 1] + "." + id.get().name()).toLowerCase();
+            }
+            return null;
+        }
+        if (catalogTable.isEmpty()) {
+            return null;
+        }
+        TableIdentifier id = catalogTable.get().identifier();
+        return id.database().isDefined() ? (id.database().get() + "." + id.table()).toLowerCase() : null;
     }
 }
