@@ -207,8 +207,10 @@ def copies_of_the_champion(spark, demo_lake, tmp_path_factory):
     root = tmp_path_factory.mktemp("governance")
     base = load_config(demo_lake.env, root=root, conf_dir=demo_lake.conf_dir)
     # The demo's held-out slice is small (a few hundred rows): gate groups as large as its second most
-    # frequent country, so the biased country is gated with at least one other to compare it with.
-    fairness = base.training.fairness.model_copy(update={"min_group_rows": counts[1]["count"]})
+    # frequent country, so the biased country is gated with at least one other to compare it with, and
+    # bound the gaps at 0.3: small groups' honest gaps reach 0.13, the biased copy's 0.475.
+    fairness = base.training.fairness.model_copy(update={
+        "min_group_rows": counts[1]["count"], "max_gap": {"selection_rate": 0.3, "false_positive_rate": 0.3}})
     cfg = base.model_copy(update={
         "table_paths": {t: demo.table(t).path for t in ("features.training_set", "silver.customers")},
         "training": base.training.model_copy(update={"fairness": fairness})})
