@@ -111,6 +111,8 @@ def _record_command(ctx: click.Context, action: str, outcome: str) -> None:
         cfg = load_config(ctx.meta.get("tidewater.env"), ctx.meta.get("tidewater.root"))
     except Exception:  # noqa: BLE001 - a command that failed on its config has nowhere to record it
         return
+    if not cfg.root.exists():  # no lakehouse here (yet): a command that made none leaves none behind
+        return
     audit.record(cfg, [audit.entry(identify(cfg), "cli", action, **{"outcome": outcome, **notes})])
 
 

@@ -26,8 +26,9 @@ def test_demo_runs_every_stage_and_summarizes(spark, demo_lake):
 def test_demo_reruns_catch_up_then_change_nothing(spark, demo_lake, monkeypatch):
     monkeypatch.setenv("TIDEWATER_CONF_DIR", str(demo_lake.conf_dir))
 
-    # Decision logs record every run, "nothing to do" included; everything else must stay put.
-    logs = {"meta.lineage", "meta.training_triggers", "meta.deployment_reviews"}
+    # Decision logs record every run, "nothing to do" included, and the audit log every action; everything
+    # else must stay put.
+    logs = {"meta.lineage", "meta.training_triggers", "meta.deployment_reviews", "meta.audit_log"}
 
     def versions():
         return {t["name"]: t["version"] for t in table_inventory(demo_lake.cfg) if t["name"] not in logs}
