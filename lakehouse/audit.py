@@ -8,14 +8,16 @@ never by their text (a WHERE clause may hold personal data).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import importlib.util
 import logging
+import typing
 from dataclasses import dataclass, field
 
 from lakehouse.config import Config
 from lakehouse.identity import Identity
-from lakehouse.schemas import spark_schema
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,23 @@ class AuditEntry:
     run_id: str | None = None  # meta.lineage's run of a job
 
 
-AUDIT_SCHEMA = spark_schema(AuditEntry)
 PROPERTIES = {"delta.appendOnly": "true"}
+
+
+def arrow_schema():
+    """AuditEntry's columns for delta-rs, derived without PySpark: commands that need no JVM write it too."""
+    import pyarrow as pa
+
+    atoms = {str: pa.string(), dt.datetime: pa.timestamp("us", tz="UTC")}
+    hints = typing.get_type_hints(AuditEntry)
+    fields = []
+    for f in dataclasses.fields(AuditEntry):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        kind = pa.list_(pa.field("element", pa.string(), True)) if typing.get_origin(hint) is list \
+            else atoms[args[0] if args else hint]
+        fields.append(pa.field(f.name, kind, True))
+    return pa.schema(fields)
 
 
 def entry(who: Identity, surface: str, action: str, outcome: str = "ok", **fields) -> AuditEntry:
@@ -51,16 +68,27 @@ def fingerprint(text: str) -> str:
 
 
 def record(cfg: Config, rows: list[AuditEntry], spark=None) -> None:
-    """Append rows (delta-rs where it writes the table, else Spark); a failure is a warning, not a crash."""
-    from lakehouse.tables import append_rows, create_if_missing
-
+    """Append rows: delta-rs where it is installed and the table is local (no JVM), else Spark (the
+    training environment). A failure is a warning: the action happened; losing its record must be loud."""
     if not rows:
         return
     ref = cfg.table(cfg.access.audit_table)
     try:
-        create_if_missing(spark, ref.path, AUDIT_SCHEMA, PROPERTIES)
-        append_rows(spark, ref, rows, AUDIT_SCHEMA)
-    except Exception as err:  # noqa: BLE001 - the action happened; losing its record must be loud, not fatal
+        if "://" not in ref.path and importlib.util.find_spec("deltalake") is not None:
+            import pyarrow as pa
+            from deltalake import DeltaTable, write_deltalake
+
+            schema = arrow_schema()
+            DeltaTable.create(ref.path, schema, mode="ignore", configuration=PROPERTIES)
+            write_deltalake(ref.path, pa.Table.from_pylist([dataclasses.asdict(r) for r in rows], schema=schema),
+                            mode="append")
+        else:
+            from lakehouse.schemas import spark_schema
+            from lakehouse.tables import append_rows, create_if_missing
+
+            create_if_missing(spark, ref.path, spark_schema(AuditEntry), PROPERTIES)
+            append_rows(spark, ref, rows, spark_schema(AuditEntry))
+    except Exception as err:  # noqa: BLE001
         log.warning("could not write %d row(s) to %s: %s", len(rows), ref.name, str(err).splitlines()[0])
 
 
