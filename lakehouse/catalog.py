@@ -19,6 +19,7 @@ from lakehouse.config import Config, TableRef
 from lakehouse.delta_reader import delta_exists
 from lakehouse.errors import AccessDenied
 
+RUN_SQL_ON_FILES = "spark.sql.runSQLOnFiles"
 # name -> location registered in this process's catalog (one SparkSession per process).
 _registered: dict[str, str] = {}
 
@@ -98,7 +99,6 @@ def sql(spark: SparkSession, cfg: Config, query: str) -> DataFrame:
     from lakehouse import grants
 
     who, refs = authorize(cfg, query)
-    spark.conf.set("spark.sql.runSQLOnFiles", str(not who.restricted).lower())  # no `delta.`/path`` past the views
     for ref in refs:
         if not delta_exists(ref.path):
             if ref.name in _registered:  # declared at another root: not this table
@@ -107,7 +107,16 @@ def sql(spark: SparkSession, cfg: Config, query: str) -> DataFrame:
             register_view(spark, ref, grants.masked(who, spark.read.format("delta").load(ref.path).columns))
         else:
             register_table(spark, ref)
-    return spark.sql(query)
+    if not who.restricted:
+        return spark.sql(query)
+    # No `delta.`/path`` past the views: off while the query is analyzed (spark.sql analyzes at once),
+    # then as it was, for the rest of the session.
+    previous = spark.conf.get(RUN_SQL_ON_FILES, "true")
+    spark.conf.set(RUN_SQL_ON_FILES, "false")
+    try:
+        return spark.sql(query)
+    finally:
+        spark.conf.set(RUN_SQL_ON_FILES, previous)
 
 
 def registration_statements(cfg: Config) -> list[str]:
