@@ -82,7 +82,8 @@ def grant_settings(cfg: Config) -> dict[str, str]:
     prefix = "spark.tidewater.access."
     restricted = cfg.access.restricted_identities()
     settings = {f"{prefix}restricted": ",".join(f"{name}:{role}" for name, role in restricted.items()),
-                f"{prefix}piiColumns": ",".join(sorted(PII_COLUMNS))}
+                f"{prefix}piiColumns": ",".join(sorted(PII_COLUMNS)),
+                f"{prefix}tables": ",".join(f"{name}={cfg.table(name).path}" for name in cfg.table_names())}
     for role in sorted(set(restricted.values())):
         settings[f"{prefix}role.{role}.read"] = ",".join(cfg.access.roles[role].read)
         settings[f"{prefix}role.{role}.pii"] = str(cfg.access.roles[role].pii).lower()

@@ -14,7 +14,7 @@ from lakehouse.catalog import write_catalog_script
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
 from lakehouse.identity import identify
-from lakehouse.pii import key_in_environment
+from lakehouse.pii import DEMO_KEY, key_in_environment
 from lakehouse.private_files import HADOOP_UMASK, owner_only
 
 DELTA_CONF = {
@@ -142,7 +142,7 @@ def build_session(cfg: Config) -> SparkSession:
     }
     if catalog == "hive":
         settings["spark.driver.extraClassPath"] = hive_class_path(cfg)
-    key = os.environ.get(cfg.secrets.pii_key_env)
+    key = os.environ.get(cfg.secrets.pii_key_env) or (DEMO_KEY if cfg.secrets.allow_demo_key else None)
     if key and cfg.spark.master.startswith("spark://"):  # executors of a cluster hash PII too
         settings[f"spark.executorEnv.{cfg.secrets.pii_key_env}"] = key  # redacted: spark.redaction.regex
     if not _under_spark_submit():

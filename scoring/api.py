@@ -351,8 +351,7 @@ def create_app(cfg: Config, reload: bool = True) -> FastAPI:
 
     def answered(who, route: str, results: list[dict]) -> None:
         models = sorted({f"{r['model']['name']} v{r['model']['version']}" for r in results})
-        callers.called(who, route, "ok", models=models,
-                       detail=f"txn {results[0]['txn_id']}" if len(results) == 1 else f"{len(results)} transactions")
+        callers.called(who, route, "ok", models=models, detail=f"{len(results)} transaction(s)")  # no ids: erasable data stays out
 
     @app.post("/v1/score", summary="Score one transaction (Authorization: Bearer <token>)")
     async def score_one(txn: Transaction, authorization: str | None = Header(default=None)):

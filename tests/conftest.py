@@ -36,8 +36,10 @@ DEMO_ENV = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `late` change the shared demo lakehouse (new arrivals, aliases): they run last."""
-    items.sort(key=lambda item: item.get_closest_marker("late") is not None)
+    """Tests marked `late` change the shared demo lakehouse (new arrivals, aliases): they run last, and
+    those marked `erases` (which vacuum its tables' old files) after every other."""
+    items.sort(key=lambda item: (item.get_closest_marker("late") is not None,
+                                 item.get_closest_marker("erases") is not None))
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,7 @@ def test_pii_scan_finds_the_clear_pii_of_bronze_and_quarantine_and_none_in_silve
 
 
 @pytest.mark.late
+@pytest.mark.erases
 def test_erase_removes_a_customer_from_every_table_the_disk_and_the_online_store(spark, demo_lake):
     from scoring.stream import score_stream
     from lakehouse.silver import refine_silver

@@ -1,9 +1,12 @@
 package dev.tidewater.spark;
 
 import java.io.IOException;
+import java.util.HashMap;
 import java.util.HashSet;
+import java.util.Map;
 import java.util.Set;
 
+import org.apache.hadoop.fs.Path;
 import org.apache.hadoop.security.UserGroupInformation;
 import org.apache.spark.sql.SparkSession;
 import org.apache.spark.sql.catalyst.TableIdentifier;
@@ -13,6 +16,7 @@ import org.apache.spark.sql.catalyst.expressions.Attribute;
 import org.apache.spark.sql.catalyst.plans.logical.Command;
 import org.apache.spark.sql.catalyst.plans.logical.LogicalPlan;
 import org.apache.spark.sql.connector.catalog.Identifier;
+import org.apache.spark.sql.execution.datasources.HadoopFsRelation;
 import org.apache.spark.sql.execution.datasources.LogicalRelation;
 import org.apache.spark.sql.execution.datasources.v2.DataSourceV2Relation;
 
@@ -29,7 +33,8 @@ import scala.runtime.BoxedUnit;
  *
  * Settings (written by `tidewater services start sql` from conf `access`):
  * spark.tidewater.access.restricted = user:role,...; spark.tidewater.access.role.ROLE.read = layer.table|layer.*,...;
- * spark.tidewater.access.role.ROLE.pii = true|false; spark.tidewater.access.piiColumns = name,...
+ * spark.tidewater.access.role.ROLE.pii = true|false; spark.tidewater.access.piiColumns = name,...;
+ * spark.tidewater.access.tables = layer.table=folder,... (Delta's relations carry the folder, not the name)
  */
 final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
     private static final String PREFIX = "spark.tidewater.access.";
@@ -58,9 +63,16 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
         }
         Set<String> read = words(setting("role." + role + ".read"));
         Set<String> pii = Boolean.parseBoolean(setting("role." + role + ".pii")) ? Set.of() : words(setting("piiColumns"));
+        Map<String, String> tables = new HashMap<>();  // table folder -> layer.table (Delta's relations name no table)
+        for (String entry : setting("tables").split(",")) {
+            int eq = entry.indexOf('=');
+            if (eq > 0) {
+                tables.put(folder(entry.substring(eq + 1)), entry.substring(0, eq).trim().toLowerCase());
+            }
+        }
         String denial = outputDenial(plan, pii);
         if (denial == null) {
-            denial = denial(plan, read, pii);
+            denial = denial(plan, read, pii, tables);
         }
         if (denial != null) {
             throw new SecurityException(user + " (role " + role + ") " + denial);
@@ -99,7 +111,7 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
         return null;
     }
 
-    static String denial(LogicalPlan plan, Set<String> read, Set<String> pii) {
+    static String denial(LogicalPlan plan, Set<String> read, Set<String> pii, Map<String, String> tables) {
         String kind = plan.getClass().getSimpleName();
         if (plan instanceof Command && !COMMANDS.contains(kind)) {
             return "may run queries only (" + kind + ")";
@@ -110,7 +122,7 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
             }
         }
         if (plan.children().isEmpty() && !(plan instanceof Command)) {
-            String table = tableOf(plan);
+            String table = tableOf(plan, tables);
             if (table != null && !reads(read, table)) {
                 return "has no read grant on " + table;
             }
@@ -119,13 +131,13 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
             }
         }
         for (LogicalPlan child : CollectionConverters.asJava(plan.children())) {
-            String denial = denial(child, read, pii);
+            String denial = denial(child, read, pii, tables);
             if (denial != null) {
                 return denial;
             }
         }
         for (LogicalPlan sub : CollectionConverters.asJava(plan.subqueries())) {
-            String denial = denial(sub, read, pii);
+            String denial = denial(sub, read, pii, tables);
             if (denial != null) {
                 return denial;
             }
@@ -138,11 +150,26 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
         return read.contains("*") || read.contains(table) || read.contains(layer + ".*");
     }
 
-    /** layer.table of a catalog relation; null for a relation on a path. */
-    private static String tableOf(LogicalPlan plan) {
+    private static String folder(String path) {
+        String bare = path.trim().replaceFirst("^file:(//)?", "");
+        return bare.endsWith("/") ? bare.substring(0, bare.length() - 1) : bare;
+    }
+
+    /** layer.table of a relation on a configured table (by catalog entry or by folder); null otherwise. */
+    private static String tableOf(LogicalPlan plan, Map<String, String> tables) {
         Option<CatalogTable> catalogTable = Option.empty();
         if (plan instanceof LogicalRelation) {
-            catalogTable = ((LogicalRelation) plan).catalogTable();
+            LogicalRelation relation = (LogicalRelation) plan;
+            catalogTable = relation.catalogTable();
+            if (catalogTable.isEmpty() && relation.relation() instanceof HadoopFsRelation) {
+                for (Path root : CollectionConverters.asJava(((HadoopFsRelation) relation.relation()).location().rootPaths())) {
+                    String table = tables.get(folder(root.toString()));
+                    if (table != null) {
+                        return table;
+                    }
+                }
+                return null;
+            }
         } else if (plan instanceof HiveTableRelation) {
             catalogTable = Option.apply(((HiveTableRelation) plan).tableMeta());
         } else if (plan instanceof DataSourceV2Relation) {
