@@ -127,7 +127,7 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
                 return "has no read grant on " + table;
             }
             if (table == null && !LEAVES.contains(kind)) {
-                return "may not read files or tables by path (" + kind + ")";
+                return "may not read files or tables by path (" + kind + " " + where(plan) + ")";
             }
         }
         for (LogicalPlan child : CollectionConverters.asJava(plan.children())) {
@@ -148,6 +148,14 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
     private static boolean reads(Set<String> read, String table) {
         String layer = table.substring(0, Math.max(table.indexOf('.'), 0));
         return read.contains("*") || read.contains(table) || read.contains(layer + ".*");
+    }
+
+    /** Where a relation reads from, for the denial's text. */
+    private static String where(LogicalPlan plan) {
+        if (plan instanceof LogicalRelation && ((LogicalRelation) plan).relation() instanceof HadoopFsRelation) {
+            return ((HadoopFsRelation) ((LogicalRelation) plan).relation()).location().rootPaths().mkString(",");
+        }
+        return plan.nodeName();
     }
 
     private static String folder(String path) {
