@@ -158,6 +158,15 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
         return plan.nodeName();
     }
 
+    private static String tableUnder(String path, Map<String, String> tables) {
+        for (Map.Entry<String, String> entry : tables.entrySet()) {
+            if (path.equals(entry.getKey()) || path.startsWith(entry.getKey() + "/")) {
+                return entry.getValue();
+            }
+        }
+        return null;
+    }
+
     private static String folder(String path) {
         String bare = path.trim().replaceFirst("^file:(//)?", "");
         return bare.endsWith("/") ? bare.substring(0, bare.length() - 1) : bare;
@@ -170,13 +179,16 @@ final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
             LogicalRelation relation = (LogicalRelation) plan;
             catalogTable = relation.catalogTable();
             if (catalogTable.isEmpty() && relation.relation() instanceof HadoopFsRelation) {
+                // The table's folder, or files under it: Delta reads its own _delta_log as the querying user
+                String table = null;
                 for (Path root : CollectionConverters.asJava(((HadoopFsRelation) relation.relation()).location().rootPaths())) {
-                    String table = tables.get(folder(root.toString()));
-                    if (table != null) {
-                        return table;
+                    String found = tableUnder(folder(root.toString()), tables);
+                    if (found == null || (table != null && !table.equals(found))) {
+                        return null;
                     }
+                    table = found;
                 }
-                return null;
+                return table;
             }
         } else if (plan instanceof HiveTableRelation) {
             catalogTable = Option.apply(((HiveTableRelation) plan).tableMeta());
