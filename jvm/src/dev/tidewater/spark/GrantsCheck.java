@@ -38,7 +38,8 @@ import scala.runtime.BoxedUnit;
  */
 final class GrantsCheck extends AbstractFunction1<LogicalPlan, BoxedUnit> {
     private static final String PREFIX = "spark.tidewater.access.";
-    private static final Set<String> LEAVES = Set.of("LocalRelation", "OneRowRelation", "Range", "CTERelationRef",
+    // LogicalRDD: Delta's own snapshot state (no SQL text makes one)
+    private static final Set<String> LEAVES = Set.of("LocalRelation", "OneRowRelation", "Range", "CTERelationRef", "LogicalRDD",
                                                      "ResolvedNamespace");
     private static final Set<String> COMMANDS = Set.of("ShowTables", "ShowNamespaces", "SetCatalogAndNamespace",
                                                        "SetCommand", "ShowTablesCommand");
