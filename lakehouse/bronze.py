@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql import functions as F
 
 from lakehouse import kafka_topic
@@ -62,21 +63,25 @@ def checkpoint_name(name: str, src: SourceConf) -> str:
     return name if src.kind == "files" else f"{name}-kafka-{kafka_topic.topic_of(name, src)}"
 
 
-def ingest_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, name: str,
-                  src: SourceConf) -> int:
-    """Append the source's not-yet-seen files or messages to its bronze table, exactly once: the
-    checkpoint remembers files and offsets, and Delta's sink commits each micro-batch once."""
-    ref = cfg.table(src.bronze)
+def start_source(spark: SparkSession, cfg: Config, run: JobRun, landing: Path, name: str,
+                 src: SourceConf) -> StreamingQuery:
+    """Start appending the source's not-yet-seen files or messages to its bronze table, exactly once:
+    the checkpoint remembers files and offsets, and Delta's sink commits each micro-batch once."""
     run.writing(src.bronze)
-    query = (source_stream(spark, cfg, landing, name, src).writeStream.format("delta")
-             .option("mergeSchema", "true")  # bronze written before _file_size/_file_modified gains them
-             .queryName(f"{run.job}_{name}")
-             .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, checkpoint_name(name, src))))
-             .trigger(availableNow=True).start(ref.path))
+    return (source_stream(spark, cfg, landing, name, src).writeStream.format("delta")
+            .option("mergeSchema", "true")  # bronze written before _file_size/_file_modified gains them
+            .queryName(f"{run.job}_{name}")
+            .option("checkpointLocation", str(cfg.checkpoint_dir(run.job, checkpoint_name(name, src))))
+            .trigger(availableNow=True).start(cfg.table(src.bronze).path))
+
+
+def finish_source(spark: SparkSession, cfg: Config, run: JobRun, name: str, src: SourceConf,
+                  query: StreamingQuery) -> int:
+    """Wait for the source's stream to take everything available; the rows it appended."""
     query.awaitTermination()
     before, after = run.outputs[src.bronze][0], run.wrote(src.bronze)
     first = 0 if before is None else before + 1
-    rows = sum(commit_metrics(spark, ref, v).get("numOutputRows", 0)
+    rows = sum(commit_metrics(spark, cfg.table(src.bronze), v).get("numOutputRows", 0)
                for v in range(first, (after if after is not None else -1) + 1))
     run.count(f"{name}_rows", rows)
     return rows
@@ -167,8 +172,17 @@ def ingest_bronze(run: JobRun, args) -> None:
     if not landing_dir.is_dir():
         raise LandingNotFound(f"landing folder {landing_dir} does not exist",
                               hint="run `tidewater generate` first, or pass --root/--landing")
-    for name, src in cfg.sources.items():
-        run.uses(f"landing:{name}")
-        rows = ingest_source(run.spark, cfg, run, landing_dir, name, src)
-        progress(f"{run.job}: {name}: {rows} new rows -> {src.bronze}")
-        quarantine_changed_files(run.spark, cfg, run, landing_dir, name, src)
+    # The sources' streams run side by side: one's planning and commits overlap another's tasks.
+    started: list[tuple[str, SourceConf, StreamingQuery]] = []
+    try:
+        for name, src in cfg.sources.items():
+            run.uses(f"landing:{name}")
+            started.append((name, src, start_source(run.spark, cfg, run, landing_dir, name, src)))
+        for name, src, query in started:
+            rows = finish_source(run.spark, cfg, run, name, src, query)
+            progress(f"{run.job}: {name}: {rows} new rows -> {src.bronze}")
+            quarantine_changed_files(run.spark, cfg, run, landing_dir, name, src)
+    finally:
+        for _, _, query in started:
+            if query.isActive:
+                query.stop()

@@ -8,6 +8,7 @@ they produced, so every result names the table version it describes.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -27,7 +28,7 @@ class GateVerdict:
 
 @dataclass
 class SchemaScreen:
-    passed: DataFrame  # bronze rows from files whose shape the policy lets through
+    passed: DataFrame  # classified rows (lakehouse.refine.classify) of files whose shape the policy lets through
     quarantined: DataFrame | None  # QUARANTINE_COLUMNS rows of files quarantined for their shape
     new_fields: tuple[str, ...] = ()  # fields to add to the table (policy `evolve`)
     results: list[Any] = field(default_factory=list)
@@ -56,6 +57,12 @@ class _NoGate:
 
     def record(self, *_: Any, **__: Any) -> None:
         return None
+
+
+def prepare_quality_gate() -> None:
+    """Load the gate in a thread while the job starts Spark work: importing Great Expectations and
+    Soda takes seconds of Python that would otherwise come before the first check."""
+    threading.Thread(target=quality_gate, name="load-quality-gate", daemon=True).start()
 
 
 @lru_cache(maxsize=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.gates import quality_gate
+from lakehouse.gates import prepare_quality_gate, quality_gate
 from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
@@ -62,6 +62,7 @@ SILVER = ("silver.transactions", "silver.labels")
 def build_gold(run: JobRun, args) -> None:
     """Rebuild the gold tables from silver (the runner skips it when silver is unchanged)."""
     spark, cfg = run.spark, run.cfg
+    prepare_quality_gate()
     txns = run.read("silver.transactions")
     labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
     tables = {

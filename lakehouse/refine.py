@@ -19,6 +19,11 @@ from pyspark.sql import types as T
 
 META_COLUMNS = ("_source_file", "_batch_id", "_ingested_at")
 QUARANTINE_COLUMNS = ("raw", "reason", "detail") + META_COLUMNS
+OVERSIZED = "oversized_record"
+# What `classify(shape=True)` notes of each JSON line for the schema screen (quality.schema_changes):
+# bit i set when the line has rules.fields[i] (null: not a JSON object), how many keys it has that
+# are not fields, bit j set when the value of the j-th typed field does not convert.
+SHAPE_COLUMNS = ("_fields_present", "_extra_fields", "_retyped")
 
 
 @dataclass(frozen=True)
@@ -49,51 +54,45 @@ def within_limit(bronze: DataFrame, max_chars: int) -> DataFrame:
     return bronze.where(F.coalesce(F.length("raw"), F.lit(0)) <= max_chars)
 
 
-def oversized(bronze: DataFrame, max_chars: int) -> DataFrame:
-    """Quarantine rows for lines longer than `max_chars`: a 50 MB line is refused before any parser sees it."""
-    return bronze.where(F.length("raw") > max_chars).select(
-        "raw", F.lit("oversized_record").alias("reason"),
-        F.format_string(f"%d characters; a record holds at most {max_chars}", F.length("raw")).alias("detail"),
-        *META_COLUMNS)
-
-
 def csv_field_count(raw: Column) -> Column:
     """Fields in a CSV line, commas inside quotes not counted ("a, b" is one field)."""
     return F.size(F.split(F.regexp_replace(raw, '"[^"]*"', ""), ","))
 
 
-def parse_lines(bronze: DataFrame, rules: EntityRules) -> DataFrame:
+def parse_lines(bronze: DataFrame, rules: EntityRules, text: str = "raw") -> DataFrame:
     """Raw lines -> one string column per field, `_malformed`, and for CSV `_header_line` (the line is a
-    header) and `_header` (its file's header, where the file's header is not the configured one)."""
-    raw = F.col("raw")
+    header) and `_header` (its file's header, where the file's header is not the configured one).
+    `text` names the column parsed (raw, or raw where it is short enough to parse)."""
+    raw = F.col(text)
     if rules.format == "csv":
-        return _parse_csv(bronze, rules)
+        return _parse_csv(bronze, rules, text)
     schema = T.StructType([T.StructField(f, T.StringType()) for f in rules.fields]).add("_corrupt", T.StringType())
     parsed = F.from_json(raw, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"})
     malformed = parsed["_corrupt"].isNotNull() | parsed.isNull() | (F.trim(F.coalesce(raw, F.lit(""))) == "")
     cols = [F.when(malformed, None).otherwise(parsed[f]).alias(f) for f in rules.fields]
     return bronze.select("raw", *META_COLUMNS, *cols, malformed.alias("_malformed"),
-                         F.lit(False).alias("_header_line"), F.lit(None).cast("string").alias("_header"))
+                         F.lit(False).alias("_header_line"), F.lit(None).cast("string").alias("_header"),
+                         *([text] if text != "raw" else []))
 
 
-def _parse_csv(bronze: DataFrame, rules: EntityRules) -> DataFrame:
+def _parse_csv(bronze: DataFrame, rules: EntityRules, text: str) -> DataFrame:
     """CSV lines are read by position, or by name where their file has a header of its own.
 
     Ingest drops the configured header line; a file whose header differs (columns reordered, one
     missing or extra) brings its header into bronze. Such a line names the key column, which no
     data line holds, so it is found per file and decides how the file's lines are read.
     """
-    n, raw = len(rules.fields), F.col("raw")
+    n, raw = len(rules.fields), F.col(text)
     names = F.split(raw, ",")
-    header_line = F.array_contains(names, rules.key[0])
-    headers = bronze.where(header_line).groupBy("_source_file").agg(F.min("raw").alias("_header"))
+    header_line = F.coalesce(F.array_contains(names, rules.key[0]), F.lit(False))
+    headers = bronze.where(header_line).groupBy("_source_file").agg(F.min(text).alias("_header"))
     df = bronze.join(F.broadcast(headers), "_source_file", "left")
     header = F.split(F.col("_header"), ",")
     by_name = F.array_sort(header) == F.array_sort(F.array(*[F.lit(f) for f in rules.fields]))
     positional = ", ".join(f"_c{i} string" for i in range(n))
     parsed = F.from_csv(raw, positional, {"mode": "PERMISSIVE"})
     values = F.array(*[parsed[f"_c{i}"] for i in range(n)])
-    malformed = (csv_field_count(raw) != n) | (F.trim(F.coalesce(raw, F.lit(""))) == "")
+    malformed = F.coalesce(csv_field_count(raw) != n, F.lit(True)) | (F.trim(F.coalesce(raw, F.lit(""))) == "")
     unreadable = malformed | header_line | (F.col("_header").isNotNull() & ~by_name)
     cols = [F.when(unreadable, None)
             .when(F.col("_header").isNull(), values[i])
@@ -104,12 +103,20 @@ def _parse_csv(bronze: DataFrame, rules: EntityRules) -> DataFrame:
                      F.when(~by_name, F.col("_header")).alias("_header"))
 
 
-def refine(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column], Column]) -> tuple[DataFrame, DataFrame]:
-    """Split bronze rows into (typed, PII-safe silver rows, quarantine rows with a reason).
+def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column], Column],
+             max_chars: int | None = None, shape: bool = False) -> DataFrame:
+    """Every bronze row with the columns silver keeps (typed, PII as tokens), its raw payload and
+    origin, and a `reason` and `detail` (null for a usable row): one parse serves silver and quarantine.
 
     `hash_pii` turns a clear column into its token column (lakehouse.pii.pii_token in the jobs).
+    A line longer than `max_chars` is refused as oversized_record before any parser sees it.
+    `shape` adds SHAPE_COLUMNS (JSON sources), so the schema screen needs no parse of its own.
     """
-    df = parse_lines(bronze, rules)
+    text = "raw"
+    if max_chars is not None:
+        text = "_parsed_text"
+        bronze = bronze.withColumn(text, F.when(F.coalesce(F.length("raw"), F.lit(0)) <= max_chars, F.col("raw")))
+    df = parse_lines(bronze, rules, text)
     converted = {f: typed(F.col(f), kind) for f, kind in rules.types.items()}
     df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()])
     t = {f: F.col(f"_t_{f}") if f in converted else F.col(f) for f in rules.fields}
@@ -118,7 +125,11 @@ def refine(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column], C
     for k in rules.key:
         key_missing = key_missing | F.col(k).isNull() | (F.trim(F.col(k)) == "")
     expected = ",".join(rules.fields)
-    checks: list[tuple[str, Column, Column]] = [
+    checks: list[tuple[str, Column, Column]] = []
+    if max_chars is not None:
+        checks.append((OVERSIZED, F.coalesce(F.length("raw"), F.lit(0)) > max_chars,
+                       F.format_string(f"%d characters; a record holds at most {max_chars}", F.length("raw"))))
+    checks += [
         ("csv_header", F.col("_header_line"),
          F.lit("the file's own header line: the file's lines were read by its column names")),
         ("csv_header_mismatch", F.col("_header").isNotNull(),
@@ -133,19 +144,45 @@ def refine(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column], C
         checks.append(("missing_field", F.col(f).isNull(), F.lit(f"{f} is missing")))
 
     reason, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
-    for name, cond, text in reversed(checks):
+    for name, cond, text_of in reversed(checks):
         reason = F.when(cond, F.lit(name)).otherwise(reason)
-        detail = F.when(cond, text).otherwise(detail)
-    df = df.withColumn("reason", reason).withColumn("detail", detail)
-
-    rejected = df.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
+        detail = F.when(cond, text_of).otherwise(detail)
     keep = [c for c in rules.fields if c not in rules.dropped and c not in rules.hashed]
-    valid = df.where(F.col("reason").isNull()).select(
-        *[t[c].alias(c) for c in keep],
-        *[hash_pii(F.col(c)).alias(token) for c, token in rules.hashed.items()],
-        "raw", *META_COLUMNS,
-    )
-    return valid, rejected
+    noted = _shape_notes(rules, text) if shape and rules.format == "json" else []
+    return df.select(*[t[c].alias(c) for c in keep],
+                     *[hash_pii(F.col(c)).alias(token) for c, token in rules.hashed.items()],
+                     "raw", *META_COLUMNS, reason.alias("reason"), detail.alias("detail"), *noted)
+
+
+def _shape_notes(rules: EntityRules, text: str) -> list[Column]:
+    """SHAPE_COLUMNS of a parsed JSON line (after `classify`'s typed columns exist)."""
+    if len(rules.fields) > 62:
+        raise ValueError(f"{rules.name} has {len(rules.fields)} fields; the schema screen notes at most 62")
+    keys = F.json_object_keys(F.col(text))
+    present = sum((F.array_contains(keys, f).cast("long") * (1 << i) for i, f in enumerate(rules.fields)),
+                  F.lit(0).cast("long"))
+    retyped = sum(((F.col(f).isNotNull() & F.col(f"_t_{f}").isNull()).cast("long") * (1 << j)
+                   for j, f in enumerate(rules.types)), F.lit(0).cast("long"))
+    extra = F.size(F.array_except(keys, F.array(*[F.lit(f) for f in rules.fields])))
+    return [F.when(keys.isNotNull(), present).alias(SHAPE_COLUMNS[0]),
+            F.when(keys.isNotNull(), extra).alias(SHAPE_COLUMNS[1]),
+            F.when(keys.isNotNull(), retyped).alias(SHAPE_COLUMNS[2])]
+
+
+def usable(classified: DataFrame) -> DataFrame:
+    """The classified rows silver takes (no reason), with raw kept until they are written."""
+    return classified.where(F.col("reason").isNull()).drop("reason", "detail", *SHAPE_COLUMNS)
+
+
+def refused(classified: DataFrame) -> DataFrame:
+    """The classified rows quarantine takes, as quarantine holds them."""
+    return classified.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
+
+
+def refine(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column], Column]) -> tuple[DataFrame, DataFrame]:
+    """Split bronze rows into (typed, PII-safe silver rows, quarantine rows with a reason)."""
+    classified = classify(bronze, rules, hash_pii)
+    return usable(classified), refused(classified)
 
 
 def with_amount_eur(txns: DataFrame, rates: dict[str, float]) -> DataFrame:

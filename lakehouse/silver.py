@@ -25,10 +25,10 @@ from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.pii import FINGERPRINT_PROPERTY, check_table_key, checked_key, pii_token
-from lakehouse.gates import SchemaScreen, quality_gate
+from lakehouse.gates import SchemaScreen, prepare_quality_gate, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
-                              EntityRules, oversized, refine, with_amount_eur, within_limit)
+                              EntityRules, classify, refused, usable, with_amount_eur)
 from lakehouse.retry import retry_conflicts
 from lakehouse.tables import commit_metrics, create_if_missing, current_version, table_properties
 
@@ -41,11 +41,18 @@ def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
     return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
 
 
+def _first_load(rows: DataFrame, ref: TableRef) -> None:
+    """Into a table made empty a moment ago, a keyed MERGE inserts every row: an append, without the join."""
+    rows.write.format("delta").mode("append").save(ref.path)
+
+
 def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str,
                      properties: dict[str, str] | None = None) -> None:
     """Insert rows whose key silver does not hold yet (first arrival wins)."""
     rows = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
-    create_if_missing(spark, ref.path, rows.schema, properties)
+    if create_if_missing(spark, ref.path, rows.schema, properties):
+        _first_load(rows, ref)
+        return
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
 
@@ -54,7 +61,9 @@ def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, 
                  properties: dict[str, str] | None = None) -> None:
     """Upsert the newest record per key (type 1: the latest `ts` wins, older arrivals are ignored)."""
     rows = _latest_per_key(rows, [key], [F.col(ts).desc(), F.col("_ingested_at").desc()])
-    create_if_missing(spark, ref.path, rows.schema, properties)
+    if create_if_missing(spark, ref.path, rows.schema, properties):
+        _first_load(rows, ref)
+        return
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}")
      .whenMatchedUpdateAll(condition=f"s.{ts} > t.{ts}")
@@ -151,33 +160,41 @@ class EntityRefiner:
             raise
 
     def _process(self, batch: DataFrame, batch_id: int, settle: Callable[[DataFrame], None] | None = None) -> None:
-        """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record."""
-        batch = batch.persist()
+        """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record.
+
+        The batch is parsed once: every row, with its silver columns and its reason, is cached, and the
+        counts, the checks and both writes read that cache."""
         gate, run_id, rules = quality_gate(), self.run.run_id, self.rules
         max_chars = self.cfg.sources[self.entity].max_record_chars
+        hash_pii = lambda c: pii_token(c, self.cfg)  # noqa: E731
+        json = rules.format == "json"
+        classified = classify(batch, rules, hash_pii, max_chars, shape=json).persist()
         try:
-            parsable = within_limit(batch, max_chars)
-            screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, parsable, fields=rules.fields,
+            screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, classified, fields=rules.fields,
                                          types=rules.types, job=self.run.job, run_id=run_id,
                                          batch_id=str(batch_id))
-                      if rules.format == "json" else SchemaScreen(passed=parsable, quarantined=None))
-            if screen.new_fields:
+                      if json else SchemaScreen(passed=classified, quarantined=None))
+            if screen.new_fields:  # evolve: parse the batch again with the fields it brought
                 rules = dataclasses.replace(rules, fields=rules.fields + screen.new_fields)
-            valid, rejected = refine(screen.passed, rules, lambda c: pii_token(c, self.cfg))
-            rejected = rejected.unionByName(oversized(batch, max_chars))
+                classified.unpersist()
+                classified = classify(batch, rules, hash_pii, max_chars).persist()
+                screen.passed = classified
+            structural = {r["reason"]: r["count"] for r in screen.passed.groupBy("reason").count().collect()}
+            rejected = refused(screen.passed)
             if screen.quarantined is not None:
                 rejected = rejected.unionByName(screen.quarantined)
-            valid = self.derive(valid).persist()
-            rejected = rejected.persist()
-            structural = {r["reason"]: r["count"] for r in rejected.groupBy("reason").count().collect()}
-            n_bronze = batch.count()
+                for r in screen.quarantined.groupBy("reason").count().collect():
+                    structural[r["reason"]] = structural.get(r["reason"], 0) + r["count"]
+            n_bronze = sum(structural.values())
+            structural.pop(None, None)
+            valid = self.derive(usable(screen.passed))
             # The gate may stop the job here: nothing of this batch has been written yet.
             verdict = gate.check(self.spark, self.cfg, self.silver.name, valid, job=self.run.job,
                                  run_id=run_id, batch=str(batch_id), prior_rejections=structural)
             verdict.results = screen.results + verdict.results
-            passed = verdict.passed.drop("raw").persist()
+            passed = verdict.passed.drop("raw")
             n_valid = passed.count()
-            refused = rejected if verdict.quarantined is None else rejected.unionByName(verdict.quarantined)
+            refused_rows = rejected if verdict.quarantined is None else rejected.unionByName(verdict.quarantined)
             n_rejected = n_bronze - n_valid
             before = current_version(self.spark, self.silver)
             if n_valid:
@@ -186,23 +203,23 @@ class EntityRefiner:
                                     self.silver.name)
             after = current_version(self.spark, self.silver)
             if settle is not None:
-                retry_conflicts(lambda: settle(refused), self.quarantine.name)
+                retry_conflicts(lambda: settle(refused_rows), self.quarantine.name)
             elif n_rejected:
-                append_quarantine(self.spark, self.cfg, self.silver.name, refused, run_id=run_id,
+                append_quarantine(self.spark, self.cfg, self.silver.name, refused_rows, run_id=run_id,
                                   source_table=self.bronze, txn=(self.app_id, batch_id))
             gate.record(self.spark, self.cfg, verdict, after)
             m = commit_metrics(self.spark, self.silver, after) if after is not None and after != before else {}
-            inserted, updated = m.get("numTargetRowsInserted", 0), m.get("numTargetRowsUpdated", 0)
+            # A MERGE counts inserted rows; a first load (an append) counts the rows it wrote.
+            inserted = m.get("numTargetRowsInserted", m.get("numOutputRows", 0))
+            updated = m.get("numTargetRowsUpdated", 0)
             for metric, n in ((f"{self.entity}_bronze_rows", n_bronze),
                               (f"{self.entity}_quarantined", n_rejected),
                               (f"{self.entity}_inserted", inserted),
                               (f"{self.entity}_updated", updated),
                               (f"{self.entity}_unchanged", max(n_valid - inserted - updated, 0))):
                 self.run.count(metric, n)
-            for df in (valid, rejected, passed):
-                df.unpersist()
         finally:
-            batch.unpersist()
+            classified.unpersist()
 
     def check_key(self) -> None:
         """A table hashed under another key stops the run (tables from before keys were recorded get stamped)."""
@@ -281,6 +298,7 @@ def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:
      skip_unchanged=False)  # a Delta stream per entity: its checkpoint already reads only new bronze rows
 def refine_silver(run: JobRun, args) -> None:
     """Refine every entity's new bronze rows into silver and quarantine."""
+    prepare_quality_gate()
     run.writing("gold.quality_results")
     for refiner in refiners(run.spark, run.cfg, run):
         refiner.run_stream()

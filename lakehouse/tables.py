@@ -49,14 +49,14 @@ def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -
     return reader.load(ref.path)
 
 
-def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[str, str] | None = None) -> None:
+def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[str, str] | None = None) -> bool:
     """An empty Delta table with this schema (every column nullable) and table properties, so a first
-    MERGE has a target.
+    MERGE has a target; True when this call made it (the table is empty).
 
     delta-rs writes the empty first commit where it can (Spark spends a second or more on it).
     """
     if delta_exists(path):
-        return
+        return False
     from lakehouse.schemas import arrow_type
 
     try:
@@ -68,12 +68,13 @@ def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[s
         for name, value in (properties or {}).items():
             builder = builder.property(name, value)
         builder.execute()
-        return
+        return True
     import pyarrow as pa
     from deltalake import DeltaTable as RsTable
 
     RsTable.create(path, pa.schema(list(arrow_schema)), mode="ignore", configuration=properties,
                    raise_if_key_not_exists=False)  # our own properties (tidewater.*) beside Delta's
+    return True
 
 
 def table_properties(spark: SparkSession, path: str) -> dict[str, str]:

@@ -12,6 +12,7 @@ from lakehouse.config import CheckConf, Config
 from lakehouse.errors import QualityGateFailed
 from lakehouse.gates import GateVerdict, SchemaScreen
 from lakehouse.quarantine import as_quarantine_rows
+from lakehouse.refine import OVERSIZED
 from lakehouse.tables import current_version
 from quality.engines import CheckResult, run_contract, run_expectations
 from quality.results import STATUS_FOR_POLICY, ResultRow, write_results
@@ -67,7 +68,7 @@ class DeclaredChecksGate:
     def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
                       fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
                       batch_id: str) -> SchemaScreen:
-        """Apply the table's schema_policy to files whose shape changed."""
+        """Apply the table's schema_policy to files whose shape changed (`batch`: classified rows)."""
         table_conf = cfg.quality.get(table)
         if table_conf is None:
             return SchemaScreen(passed=batch, quarantined=None)
@@ -93,7 +94,8 @@ class DeclaredChecksGate:
             return SchemaScreen(passed=batch, quarantined=None, new_fields=new, results=rows)
         files = [c.source_file for c in changes]
         detail = F.create_map(*[x for c in changes for x in (F.lit(c.source_file), F.lit(c.describe()))])
-        hit = F.col("_source_file").isin(files)
+        # A file's oversized lines stay refused as oversized: no parser saw them, nor the screen.
+        hit = F.col("_source_file").isin(files) & ~F.coalesce(F.col("reason") == OVERSIZED, F.lit(False))
         quarantined = as_quarantine_rows(batch.where(hit).withColumn("reason", F.lit("schema_change"))
                                          .withColumn("detail", F.try_element_at(detail, F.col("_source_file"))))
         rows[0].rows_failing = None

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
-from lakehouse.refine import typed
+from lakehouse.refine import SHAPE_COLUMNS
 
 MAJORITY = 0.5
 
@@ -32,33 +31,31 @@ class ShapeChange:
         return f"{self.source_file.rsplit('/', 2)[-2:][0]}: " + ", ".join(parts)
 
 
-def detect_shape_changes(batch: DataFrame, fields: tuple[str, ...], types: dict[str, str]) -> list[ShapeChange]:
+def detect_shape_changes(classified: DataFrame, fields: tuple[str, ...], types: dict[str, str]) -> list[ShapeChange]:
     """Per source file: fields most rows add, lack, or carry with another type (JSON sources).
 
-    One pass: each parsable row becomes the tags it counts for (`*` for the row, `k:<field>` for
-    each of its keys, `t:<field>` for a value that does not cast to the field's type), counted per file.
+    Reads what `classify(shape=True)` noted of each line, so no line is parsed again: one aggregate per
+    file of the JSON objects, rows holding each field, rows whose typed value does not convert, rows
+    with a field not configured. Only a file where most rows carry such a field can have a new one, so
+    only those files' extra fields are named, from their raw lines.
     """
-    keys = F.json_object_keys("raw")
-    tags = [F.array(F.lit("*")), F.transform(keys, lambda k: F.concat(F.lit("k:"), k))]
-    if types:
-        schema = T.StructType([T.StructField(f, T.StringType()) for f in types])
-        parsed = F.from_json("raw", schema)
-        retyped = [F.when(parsed[f].isNotNull() & typed(parsed[f], k).isNull(), F.lit(f"t:{f}"))
-                   for f, k in types.items()]
-        tags.append(F.filter(F.array(*retyped), lambda t: t.isNotNull()))
-    counted = (batch.where(keys.isNotNull()).select("_source_file", F.explode(F.concat(*tags)).alias("tag"))
-               .groupBy("_source_file", "tag").count().collect())
-    totals: dict[str, int] = {}
-    seen: dict[str, dict[str, int]] = {}
-    retyped_counts: dict[str, dict[str, int]] = {}
-    for r in counted:
-        source, tag, n = r["_source_file"], r["tag"], r["count"]
-        if tag == "*":
-            totals[source] = n
-        elif tag.startswith("k:"):
-            seen.setdefault(source, {})[tag[2:]] = n
-        else:
-            retyped_counts.setdefault(source, {})[tag[2:]] = n
+    present, extra, retyped = (F.col(c) for c in SHAPE_COLUMNS)
+    sums = [F.sum(F.shiftright(present, i).bitwiseAND(1)).alias(f"k:{f}") for i, f in enumerate(fields)]
+    sums += [F.sum(F.shiftright(retyped, j).bitwiseAND(1)).alias(f"t:{f}") for j, f in enumerate(types)]
+    objects = classified.where(present.isNotNull())
+    per_file = (objects.groupBy("_source_file")
+                .agg(F.count(F.lit(1)).alias("*"), F.sum((extra > 0).cast("long")).alias("+"), *sums)
+                .collect())
+    totals = {r["_source_file"]: r["*"] for r in per_file}
+    seen = {r["_source_file"]: {f: r[f"k:{f}"] for f in fields} for r in per_file}
+    retyped_counts = {r["_source_file"]: {f: r[f"t:{f}"] for f in types} for r in per_file}
+    widened = [r["_source_file"] for r in per_file if r["+"] > MAJORITY * r["*"]]
+    if widened:
+        added = F.array_except(F.json_object_keys("raw"), F.array(*[F.lit(f) for f in fields]))
+        for r in (objects.where(F.col("_source_file").isin(widened))
+                  .select("_source_file", F.explode(added).alias("field"))
+                  .groupBy("_source_file", "field").count().collect()):
+            seen[r["_source_file"]][r["field"]] = r["count"]
     changes = []
     for source, total in sorted(totals.items()):
         counts = seen.get(source, {})
