@@ -67,7 +67,10 @@ def parse_lines(bronze: DataFrame, rules: EntityRules, text: str = "raw") -> Dat
     if rules.format == "csv":
         return _parse_csv(bronze, rules, text)
     schema = T.StructType([T.StructField(f, T.StringType()) for f in rules.fields]).add("_corrupt", T.StringType())
-    parsed = F.from_json(raw, schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"})
+    # A column of its own, so each line is parsed once however many fields read it.
+    bronze = bronze.withColumn("_parsed", F.from_json(raw, schema, {"mode": "PERMISSIVE",
+                                                                    "columnNameOfCorruptRecord": "_corrupt"}))
+    parsed = F.col("_parsed")
     malformed = parsed["_corrupt"].isNotNull() | parsed.isNull() | (F.trim(F.coalesce(raw, F.lit(""))) == "")
     cols = [F.when(malformed, None).otherwise(parsed[f]).alias(f) for f in rules.fields]
     return bronze.select("raw", *META_COLUMNS, *cols, malformed.alias("_malformed"),
@@ -118,7 +121,9 @@ def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column],
         bronze = bronze.withColumn(text, F.when(F.coalesce(F.length("raw"), F.lit(0)) <= max_chars, F.col("raw")))
     df = parse_lines(bronze, rules, text)
     converted = {f: typed(F.col(f), kind) for f, kind in rules.types.items()}
-    df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()])
+    noting = shape and rules.format == "json"
+    keys = [F.json_object_keys(text).alias("_keys")] if noting else []
+    df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()], *keys)
     t = {f: F.col(f"_t_{f}") if f in converted else F.col(f) for f in rules.fields}
 
     key_missing = F.lit(False)
@@ -148,22 +153,25 @@ def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column],
         reason = F.when(cond, F.lit(name)).otherwise(reason)
         detail = F.when(cond, text_of).otherwise(detail)
     keep = [c for c in rules.fields if c not in rules.dropped and c not in rules.hashed]
-    noted = _shape_notes(rules, text) if shape and rules.format == "json" else []
+    noted = _shape_notes(rules) if noting else []
     return df.select(*[t[c].alias(c) for c in keep],
                      *[hash_pii(F.col(c)).alias(token) for c, token in rules.hashed.items()],
                      "raw", *META_COLUMNS, reason.alias("reason"), detail.alias("detail"), *noted)
 
 
-def _shape_notes(rules: EntityRules, text: str) -> list[Column]:
-    """SHAPE_COLUMNS of a parsed JSON line (after `classify`'s typed columns exist)."""
+def _shape_notes(rules: EntityRules) -> list[Column]:
+    """SHAPE_COLUMNS of a parsed JSON line, from its keys (`_keys`) and `classify`'s typed columns."""
     if len(rules.fields) > 62:
         raise ValueError(f"{rules.name} has {len(rules.fields)} fields; the schema screen notes at most 62")
-    keys = F.json_object_keys(F.col(text))
-    present = sum((F.array_contains(keys, f).cast("long") * (1 << i) for i, f in enumerate(rules.fields)),
-                  F.lit(0).cast("long"))
+    keys, names = F.col("_keys"), F.array(*[F.lit(f) for f in rules.fields])
+    # Most lines hold every field: one set intersection says so; the bits are worked out for the rest.
+    every = (1 << len(rules.fields)) - 1
+    each = sum((F.array_contains(keys, f).cast("long") * (1 << i) for i, f in enumerate(rules.fields)),
+               F.lit(0).cast("long"))
+    present = F.when(F.size(F.array_intersect(keys, names)) == len(rules.fields), F.lit(every).cast("long")).otherwise(each)
     retyped = sum(((F.col(f).isNotNull() & F.col(f"_t_{f}").isNull()).cast("long") * (1 << j)
                    for j, f in enumerate(rules.types)), F.lit(0).cast("long"))
-    extra = F.size(F.array_except(keys, F.array(*[F.lit(f) for f in rules.fields])))
+    extra = F.size(F.array_except(keys, names))
     return [F.when(keys.isNotNull(), present).alias(SHAPE_COLUMNS[0]),
             F.when(keys.isNotNull(), extra).alias(SHAPE_COLUMNS[1]),
             F.when(keys.isNotNull(), retyped).alias(SHAPE_COLUMNS[2])]
