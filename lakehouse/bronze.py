@@ -7,6 +7,7 @@ that changed after it was ingested is quarantined whole, with a reason, rather t
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from urllib.parse import unquote
@@ -184,5 +185,6 @@ def ingest_bronze(run: JobRun, args) -> None:
             quarantine_changed_files(run.spark, cfg, run, landing_dir, name, src)
     finally:
         for _, _, query in started:
-            if query.isActive:
-                query.stop()
+            with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
+                if query.isActive:
+                    query.stop()

@@ -65,7 +65,15 @@ def prepare_quality_gate() -> None:
     threading.Thread(target=quality_gate, name="load-quality-gate", daemon=True).start()
 
 
-@lru_cache(maxsize=1)
+_LOADING = threading.Lock()
+
+
 def quality_gate() -> QualityGate:
+    with _LOADING:  # one gate, however many threads ask while it loads
+        return _load_gate()
+
+
+@lru_cache(maxsize=1)
+def _load_gate() -> QualityGate:
     found = list(entry_points(group="tidewater.gates"))
     return found[0].load()() if found else _NoGate()

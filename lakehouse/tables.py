@@ -63,17 +63,32 @@ def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[s
         arrow_schema = arrow_type(schema, nullable=True) if delta_rs_writes(path) else None
     except KeyError:  # a column type delta-rs is not given here: Spark creates the table
         arrow_schema = None
+    # Created exclusively: a writer that finds the table made by another one a moment ago gets False
+    # (and MERGEs, which conflicts with and retries against that writer's append).
     if arrow_schema is None:
-        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+        from pyspark.errors import AnalysisException
+
+        builder = DeltaTable.create(spark).location(path).addColumns(schema)
         for name, value in (properties or {}).items():
             builder = builder.property(name, value)
-        builder.execute()
+        try:
+            builder.execute()
+        except AnalysisException as err:
+            if delta_exists(path):
+                return False
+            raise err
         return True
     import pyarrow as pa
     from deltalake import DeltaTable as RsTable
+    from deltalake.exceptions import DeltaError
 
-    RsTable.create(path, pa.schema(list(arrow_schema)), mode="ignore", configuration=properties,
-                   raise_if_key_not_exists=False)  # our own properties (tidewater.*) beside Delta's
+    try:
+        RsTable.create(path, pa.schema(list(arrow_schema)), mode="error", configuration=properties,
+                       raise_if_key_not_exists=False)  # our own properties (tidewater.*) beside Delta's
+    except DeltaError as err:
+        if "already exists" in str(err):
+            return False
+        raise
     return True
 
 

@@ -86,6 +86,14 @@ def _pids(stack) -> list[int]:
     return [r["pid"] for r in rows if r["pid"]]
 
 
+def _listening(proc: psutil.Process) -> list:
+    """A process's listening sockets; none for a short-lived child (a PostgreSQL worker) gone meanwhile."""
+    try:
+        return [c for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_start_brings_each_server_up_once_and_all_listen_on_loopback_only(stack):
     rows = json.loads(services("status", "--format", "json", scenario=stack))
     up = {r["service"] for r in rows if r["ready"]}
@@ -96,7 +104,7 @@ def test_start_brings_each_server_up_once_and_all_listen_on_loopback_only(stack)
     assert _pids(stack) == before
     listening = {(c.laddr.ip, c.laddr.port) for pid in before
                  for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-                 for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+                 for c in _listening(proc)}
     ports = {17077, 18080, 18081, 18082, 15433, 11000, 15000, 16379}
     assert ports <= {port for _, port in listening}, listening
     assert {ip.removeprefix("::ffff:") for ip, port in listening if port in ports} == {"127.0.0.1"}  # JVMs: v4-mapped
