@@ -1,0 +1,111 @@
+"""Where the lakehouse stages' time goes: each stage's Spark SQL executions and tasks, from Spark's event log.
+
+    .venv/bin/python benchmarks/profile_stages.py --rows 300000 [--days 30] [--root DIR] [--top 12]
+
+Runs bronze, silver and gold once on a fresh root (as benchmarks/lakehouse.py does) with the event
+log on, then prints per stage its wall time, the time no Spark query was running (Python, planning,
+commits), and its slowest SQL executions with what started each (the line of our code, or inside a
+stream the stream's name), their tasks' CPU, GC and spill. Profile before changing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the package.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from lakehouse.bronze import ingest_bronze  # noqa: E402
+from lakehouse.config import load_config  # noqa: E402
+from lakehouse.generator import generate  # noqa: E402
+from lakehouse.gold import build_gold  # noqa: E402
+from lakehouse.session import build_session  # noqa: E402
+from lakehouse.silver import refine_silver  # noqa: E402
+
+STAGES = (("bronze", ingest_bronze), ("silver", refine_silver), ("gold", build_gold))
+
+
+def events(log_dir: Path) -> list[dict]:
+    """Every event of the one application logged under log_dir (a file, or a rolling folder of files)."""
+    app = sorted(log_dir.iterdir())[-1]
+    files = sorted(app.glob("events_*")) if app.is_dir() else [app]
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+
+
+def executions(log: list[dict]) -> list[dict]:
+    """SQL executions with start, end, what started them, and their tasks' totals."""
+    started, stage_of, tasks = {}, {}, defaultdict(Counter)
+    for e in log:
+        kind = e["Event"]
+        if kind.endswith("SQLExecutionStart"):
+            started[e["executionId"]] = e
+        elif kind == "SparkListenerJobStart":
+            for stage in e["Stage IDs"]:
+                stage_of[stage] = e.get("Properties", {}).get("spark.sql.execution.id")
+        elif kind == "SparkListenerTaskEnd":
+            m, c = e.get("Task Metrics") or {}, tasks[stage_of.get(e["Stage ID"])]
+            c["tasks"] += 1
+            c["cpu_s"] += m.get("Executor CPU Time", 0) / 1e9
+            c["gc_s"] += m.get("JVM GC Time", 0) / 1e3
+            c["spill_mib"] += m.get("Disk Bytes Spilled", 0) / 2**20
+    out = []
+    for e in log:
+        if e["Event"].endswith("SQLExecutionEnd") and e["executionId"] in started:
+            s = started[e["executionId"]]
+            what = (s.get("description") or "").splitlines()[:1] or [""]
+            out.append({"id": e["executionId"], "start": s["time"] / 1e3, "end": e["time"] / 1e3,
+                        "what": what[0][:90], **tasks.get(str(e["executionId"]), Counter())})
+    # A streaming micro-batch (foreachBatch) is an execution of its own around the queries it runs:
+    # show those, not the wrapper (it has no tasks of its own).
+    return [r for r in out if r.get("tasks") or not any(
+        o is not r and r["start"] <= o["start"] and o["end"] <= r["end"] for o in out)]
+
+
+def report(name: str, start: float, end: float, runs: list[dict], top: int) -> None:
+    mine = [r for r in runs if start <= r["start"] <= end]
+    busy, until = 0.0, start
+    for r in sorted(mine, key=lambda r: r["start"]):  # executions nest: count covered time once
+        busy += max(0.0, r["end"] - max(r["start"], until))
+        until = max(until, r["end"])
+    print(f"\n{name}: {end - start:.1f} s wall, {len(mine)} SQL executions, "
+          f"{end - start - busy:.1f} s with none running")
+    print(f"  {'s':>6} {'CPU s':>6} {'GC s':>5} {'spill MiB':>9}  started by")
+    for r in sorted(mine, key=lambda r: r["start"] - r["end"])[:top]:
+        print(f"  {r['end'] - r['start']:6.1f} {r.get('cpu_s', 0):6.1f} {r.get('gc_s', 0):5.1f} "
+              f"{r.get('spill_mib', 0):9.0f}  {r['what']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--root", help="storage root (default: a new temporary folder)")
+    parser.add_argument("--top", type=int, default=12, help="slowest executions shown per stage")
+    args = parser.parse_args()
+    root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-profile-"))
+    cfg = load_config("local", root=root)
+    log_dir = root / "eventlog"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cfg.spark.conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(log_dir),
+                           "spark.eventLog.compress": "false"})
+    generate(cfg.landing_dir, rows=args.rows, days=args.days)
+    spark = build_session(cfg)
+    spans = []
+    for name, stage in STAGES:
+        t = time.time()
+        stage(spark, cfg)
+        spans.append((name, t, time.time()))
+    spark.stop()  # flushes the event log
+    runs = executions(events(log_dir))
+    for name, start, end in spans:
+        report(name, start, end, runs, args.top)
+
+
+if __name__ == "__main__":
+    main()
