@@ -49,9 +49,14 @@ def typed(col: Column, kind: str) -> Column:
     return value
 
 
+def _short_enough(max_chars: int) -> Column:
+    """A bronze line no parser should refuse to read (a missing line counts as empty)."""
+    return F.coalesce(F.length("raw"), F.lit(0)) <= max_chars
+
+
 def within_limit(bronze: DataFrame, max_chars: int) -> DataFrame:
     """Bronze lines short enough to parse."""
-    return bronze.where(F.coalesce(F.length("raw"), F.lit(0)) <= max_chars)
+    return bronze.where(_short_enough(max_chars))
 
 
 def csv_field_count(raw: Column) -> Column:
@@ -118,7 +123,7 @@ def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column],
     text = "raw"
     if max_chars is not None:
         text = "_parsed_text"
-        bronze = bronze.withColumn(text, F.when(F.coalesce(F.length("raw"), F.lit(0)) <= max_chars, F.col("raw")))
+        bronze = bronze.withColumn(text, F.when(_short_enough(max_chars), F.col("raw")))
     df = parse_lines(bronze, rules, text)
     converted = {f: typed(F.col(f), kind) for f, kind in rules.types.items()}
     noting = shape and rules.format == "json"
@@ -132,7 +137,7 @@ def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column],
     expected = ",".join(rules.fields)
     checks: list[tuple[str, Column, Column]] = []
     if max_chars is not None:
-        checks.append((OVERSIZED, F.coalesce(F.length("raw"), F.lit(0)) > max_chars,
+        checks.append((OVERSIZED, ~_short_enough(max_chars),
                        F.format_string(f"%d characters; a record holds at most {max_chars}", F.length("raw"))))
     checks += [
         ("csv_header", F.col("_header_line"),

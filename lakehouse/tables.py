@@ -73,10 +73,10 @@ def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[s
             builder = builder.property(name, value)
         try:
             builder.execute()
-        except AnalysisException as err:
+        except AnalysisException:
             if delta_exists(path):
                 return False
-            raise err
+            raise
         return True
     import pyarrow as pa
     from deltalake import DeltaTable as RsTable
