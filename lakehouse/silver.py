@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import delta_exists
@@ -34,6 +36,7 @@ from lakehouse.tables import commit_metrics, create_if_missing, current_version,
 
 JOB = "refine_silver"
 SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
+_EVOLVING = threading.Lock()
 
 
 def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
@@ -108,17 +111,21 @@ def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts
 
 @contextlib.contextmanager
 def _schema_evolution(spark: SparkSession, enabled: bool) -> Iterator[None]:
-    """Let one MERGE add columns (schema_policy `evolve`); everything else keeps the table's schema."""
+    """Let one MERGE add columns (schema_policy `evolve`); everything else keeps the table's schema.
+
+    The setting is the session's: one entity's stream evolves at a time (the others' rows bring no
+    column their tables lack, so they write as before)."""
     key = "spark.databricks.delta.schema.autoMerge.enabled"
     if not enabled:
         yield
         return
-    previous = spark.conf.get(key, "false")
-    spark.conf.set(key, "true")
-    try:
-        yield
-    finally:
-        spark.conf.set(key, previous)
+    with _EVOLVING:
+        previous = spark.conf.get(key, "false")
+        spark.conf.set(key, "true")
+        try:
+            yield
+        finally:
+            spark.conf.set(key, previous)
 
 
 def _checkpoint_token(checkpoint: Path) -> str:
@@ -143,6 +150,8 @@ class EntityRefiner:
         self.quarantine = cfg.table(f"quarantine.{entity}")  # where append_quarantine writes
         # Tables holding tokens record the key that hashed them (checked before anything is written).
         self.properties = {FINGERPRINT_PROPERTY: key_fingerprint} if rules.hashed and key_fingerprint else {}
+        if rules.indexed:
+            self.properties["delta.dataSkippingStatsColumns"] = ",".join(rules.indexed)
         self.checkpoint = cfg.checkpoint_dir(JOB, entity)
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
         self.failure: Exception | None = None
@@ -232,20 +241,26 @@ class EntityRefiner:
             self.spark.sql(f"ALTER TABLE delta.`{self.silver.path}` SET TBLPROPERTIES "
                            f"('{FINGERPRINT_PROPERTY}' = '{fingerprint}')")
 
-    def run_stream(self) -> None:
+    def start_stream(self) -> StreamingQuery | None:
+        """Start refining the bronze rows this entity's checkpoint has not seen (None: bronze is empty)."""
         bronze_ref = self.cfg.table(self.bronze)
         version = self.run.uses(self.bronze)
         if version is None:
             progress(f"{JOB}: {self.entity}: {self.bronze} is empty, nothing to refine")
-            return
+            return None
         self.run.writing(self.silver.name)
         self.run.writing(self.quarantine.name)
         # skipChangeCommits: an erasure's DELETE (governance) brings no new rows; without it the stream stops there.
-        query = (self.spark.readStream.format("delta").option("skipChangeCommits", "true").load(bronze_ref.path)
-                 .writeStream.queryName(f"{JOB}_{self.entity}")
-                 .foreachBatch(self.process_batch)
-                 .option("checkpointLocation", str(self.checkpoint))
-                 .trigger(availableNow=True).start())
+        return (self.spark.readStream.format("delta").option("skipChangeCommits", "true")
+                .option("maxBytesPerTrigger", self.cfg.sources[self.entity].refine_batch_bytes)
+                .load(bronze_ref.path)
+                .writeStream.queryName(f"{JOB}_{self.entity}")
+                .foreachBatch(self.process_batch)
+                .option("checkpointLocation", str(self.checkpoint))
+                .trigger(availableNow=True).start())
+
+    def finish_stream(self, query: StreamingQuery) -> None:
+        """Wait for the stream to drain what it found, then record and report it."""
         try:
             query.awaitTermination()
         except Exception:
@@ -262,7 +277,7 @@ class EntityRefiner:
 
 
 def refiners(spark: SparkSession, cfg: Config, run: JobRun) -> list[EntityRefiner]:
-    """One refiner per configured entity; dimensions first so facts can be checked against them."""
+    """One refiner per configured entity, in the order their streams start."""
     rates = cfg.currencies
     entities = [
         ("merchants", MERCHANT_RULES, lambda s, ref, df, **kw: merge_latest(s, ref, df, "merchant_id", "updated_at", **kw),
@@ -300,6 +315,26 @@ def refine_silver(run: JobRun, args) -> None:
     """Refine every entity's new bronze rows into silver and quarantine."""
     prepare_quality_gate()
     run.writing("gold.quality_results")
-    for refiner in refiners(run.spark, run.cfg, run):
-        refiner.run_stream()
+    # The entities' streams run side by side: on a few cores one entity's planning, checks and commits
+    # overlap another's tasks. Each is its own stream and checkpoint; none reads another's silver. One
+    # entity's failure lets the others finish their batches, then stops the run with the first error.
+    started: list[tuple[EntityRefiner, StreamingQuery]] = []
+    errors: list[Exception] = []
+    try:
+        for refiner in refiners(run.spark, run.cfg, run):
+            query = refiner.start_stream()
+            if query is not None:
+                started.append((refiner, query))
+        for refiner, query in started:
+            try:
+                refiner.finish_stream(query)
+            except Exception as err:
+                errors.append(err)
+        if errors:
+            raise errors[0]
+    finally:
+        for _, query in started:
+            with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
+                if query.isActive:
+                    query.stop()
     run.wrote("gold.quality_results")
