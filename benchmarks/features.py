@@ -41,17 +41,30 @@ def _percentiles(samples: list[float]) -> str:
     return f"p50 {q[49] * 1000:.2f} ms, p99 {q[98] * 1000:.2f} ms"
 
 
-def _lookups(cfg, customers: list[str], n: int) -> tuple[str, str]:
+def entity_sample(spark, cfg, n: int = 1000) -> list[str]:
+    """Up to n customer ids with features: the entities the lookups ask for."""
+    return [r[0] for r in read_table(spark, cfg.table("features.customer_features"))
+            .select("customer_id").distinct().limit(n).collect()]
+
+
+def lookup_seconds(cfg, customers: list[str], n: int, batches: int | None = None) -> tuple[list[float], list[float]]:
+    """Seconds per online lookup, in-process: n lookups of one entity, then `batches` (default
+    max(n // 10, 20)) of the first 100 entities in one call."""
     store = feature_store(cfg, apply=False)
     one, batch = [], []
     for i in range(n):
         t = time.perf_counter()
         online_features(cfg, "customer_id", [customers[i % len(customers)]], store=store)
         one.append(time.perf_counter() - t)
-    for i in range(max(n // 10, 20)):
+    for i in range(batches or max(n // 10, 20)):
         t = time.perf_counter()
         online_features(cfg, "customer_id", customers[:100], store=store)
         batch.append(time.perf_counter() - t)
+    return one, batch
+
+
+def _lookups(cfg, customers: list[str], n: int) -> tuple[str, str]:
+    one, batch = lookup_seconds(cfg, customers, n)
     return _percentiles(one), _percentiles(batch)
 
 
@@ -76,8 +89,7 @@ def main() -> None:
     t = time.perf_counter()
     materialize_online(spark, cfg)
     materialize_s = time.perf_counter() - t
-    customers = [r[0] for r in read_table(spark, cfg.table("features.customer_features"))
-                 .select("customer_id").distinct().limit(1000).collect()]
+    customers = entity_sample(spark, cfg)
 
     print(f"\nfeatures benchmark: {man.transactions_written} generated, {rows} silver transactions, root {root}")
     print(f"compute_features    {feature_s:8.1f} s  {rows / feature_s:>10,.0f} silver rows/s  ({feature_rows} feature rows)")
