@@ -84,7 +84,7 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 def write(con: duckdb.DuckDBPyConnection, sql: str, path: str) -> None:
     """Replace the Delta table at `path` with the query's rows, streamed from DuckDB to delta-rs as Arrow."""
-    write_deltalake(path, con.sql(sql).arrow(), mode="overwrite", schema_mode="overwrite")
+    write_deltalake(path, con.sql(sql).to_arrow_reader(1_000_000), mode="overwrite", schema_mode="overwrite")
 
 
 def scan(con: duckdb.DuckDBPyConnection, view: str, path: str) -> None:
