@@ -83,8 +83,11 @@ def connect() -> duckdb.DuckDBPyConnection:
 
 
 def write(con: duckdb.DuckDBPyConnection, sql: str, path: str) -> None:
-    """Replace the Delta table at `path` with the query's rows, streamed from DuckDB to delta-rs as Arrow."""
-    write_deltalake(path, con.sql(sql).to_arrow_reader(1_000_000), mode="overwrite", schema_mode="overwrite")
+    """Replace the Delta table at `path` with the query's rows, handed to delta-rs as one Arrow table.
+
+    Streaming them instead (`to_arrow_reader`) wrote bronze's 10M raw lines on one core: 500 MB in 14
+    minutes, where this way held 3M lines in 6.7 GiB and took 46 s. Neither is DuckDB at its best."""
+    write_deltalake(path, con.sql(sql).arrow(), mode="overwrite", schema_mode="overwrite")
 
 
 def scan(con: duckdb.DuckDBPyConnection, view: str, path: str) -> None:
