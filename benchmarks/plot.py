@@ -45,9 +45,10 @@ def plot(runs: list[dict], out: Path) -> None:
     for i, (name, label) in enumerate(STAGES.items()):
         color = f"C{i}"
         ax.plot(rows, [r["stages"][name]["tidewater_s"] for r in runs], "o-", color=color, label=f"Tidewater {label}")
-        peer = [r["stages"][name]["peer_s"] for r in runs]
-        if all(p is not None for p in peer):
-            ax.plot(rows, peer, "s--", color=color, alpha=0.7, label=f"DuckDB+delta-rs {label}")
+        measured = [(r["transactions"], r["stages"][name]["peer_s"]) for r in runs
+                    if r["stages"][name]["peer_s"] is not None]  # a size the peer did not finish has no point
+        if measured:
+            ax.plot(*zip(*measured), "s--", color=color, alpha=0.7, label=f"DuckDB+delta-rs {label}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("transactions")
