@@ -12,6 +12,7 @@ from lakehouse.lineage import JobRun
 from lakehouse.quarantine import quarantine_once
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 
+
 def _distinct(column: str) -> Column:
     """How many different values a group holds: a set per group, in one aggregation. Spark's
     countDistinct plans a second aggregation with a shuffle of its own; these groups are small."""

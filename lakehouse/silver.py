@@ -319,7 +319,7 @@ def refine_silver(run: JobRun, args) -> None:
     # overlap another's tasks. Each is its own stream and checkpoint; none reads another's silver. One
     # entity's failure lets the others finish their batches, then stops the run with the first error.
     started: list[tuple[EntityRefiner, StreamingQuery]] = []
-    errors: list[Exception] = []
+    first_error: Exception | None = None
     try:
         for refiner in refiners(run.spark, run.cfg, run):
             query = refiner.start_stream()
@@ -329,9 +329,9 @@ def refine_silver(run: JobRun, args) -> None:
             try:
                 refiner.finish_stream(query)
             except Exception as err:
-                errors.append(err)
-        if errors:
-            raise errors[0]
+                first_error = first_error or err
+        if first_error is not None:
+            raise first_error
     finally:
         for _, query in started:
             with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
