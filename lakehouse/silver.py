@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import threading
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -36,7 +35,6 @@ from lakehouse.tables import commit_metrics, create_if_missing, current_version,
 
 JOB = "refine_silver"
 SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
-_EVOLVING = threading.Lock()
 
 
 def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
@@ -111,21 +109,17 @@ def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts
 
 @contextlib.contextmanager
 def _schema_evolution(spark: SparkSession, enabled: bool) -> Iterator[None]:
-    """Let one MERGE add columns (schema_policy `evolve`); everything else keeps the table's schema.
-
-    The setting is the session's: one entity's stream evolves at a time (the others' rows bring no
-    column their tables lack, so they write as before)."""
+    """Let one MERGE add columns (schema_policy `evolve`); everything else keeps the table's schema."""
     key = "spark.databricks.delta.schema.autoMerge.enabled"
     if not enabled:
         yield
         return
-    with _EVOLVING:
-        previous = spark.conf.get(key, "false")
-        spark.conf.set(key, "true")
-        try:
-            yield
-        finally:
-            spark.conf.set(key, previous)
+    previous = spark.conf.get(key, "false")
+    spark.conf.set(key, "true")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, previous)
 
 
 def _checkpoint_token(checkpoint: Path) -> str:
@@ -277,7 +271,7 @@ class EntityRefiner:
 
 
 def refiners(spark: SparkSession, cfg: Config, run: JobRun) -> list[EntityRefiner]:
-    """One refiner per configured entity, in the order their streams start."""
+    """One refiner per configured entity, in the order they run."""
     rates = cfg.currencies
     entities = [
         ("merchants", MERCHANT_RULES, lambda s, ref, df, **kw: merge_latest(s, ref, df, "merchant_id", "updated_at", **kw),
@@ -315,26 +309,10 @@ def refine_silver(run: JobRun, args) -> None:
     """Refine every entity's new bronze rows into silver and quarantine."""
     prepare_quality_gate()
     run.writing("gold.quality_results")
-    # The entities' streams run side by side: on a few cores one entity's planning, checks and commits
-    # overlap another's tasks. Each is its own stream and checkpoint; none reads another's silver. One
-    # entity's failure lets the others finish their batches, then stops the run with the first error.
-    started: list[tuple[EntityRefiner, StreamingQuery]] = []
-    first_error: Exception | None = None
-    try:
-        for refiner in refiners(run.spark, run.cfg, run):
-            query = refiner.start_stream()
-            if query is not None:
-                started.append((refiner, query))
-        for refiner, query in started:
-            try:
-                refiner.finish_stream(query)
-            except Exception as err:
-                first_error = first_error or err
-        if first_error is not None:
-            raise first_error
-    finally:
-        for _, query in started:
-            with contextlib.suppress(Exception):  # the error that stopped the run is the one to report
-                if query.isActive:
-                    query.stop()
+    # One entity at a time: Soda's Spark source freezes the whole process's clock (freezegun) around
+    # every collect, which leaks fake datetimes into any other thread's work.
+    for refiner in refiners(run.spark, run.cfg, run):
+        query = refiner.start_stream()
+        if query is not None:
+            refiner.finish_stream(query)
     run.wrote("gold.quality_results")

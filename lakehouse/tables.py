@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import threading
 from pathlib import Path
 
 from delta.tables import DeltaTable
@@ -21,8 +20,6 @@ from pyspark.sql import DataFrame, SparkSession
 from lakehouse.catalog import delta_exists
 from lakehouse.config import TableRef
 from lakehouse.errors import TableNotFound
-
-_APPENDING = threading.Lock()
 
 _COMMIT = re.compile(r"(\d{20})\.json")
 
@@ -129,22 +126,20 @@ def append_rows(spark: SparkSession, ref: TableRef, rows: list, schema) -> None:
 
     A local table is written by delta-rs: one small commit without a Spark job, where Spark spends
     about a second planning and writing one row. Object-store paths, and the training environment
-    (which has no delta-rs), go through Spark. One append at a time per process: a job's threads
-    (silver's streams) record into the same tables, and the first one creates it.
+    (which has no delta-rs), go through Spark.
     """
     from lakehouse.schemas import arrow_type, row_values
 
-    with _APPENDING:
-        if not delta_rs_writes(ref.path):
-            (spark.createDataFrame([row_values(r) for r in rows], schema).write.format("delta").mode("append")
-             .option("mergeSchema", "true").save(ref.path))
-            return
-        import pyarrow as pa
-        from deltalake import write_deltalake
+    if not delta_rs_writes(ref.path):
+        (spark.createDataFrame([row_values(r) for r in rows], schema).write.format("delta").mode("append")
+         .option("mergeSchema", "true").save(ref.path))
+        return
+    import pyarrow as pa
+    from deltalake import write_deltalake
 
-        data = pa.Table.from_pylist([dict(zip(schema.fieldNames(), row_values(r))) for r in rows],
-                                    schema=pa.schema(list(arrow_type(schema))))
-        write_deltalake(ref.path, data, mode="append", schema_mode="merge")
+    data = pa.Table.from_pylist([dict(zip(schema.fieldNames(), row_values(r))) for r in rows],
+                                schema=pa.schema(list(arrow_type(schema))))
+    write_deltalake(ref.path, data, mode="append", schema_mode="merge")
 
 
 def union_all(frames: list[DataFrame]) -> DataFrame:

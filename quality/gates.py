@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import threading
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -22,9 +21,6 @@ from quality.schema_changes import detect_shape_changes
 
 
 DATED_BATCH = r"^batch-[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-# One validation at a time per process: jobs check several tables at once (silver's streams run side
-# by side), and Soda's Spark source freezes the process's clock (freezegun) around every collect.
-_ENGINES = threading.Lock()
 
 
 def data_time(df: DataFrame) -> dt.datetime | None:
@@ -48,8 +44,7 @@ def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[Chec
     """GE on every row, then Soda on the rows that stay; returns results, kept rows, quarantined rows."""
     row_checks = [c for c in checks if c.engine == "great_expectations"]
     dataset_checks = [c for c in checks if c.engine == "soda"]
-    with _ENGINES:
-        results = run_expectations(df, row_checks, suite_name=table.replace(".", "_"))
+    results = run_expectations(df, row_checks, suite_name=table.replace(".", "_"))
     to_quarantine = [r.check for r in results if not r.passed and r.check.policy == "quarantine"]
     kept, quarantined = df, None
     if to_quarantine:
@@ -63,9 +58,7 @@ def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[Chec
         flagged = df.withColumn("reason", reason).withColumn("detail", detail)
         kept = flagged.where(F.col("reason").isNull()).drop("reason", "detail")
         quarantined = as_quarantine_rows(flagged.where(F.col("reason").isNotNull()))
-    now = data_time(kept)
-    with _ENGINES:
-        results += run_contract(spark, kept, dataset_checks, view=table.replace(".", "_"), now=now)
+    results += run_contract(spark, kept, dataset_checks, view=table.replace(".", "_"), now=data_time(kept))
     return results, kept, quarantined
 
 
