@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import delta_exists
@@ -235,26 +234,23 @@ class EntityRefiner:
             self.spark.sql(f"ALTER TABLE delta.`{self.silver.path}` SET TBLPROPERTIES "
                            f"('{FINGERPRINT_PROPERTY}' = '{fingerprint}')")
 
-    def start_stream(self) -> StreamingQuery | None:
-        """Start refining the bronze rows this entity's checkpoint has not seen (None: bronze is empty)."""
+    def run_stream(self) -> None:
+        """Refine the bronze rows this entity's checkpoint has not seen, then record and report them."""
         bronze_ref = self.cfg.table(self.bronze)
         version = self.run.uses(self.bronze)
         if version is None:
             progress(f"{JOB}: {self.entity}: {self.bronze} is empty, nothing to refine")
-            return None
+            return
         self.run.writing(self.silver.name)
         self.run.writing(self.quarantine.name)
         # skipChangeCommits: an erasure's DELETE (governance) brings no new rows; without it the stream stops there.
-        return (self.spark.readStream.format("delta").option("skipChangeCommits", "true")
-                .option("maxBytesPerTrigger", self.cfg.sources[self.entity].refine_batch_bytes)
-                .load(bronze_ref.path)
-                .writeStream.queryName(f"{JOB}_{self.entity}")
-                .foreachBatch(self.process_batch)
-                .option("checkpointLocation", str(self.checkpoint))
-                .trigger(availableNow=True).start())
-
-    def finish_stream(self, query: StreamingQuery) -> None:
-        """Wait for the stream to drain what it found, then record and report it."""
+        query = (self.spark.readStream.format("delta").option("skipChangeCommits", "true")
+                 .option("maxBytesPerTrigger", self.cfg.sources[self.entity].refine_batch_bytes)
+                 .load(bronze_ref.path)
+                 .writeStream.queryName(f"{JOB}_{self.entity}")
+                 .foreachBatch(self.process_batch)
+                 .option("checkpointLocation", str(self.checkpoint))
+                 .trigger(availableNow=True).start())
         try:
             query.awaitTermination()
         except Exception:
@@ -312,7 +308,5 @@ def refine_silver(run: JobRun, args) -> None:
     # One entity at a time: Soda's Spark source freezes the whole process's clock (freezegun) around
     # every collect, which leaks fake datetimes into any other thread's work.
     for refiner in refiners(run.spark, run.cfg, run):
-        query = refiner.start_stream()
-        if query is not None:
-            refiner.finish_stream(query)
+        refiner.run_stream()
     run.wrote("gold.quality_results")
