@@ -11,11 +11,12 @@ import contextlib
 import datetime as dt
 import os
 import warnings
+import weakref
 from pathlib import Path
 from typing import Iterator
 
 from lakehouse.config import Config, FeatureViewConf
-from lakehouse.errors import TidewaterError
+from lakehouse.errors import ConfigError, TidewaterError
 from features.compute import EVENT_TIME
 
 
@@ -24,6 +25,10 @@ def _quiet_feast() -> None:
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"feast\.")
 
 REDIS_PASSWORD_ENV = "TIDEWATER_REDIS_PASSWORD"
+TIMESTAMP_SUFFIX = "__ts"  # Feast's name for a feature's event time in to_dict(include_event_timestamps=True)
+# Feast value kinds that are the Python value as stored (the rest go through Feast's own conversion).
+_VIEWS: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+_SCALARS = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val", "bytes_val"})
 
 
 def feast_dir(cfg: Config) -> Path:
@@ -95,7 +100,6 @@ def view_for_entity(cfg: Config, key: str) -> tuple[str, FeatureViewConf]:
         if view.key == key:
             return name, view
     keys = ", ".join(v.key for v in cfg.features.views.values())
-    from lakehouse.errors import ConfigError
     raise ConfigError(f"no feature view is keyed by {key!r}", hint=f"entity keys: {keys}")
 
 
@@ -121,11 +125,48 @@ def online_store_errors(cfg: Config) -> Iterator[None]:
                  "materialize_online refills it once it answers") from None
 
 
+def _feature_view(store, name: str):
+    """The registered view, once per store: Feast rebuilds it from the registry's proto on every
+    get_feature_view (0.7 ms, more than a one-entity read); its definitions come from conf, fixed
+    for the life of a process."""
+    views = _VIEWS.setdefault(store, {})
+    if name not in views:
+        views[name] = store.get_feature_view(name, allow_registry_cache=True)
+    return views[name]
+
+
 def online_features(cfg: Config, key: str, values: list[str], features: list[str] | None = None,
-                    store=None) -> dict[str, list]:
-    """Latest online values for entities (the lookup scoring code uses): {column: [values...]}."""
+                    store=None, timestamps: bool = False) -> dict[str, list]:
+    """Latest online values for entities (the lookup scoring code uses): {column: [values...]}, the
+    entity key first, as Feast's `get_online_features(...).to_dict()` gives them; with `timestamps`,
+    also <feature>__ts, the epoch second of the feature row (0 where the store has none).
+
+    One read of the store per call, through Feast's own online store (its key encoding, its values).
+    Feast's get_online_features builds a response proto value by value first: two thirds of a
+    100-entity lookup went there (benchmarks/scoring.py), so the values are taken as read instead.
+    """
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
     name, view = view_for_entity(cfg, key)
-    refs = [f"{name}:{f}" for f in features] if features else feature_refs(cfg, [name])
+    declared = [f.name for f in view.features]
+    names = list(features) if features else declared
+    unknown = [f for f in names if f not in declared]
+    if unknown:
+        raise ConfigError(f"{name} has no feature {', '.join(unknown)}", hint=f"its features: {', '.join(declared)}")
     store = store or feature_store(cfg, apply=False)
+    keys = [EntityKey(join_keys=[key], entity_values=[Value(string_val=v)]) for v in values]
     with online_store_errors(cfg):
-        return store.get_online_features(features=refs, entity_rows=[{key: v} for v in values]).to_dict()
+        found = store.provider.online_read(store.config, _feature_view(store, name), keys, names)
+    out: dict[str, list] = {key: list(values), **{f: [] for f in names}}
+    stamps: dict[str, list] = {f + TIMESTAMP_SUFFIX: [] for f in names} if timestamps else {}
+    for ts, row in found:
+        for f in names:
+            value = row.get(f) if row else None
+            kind = value.WhichOneof("val") if value is not None else None
+            out[f].append(None if kind is None else getattr(value, kind) if kind in _SCALARS
+                          else feast_value_type_to_python_type(value))
+            if timestamps:
+                stamps[f + TIMESTAMP_SUFFIX].append(int(ts.timestamp()) if ts is not None and kind else 0)
+    return {**out, **stamps}

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from lakehouse.config import Config
 from lakehouse.errors import TidewaterError
 from lakehouse.model_store import alias_version
-from features.store import OnlineStoreUnavailable, feature_refs, feature_store, online_store_errors
+from features.store import TIMESTAMP_SUFFIX, OnlineStoreUnavailable, feature_store, online_features
 from registry import contract
 from registry.contract import ModelNotFound, ResolvedModel, resolve
 from scoring.decision_log import DecisionLog
@@ -47,7 +47,6 @@ from scoring.spark_hash import spark_xxhash64
 
 log = logging.getLogger(__name__)
 STAGES = ("features", "model", "reasons", "total")
-TIMESTAMP_SUFFIX = "__ts"  # Feast's name for a feature's event time in to_dict(include_event_timestamps=True)
 
 
 class Batch(BaseModel):
@@ -122,7 +121,6 @@ class Scorer:
     def __init__(self, cfg: Config, metrics: Metrics, decisions: DecisionLog):
         self.cfg, self.metrics, self.decisions = cfg, metrics, decisions
         self.checks = request_checks(cfg)
-        self.refs = feature_refs(cfg)
         self.views = {name: (view.key, [f.name for f in view.features]) for name, view in cfg.features.views.items()}
         self.store = feature_store(cfg, apply=False)
         self.deployment: Deployment | None = None
@@ -153,11 +151,12 @@ class Scorer:
         return deployment.canary if bucket < self.canary_buckets else deployment.champion
 
     def _lookup(self, txns: list[Transaction]) -> dict[str, list]:
-        rows = [{key: getattr(t, key) for key, _ in self.views.values()} for t in txns]
+        online: dict[str, list] = {}
         try:
-            with online_store_errors(self.cfg):
-                response = self.store.get_online_features(features=self.refs, entity_rows=rows)
-                return response.to_dict(include_event_timestamps=True)
+            for key, names in self.views.values():
+                online.update(online_features(self.cfg, key, [getattr(t, key) for t in txns], names,
+                                              store=self.store, timestamps=True))
+            return online
         except sqlite3.OperationalError as err:
             raise OnlineStoreUnavailable(f"the online store (SQLite under {self.cfg.root}) cannot be read: {err}",
                                          hint="run `tidewater run materialize_online`") from None

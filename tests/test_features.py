@@ -20,6 +20,7 @@ from features.store import OnlineStoreUnavailable, feast_dir, feature_store, onl
 from features.maturity import HistoryTooShort
 from features.training_set import build_training_set
 from lakehouse.config import load_config
+from lakehouse.errors import ConfigError
 from lakehouse.generator import generate
 from lakehouse.tables import current_version, read_table
 
@@ -161,6 +162,21 @@ def test_online_equals_offline_equals_a_recomputation_from_silver(spark, feature
         plain = _recompute_from_silver(spark, cfg, row["customer_id"], row["event_time"])
         assert row["txn_count_7d"] == plain["txn_count_7d"]
         assert row["max_amount_30d"] == pytest.approx(plain["max_amount_30d"])
+
+
+def test_an_online_read_gives_what_feasts_own_lookup_gives_and_names_a_missing_feature(spark, featured):
+    cfg = featured.cfg
+    store = feature_store(cfg, apply=False)
+    customers = [r[0] for r in read_table(spark, cfg.table("features.customer_features"))
+                 .select("customer_id").distinct().orderBy("customer_id").limit(20).collect()] + ["C-no-such"]
+    ours = online_features(cfg, "customer_id", customers, store=store, timestamps=True)
+    theirs = store.get_online_features(features=[f"customer_features:{f.name}" for f in cfg.features.views[
+        "customer_features"].features], entity_rows=[{"customer_id": c} for c in customers]
+                                        ).to_dict(include_event_timestamps=True)
+    assert ours == {k: v for k, v in theirs.items() if k != "customer_id__ts"}
+    assert ours["txn_count_7d"][-1] is None and ours["txn_count_7d__ts"][-1] == 0
+    with pytest.raises(ConfigError, match="no feature txn_count_8d"):
+        online_features(cfg, "customer_id", customers[:1], ["txn_count_8d"], store=store)
 
 
 def test_training_set_has_one_row_per_labelled_transaction_and_records_versions(spark, featured):
