@@ -1,11 +1,12 @@
 """DuckDB + delta-rs doing Tidewater's lakehouse stages on the same landing files: the benchmark's peer.
 
-The work of a first run of ingest_bronze, refine_silver and build_gold on a fresh root, in DuckDB SQL,
-with delta-rs writing the Delta tables under the peer's own root. The rules are Tidewater's own
-declarations (the entity rules of lakehouse/refine.py, conf `quality:` checks and currencies),
-rendered as SQL here where Spark renders them as columns. The peer keeps no checkpoints: each run
-reads the whole landing folder and rewrites its tables. `verify` holds the peer's tables against
-Spark's, row for row, without a JVM; with --verify the command exits 1 on any difference.
+The work of a first run of ingest_bronze, refine_silver and build_gold on a fresh root, in DuckDB SQL
+(bronze's lines split by numpy and Arrow), with delta-rs writing the Delta tables under the peer's own
+root. The rules are Tidewater's own declarations (the entity rules of lakehouse/refine.py, conf
+`quality:` checks and currencies), rendered as SQL here where Spark renders them as columns. The peer
+keeps no checkpoints: each run reads the whole landing folder and rewrites its tables. `verify` holds
+the peer's tables against Spark's, row for row, without a JVM; with --verify the command exits 1 on
+any difference.
 
     .venv/bin/python benchmarks/duckdb_peer.py --landing DIR --root DIR [--verify SPARK_ROOT] [--json FILE]
 """
@@ -13,10 +14,16 @@ Spark's, row for row, without a JVM; with --verify the command exits 1 on any di
 from __future__ import annotations
 
 import argparse
+import codecs
+import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
+import mmap
+import os
+import re
 import sys
 import time
 import uuid
@@ -28,11 +35,13 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import deltalake  # noqa: E402
 import duckdb  # noqa: E402
+import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 import pyarrow.dataset  # noqa: E402,F401 - delta-rs hands DuckDB its tables as datasets: loaded before the timing
 from deltalake import DeltaTable, write_deltalake  # noqa: E402
 
-from lakehouse.config import CheckConf, Config, SourceConf, load_config  # noqa: E402
+from lakehouse.config import CheckConf, Config, load_config  # noqa: E402
 from lakehouse.delta_reader import delta_exists  # noqa: E402
 from lakehouse.errors import QualityGateFailed  # noqa: E402
 from lakehouse.pii import pii_key  # noqa: E402
@@ -63,6 +72,10 @@ READ_COLUMNS = ("_source_file", "_ingested_at")
 # and rounds its own way. Gold column -> the silver column averaged over the table's key; every other
 # gold value (sums of cents too) must match exactly.
 HALF_CENT_MEANS = {"gold.customer_daily_spend": {"avg_amount_eur": "amount_eur"}}
+# Bronze as Tidewater writes it: the line, where and when it was read, the file's size and time then.
+BRONZE = pa.schema([("raw", pa.large_string()), ("_source_file", pa.string()), ("_batch_id", pa.string()),
+                    ("_ingested_at", pa.timestamp("us", "UTC")), ("_file_size", pa.int64()),
+                    ("_file_modified", pa.timestamp("us", "UTC"))])
 
 
 def _lit(value) -> str:
@@ -85,8 +98,10 @@ def connect() -> duckdb.DuckDBPyConnection:
 def write(con: duckdb.DuckDBPyConnection, sql: str, path: str) -> None:
     """Replace the Delta table at `path` with the query's rows, handed to delta-rs as one Arrow table.
 
-    Streaming them instead (`to_arrow_reader`) wrote bronze's 10M raw lines on one core: 500 MB in 14
-    minutes, where this way held 3M lines in 6.7 GiB and took 46 s. Neither is DuckDB at its best."""
+    Silver's and gold's queries end in a window, an aggregate or a temp table that DuckDB holds whole
+    anyway: streamed to delta-rs in record batches instead, 10M rows peaked as high (14.9 GiB, in
+    silver's window) and took as long. Bronze's lines, which need no SQL, go straight from the files
+    to delta-rs (ingest_bronze)."""
     write_deltalake(path, con.sql(sql).arrow(), mode="overwrite", schema_mode="overwrite")
 
 
@@ -95,23 +110,62 @@ def scan(con: duckdb.DuckDBPyConnection, view: str, path: str) -> None:
     con.register(view, DeltaTable(path).to_pyarrow_dataset())
 
 
-def bronze_sql(landing: Path, src: SourceConf) -> str:
-    """Each landing file's lines as Spark's text source gives them (no empty line after the last
-    newline, none for an empty file), CSV headers dropped, with where and when they were read."""
-    header = f"WHERE raw <> {_lit(src.header)}" if src.format == "csv" and src.header else ""
-    return f"""
-        SELECT raw, 'file:' || filename AS _source_file,
-               regexp_extract(filename, '/(batch-[^/]+)/[^/]*$', 1) AS _batch_id, now() AS _ingested_at
-        FROM (SELECT filename, unnest(string_split(
-                     CASE WHEN suffix(content, chr(10)) THEN left(content, -1) ELSE content END, chr(10))) AS raw
-              FROM read_text({_lit(landing.resolve() / '*' / src.file_glob)}) WHERE content <> '')
-        {header}"""
+def spark_lines(path: Path) -> pa.Array:
+    """A file's lines as Spark's text source reads them (Hadoop's LineReader): "\\n", "\\r" and "\\r\\n"
+    each end a line, an empty line is a '' row, a UTF-8 byte order mark at the start is skipped, and
+    text after the last line end is one more line (an empty file has none)."""
+    with open(path, "rb") as f:  # mapped, not read: the lines are the one copy made
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if os.fstat(f.fileno()).st_size else b""
+    text = np.frombuffer(data, np.uint8)
+    breaks = np.flatnonzero((text == 10) | (text == 13)) if data.find(b"\r") >= 0 else np.flatnonzero(text == 10)
+    crlf = np.flatnonzero((text[breaks[:-1]] == 13) & (text[breaks[:-1] + 1] == 10))
+    # Each line with its line end (a "\\r\\n" ends at its "\\n"): no other "\\r" or "\\n" is in it, so trimming
+    # them off leaves the line.
+    start = len(codecs.BOM_UTF8) if data[:3] == codecs.BOM_UTF8 else 0
+    offsets = np.concatenate(([start], np.delete(breaks, crlf) + 1))
+    if len(data) > offsets[-1]:
+        offsets = np.append(offsets, len(data))
+    lines = pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1,
+                                  [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    return pc.ascii_rtrim(lines.cast(pa.large_string()), "\r\n")  # the cast checks UTF-8, as DuckDB's readers do
 
 
-def ingest_bronze(con: duckdb.DuckDBPyConnection, cfg: Config, landing: Path) -> None:
-    """Land every file of every configured source into its bronze table."""
+def bronze_rows(path: Path, header: str | None, at: dt.datetime) -> pa.Table:
+    """One landing file's bronze rows: its lines (but a CSV header), where and when they were read, and
+    the file's size and time in milliseconds (Spark's `_metadata`)."""
+    stat, raw = path.stat(), spark_lines(path)
+    if header is not None:
+        raw = raw.filter(pc.not_equal(raw, header))
+    where = f"file:{path}"
+    batch = re.search(r"/(batch-[^/]+)/[^/]*$", where)
+    values = [where, batch[1] if batch else "", at, stat.st_size, stat.st_mtime_ns // 1_000_000 * 1000]
+    return pa.table([raw, *(pa.repeat(pa.scalar(v, t), len(raw)) for v, t in zip(values, BRONZE.types[1:]))],
+                    schema=BRONZE)
+
+
+def append_bronze(path: str, header: str | None, at: dt.datetime, files: list[Path]) -> None:
+    """Append the files' bronze rows to the table at `path` in one delta-rs write, a file at a time, in
+    batches of 64Ki rows: delta-rs takes a few batches ahead of its encoder, and whole files there
+    held 0.5 GiB more at 10M rows."""
+    rows = (b for f in files for b in bronze_rows(f, header, at).to_batches(1 << 16))
+    write_deltalake(path, pa.RecordBatchReader.from_batches(BRONZE, rows), mode="append")
+
+
+def ingest_bronze(cfg: Config, landing: Path) -> None:
+    """Land every file of every configured source into its bronze table: emptied, then appended to.
+
+    DuckDB's own readers do not give Spark's lines fast: read_text + string_split runs on one core (10M
+    rows: not done in 5 minutes) and read_csv drops empty lines. So numpy splits the files, and as
+    delta-rs encodes a stream on one thread, each core appends a share of the files as a stream of its
+    own: memory holds about a file per stream, however many files there are."""
     for src in cfg.sources.values():
-        write(con, bronze_sql(landing, src), cfg.table(src.bronze).path)
+        header = src.header if src.format == "csv" and src.header else None
+        files, path = sorted(landing.resolve().glob(f"*/{src.file_glob}")), cfg.table(src.bronze).path
+        write_deltalake(path, BRONZE.empty_table(), mode="overwrite", schema_mode="overwrite")
+        streams = max(1, min(len(files), os.cpu_count() or 1))
+        append = functools.partial(append_bronze, path, header, dt.datetime.now(dt.timezone.utc))
+        with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+            list(pool.map(append, [files[i::streams] for i in range(streams)]))
 
 
 def check_failing(check: CheckConf) -> str:
@@ -478,7 +532,7 @@ def build_gold(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> None
 def run_stages(landing: Path, root: Path) -> dict[str, float]:
     """Run bronze, silver and gold into `root`; each stage's wall-clock seconds."""
     cfg, con, run_id = load_config("local", root=root), connect(), f"duckdb-{uuid.uuid4().hex[:12]}"
-    stages = {"bronze": lambda: ingest_bronze(con, cfg, landing),
+    stages = {"bronze": lambda: ingest_bronze(cfg, landing),
               "silver": lambda: refine_silver(con, cfg, run_id),
               "gold": lambda: build_gold(con, cfg, run_id)}
     seconds = {}

@@ -121,6 +121,7 @@ def main() -> None:
     memory = {"tidewater_jvm": _peak_rss_mib(spark.sparkContext._gateway.proc.pid),
               "tidewater_python": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     versions = {"spark": spark.version, "delta-spark": version("delta-spark")}
+    spark.stop()  # the peer gets the machine's memory to itself (at 10M its silver holds 15 GiB)
 
     peer = run_peer(cfg.landing_dir, args.root) if args.peer else None
     fig = figures(args, man, generate_s, seconds, memory, versions, peer)
