@@ -26,8 +26,8 @@ def _quiet_feast() -> None:
 
 REDIS_PASSWORD_ENV = "TIDEWATER_REDIS_PASSWORD"
 TIMESTAMP_SUFFIX = "__ts"  # Feast's name for a feature's event time in to_dict(include_event_timestamps=True)
+_VIEWS: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()  # store -> its views (_feature_view)
 # Feast value kinds that are the Python value as stored (the rest go through Feast's own conversion).
-_VIEWS: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
 _SCALARS = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val", "bytes_val"})
 
 
@@ -162,11 +162,12 @@ def online_features(cfg: Config, key: str, values: list[str], features: list[str
     out: dict[str, list] = {key: list(values), **{f: [] for f in names}}
     stamps: dict[str, list] = {f + TIMESTAMP_SUFFIX: [] for f in names} if timestamps else {}
     for ts, row in found:
+        second = int(ts.timestamp()) if ts is not None else 0
         for f in names:
             value = row.get(f) if row else None
             kind = value.WhichOneof("val") if value is not None else None
             out[f].append(None if kind is None else getattr(value, kind) if kind in _SCALARS
                           else feast_value_type_to_python_type(value))
             if timestamps:
-                stamps[f + TIMESTAMP_SUFFIX].append(int(ts.timestamp()) if ts is not None and kind else 0)
+                stamps[f + TIMESTAMP_SUFFIX].append(second if kind else 0)
     return {**out, **stamps}

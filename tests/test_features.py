@@ -16,7 +16,7 @@ from conftest import run_pipeline
 from features.compute import feature_rows
 from features.offline import compute_features
 from features.online import materialize_online
-from features.store import OnlineStoreUnavailable, feast_dir, feature_store, online_features
+from features.store import OnlineStoreUnavailable, feast_dir, feature_refs, feature_store, online_features
 from features.maturity import HistoryTooShort
 from features.training_set import build_training_set
 from lakehouse.config import load_config
@@ -170,9 +170,9 @@ def test_an_online_read_gives_what_feasts_own_lookup_gives_and_names_a_missing_f
     customers = [r[0] for r in read_table(spark, cfg.table("features.customer_features"))
                  .select("customer_id").distinct().orderBy("customer_id").limit(20).collect()] + ["C-no-such"]
     ours = online_features(cfg, "customer_id", customers, store=store, timestamps=True)
-    theirs = store.get_online_features(features=[f"customer_features:{f.name}" for f in cfg.features.views[
-        "customer_features"].features], entity_rows=[{"customer_id": c} for c in customers]
-                                        ).to_dict(include_event_timestamps=True)
+    theirs = store.get_online_features(features=feature_refs(cfg, ["customer_features"]),
+                                       entity_rows=[{"customer_id": c} for c in customers]
+                                       ).to_dict(include_event_timestamps=True)
     assert ours == {k: v for k, v in theirs.items() if k != "customer_id__ts"}
     assert ours["txn_count_7d"][-1] is None and ours["txn_count_7d__ts"][-1] == 0
     with pytest.raises(ConfigError, match="no feature txn_count_8d"):
