@@ -145,9 +145,11 @@ def test_an_oversized_line_is_quarantined_unparsed_and_nothing_else_is_lost(spar
     cfg = _fresh(tmp_path, rows=300, days=2, sources={"transactions": {"max_record_chars": 20_000}})
     man = json.loads((cfg.landing_dir / "_manifest.json").read_text())
     path = sorted(cfg.landing_dir.glob("batch-*/transactions.jsonl"))[-1]
-    rec = json.loads(path.read_text().splitlines()[0]) | {"txn_id": "T_OVERSIZED", "merchant_category": "x" * 100_000}
-    line = json.dumps(rec)
-    path.write_text(path.read_text() + line + "\n")
+    first = json.loads(path.read_text().splitlines()[0])
+    line = json.dumps(first | {"txn_id": "T_OVERSIZED", "merchant_category": "x" * 100_000})
+    # and one within the limit in characters but not in bytes (15,000 two-byte characters)
+    wide = json.dumps(first | {"txn_id": "T_WIDE", "merchant_category": "é" * 15_000}, ensure_ascii=False)
+    path.write_text(path.read_text(encoding="utf-8") + line + "\n" + wide + "\n", encoding="utf-8")
     # When bronze and silver run
     ingest_bronze(spark, cfg)
     refine_silver(spark, cfg)
@@ -158,6 +160,8 @@ def test_an_oversized_line_is_quarantined_unparsed_and_nothing_else_is_lost(spar
         [("oversized_record", f"{len(line)} characters; a record holds at most 20000")]
     silver = read_table(spark, cfg.table("silver.transactions"))
     assert silver.where(F.col("txn_id") == "T_OVERSIZED").count() == 0
+    # while the wide line, counted in characters, is refined like any other
+    assert [r["merchant_category"] for r in silver.where(F.col("txn_id") == "T_WIDE").collect()] == ["é" * 15_000]
     # and every bronze row is accounted for
     bronze = read_table(spark, cfg.table("bronze.transactions_raw")).count()
     quarantined = read_table(spark, cfg.table("quarantine.transactions")).count()
