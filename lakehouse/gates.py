@@ -14,7 +14,8 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any, Protocol
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse.config import Config
 
@@ -37,7 +38,9 @@ class SchemaScreen:
 class QualityGate(Protocol):
     def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
                       fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
-                      batch_id: str) -> SchemaScreen: ...
+                      batch_id: str, payload: DataFrame | None = None) -> SchemaScreen: ...
+
+    def may_quarantine(self, cfg: Config, table: str, columns: list[str]) -> Column: ...
 
     def check(self, spark: SparkSession, cfg: Config, table: str, df: DataFrame, *, job: str,
               run_id: str, batch: str, prior_rejections: dict[str, int] | None = None) -> GateVerdict: ...
@@ -51,6 +54,9 @@ class _NoGate:
 
     def screen_schema(self, spark, cfg, table, batch, **_: Any) -> SchemaScreen:
         return SchemaScreen(passed=batch, quarantined=None)
+
+    def may_quarantine(self, cfg, table, columns) -> Column:
+        return F.lit(False)
 
     def check(self, spark, cfg, table, df, **_: Any) -> GateVerdict:
         return GateVerdict(passed=df, quarantined=None)

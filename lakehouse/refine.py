@@ -4,7 +4,7 @@ Each entity's structural rules (parsable, keyed, typed, complete) are declared o
 (`EntityRules`); `refine` applies them. Business rules (ranges, code sets) are declared checks in
 conf `quality:`, applied by the quality gate after this step. A rejected row keeps its raw payload
 and gets one machine-readable `reason` (the first rule it breaks) and a human `detail`, so it can
-be fixed and replayed. Usable rows keep `raw` too until they are written, for the same reason.
+be fixed and replayed. Usable rows keep `raw` too: a gate after this step may still refuse them.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def _shape_notes(rules: EntityRules) -> list[Column]:
 
 
 def usable(classified: DataFrame) -> DataFrame:
-    """The classified rows silver takes (no reason), with raw kept until they are written."""
+    """The classified rows silver takes (no reason), with raw (silver drops it when it writes them)."""
     return classified.where(F.col("reason").isNull()).drop("reason", "detail", *SHAPE_COLUMNS)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,7 +26,7 @@ from lakehouse.console import progress
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.pii import FINGERPRINT_PROPERTY, check_table_key, checked_key, pii_token
-from lakehouse.gates import SchemaScreen, prepare_quality_gate, quality_gate
+from lakehouse.gates import QualityGate, SchemaScreen, prepare_quality_gate, quality_gate
 from lakehouse.quarantine import append_quarantine
 from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANSACTION_RULES,
                               EntityRules, classify, refused, usable, with_amount_eur)
@@ -36,9 +37,29 @@ JOB = "refine_silver"
 SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
 
 
+# Up to this many keys arriving more than once in a batch are broadcast to pick out their rows.
+REPEATED_KEYS_BROADCAST = 200_000
+
+
 def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
+    """The first row per key in `order`.
+
+    Most keys arrive once. The keys that repeat are found from the key columns alone (a small
+    shuffle), and only their rows are ranked; ranking every row would shuffle and sort the whole batch
+    to drop a handful. Where many keys repeat, every row is ranked."""
     w = Window.partitionBy(*key).orderBy(*order)
-    return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+    repeated = (df.groupBy(*key).count().where(F.col("count") > 1)
+                .select(*[F.col(k).alias(f"_repeated_{i}") for i, k in enumerate(key)]).localCheckpoint())
+    n = repeated.count()
+    if n == 0:
+        return df
+    if n > REPEATED_KEYS_BROADCAST:
+        return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+    match = functools.reduce(lambda a, b: a & b, [F.col(k).eqNullSafe(F.col(f"_repeated_{i}")) for i, k in enumerate(key)])
+    once = df.join(F.broadcast(repeated), match, "left_anti")
+    ranked = (df.join(F.broadcast(repeated), match, "left_semi")
+              .withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn"))
+    return once.unionByName(ranked)
 
 
 def _first_load(rows: DataFrame, ref: TableRef) -> None:
@@ -170,16 +191,17 @@ class EntityRefiner:
         max_chars = self.cfg.sources[self.entity].max_record_chars
         hash_pii = lambda c: pii_token(c, self.cfg)  # noqa: E731
         json = rules.format == "json"
-        classified = classify(batch, rules, hash_pii, max_chars, shape=json).persist()
+        parsed = classify(batch, rules, hash_pii, max_chars, shape=json)
+        classified = self._cached(gate, parsed)
         try:
             screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, classified, fields=rules.fields,
                                          types=rules.types, job=self.run.job, run_id=run_id,
-                                         batch_id=str(batch_id))
+                                         batch_id=str(batch_id), payload=parsed)
                       if json else SchemaScreen(passed=classified, quarantined=None))
             if screen.new_fields:  # evolve: parse the batch again with the fields it brought
                 rules = dataclasses.replace(rules, fields=rules.fields + screen.new_fields)
                 classified.unpersist()
-                classified = classify(batch, rules, hash_pii, max_chars).persist()
+                classified = self._cached(gate, classify(batch, rules, hash_pii, max_chars))
                 screen.passed = classified
             structural = {r["reason"]: r["count"] for r in screen.passed.groupBy("reason").count().collect()}
             rejected = refused(screen.passed)
@@ -222,6 +244,15 @@ class EntityRefiner:
                 self.run.count(metric, n)
         finally:
             classified.unpersist()
+
+    def _cached(self, gate: QualityGate, classified: DataFrame) -> DataFrame:
+        """The parsed batch, cached once for the screen, the counts, the gate and both writes.
+
+        Raw lines are most of what such a cache would hold, and only quarantine keeps them: rows
+        already refused keep theirs, and so do rows the gate may quarantine; the others drop it here
+        (a file the schema screen quarantines whole is read again from the batch)."""
+        keep = F.col("reason").isNotNull() | gate.may_quarantine(self.cfg, self.silver.name, classified.columns)
+        return classified.withColumn("raw", F.when(keep, F.col("raw"))).persist()
 
     def check_key(self) -> None:
         """A table hashed under another key stops the run (tables from before keys were recorded get stamped)."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.config import CheckConf, Config
@@ -65,15 +66,28 @@ def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[Chec
 class DeclaredChecksGate:
     """Applies conf `quality.<table>` checks with their warn / quarantine / fail policies."""
 
+    def may_quarantine(self, cfg: Config, table: str, columns: list[str]) -> Column:
+        """True for a row `check` may quarantine: one a quarantine-policy row check fails on (any
+        row, where such a check reads a column not among `columns`). Until the gate has run, the
+        rows it may quarantine keep their raw payload; the others need not."""
+        table_conf = cfg.quality.get(table)
+        checks = [c for c in (table_conf.checks if table_conf else [])
+                  if c.engine == "great_expectations" and c.policy == "quarantine"]
+        if any(c.column not in columns for c in checks):
+            return F.lit(True)
+        return functools.reduce(lambda a, b: a | b, [F.coalesce(failing_rows(c), F.lit(False)) for c in checks],
+                                F.lit(False))
+
     def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
                       fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
-                      batch_id: str) -> SchemaScreen:
-        """Apply the table's schema_policy to files whose shape changed (`batch`: classified rows)."""
+                      batch_id: str, payload: DataFrame | None = None) -> SchemaScreen:
+        """Apply the table's schema_policy to files whose shape changed (`batch`: classified rows;
+        `payload`: the same rows with every raw line, where `batch` keeps only some)."""
         table_conf = cfg.quality.get(table)
         if table_conf is None:
             return SchemaScreen(passed=batch, quarantined=None)
         policy = table_conf.schema_policy
-        changes = detect_shape_changes(batch, fields, types)
+        changes = detect_shape_changes(batch, fields, types, payload)
         now = dt.datetime.now(dt.timezone.utc)
         status = {"evolve": "warned", "quarantine_batch": "quarantined", "fail": "failed"}[policy]
         rows = [ResultRow(run_id, job, table, None, batch_id, "schema", "schema_change", policy,
@@ -96,7 +110,8 @@ class DeclaredChecksGate:
         detail = F.create_map(*[x for c in changes for x in (F.lit(c.source_file), F.lit(c.describe()))])
         # A file's oversized lines stay refused as oversized: no parser saw them, nor the screen.
         hit = F.col("_source_file").isin(files) & ~F.coalesce(F.col("reason") == OVERSIZED, F.lit(False))
-        quarantined = as_quarantine_rows(batch.where(hit).withColumn("reason", F.lit("schema_change"))
+        quarantined = as_quarantine_rows((payload if payload is not None else batch).where(hit)
+                                         .withColumn("reason", F.lit("schema_change"))
                                          .withColumn("detail", F.try_element_at(detail, F.col("_source_file"))))
         rows[0].rows_failing = None
         return SchemaScreen(passed=batch.where(~hit), quarantined=quarantined, results=rows)

@@ -31,13 +31,15 @@ class ShapeChange:
         return f"{self.source_file.rsplit('/', 2)[-2:][0]}: " + ", ".join(parts)
 
 
-def detect_shape_changes(classified: DataFrame, fields: tuple[str, ...], types: dict[str, str]) -> list[ShapeChange]:
+def detect_shape_changes(classified: DataFrame, fields: tuple[str, ...], types: dict[str, str],
+                         payload: DataFrame | None = None) -> list[ShapeChange]:
     """Per source file: fields most rows add, lack, or carry with another type (JSON sources).
 
     Reads what `classify(shape=True)` noted of each line, so no line is parsed again: one aggregate per
     file of the JSON objects, rows holding each field, rows whose typed value does not convert, rows
     with a field not configured. Only a file where most rows carry such a field can have a new one, so
-    only those files' extra fields are named, from their raw lines.
+    only those files' extra fields are named, from their raw lines (in `payload`, the classified rows
+    with every raw line, where `classified` keeps only some).
     """
     present, extra, retyped = (F.col(c) for c in SHAPE_COLUMNS)
     sums = [F.sum(F.shiftright(present, i).bitwiseAND(1)).alias(f"k:{f}") for i, f in enumerate(fields)]
@@ -52,7 +54,8 @@ def detect_shape_changes(classified: DataFrame, fields: tuple[str, ...], types: 
     widened = [r["_source_file"] for r in per_file if r["+"] > MAJORITY * r["*"]]
     if widened:
         added = F.array_except(F.json_object_keys("raw"), F.array(*[F.lit(f) for f in fields]))
-        for r in (objects.where(F.col("_source_file").isin(widened))
+        lines = (payload if payload is not None else classified).where(present.isNotNull())
+        for r in (lines.where(F.col("_source_file").isin(widened))
                   .select("_source_file", F.explode(added).alias("field"))
                   .groupBy("_source_file", "field").count().collect()):
             seen[r["_source_file"]][r["field"]] = r["count"]

@@ -189,6 +189,7 @@ def test_a_new_source_field_follows_the_schema_policy(spark, tmp_path, policy):
         assert "loyalty_tier" not in silver.columns
         held = read_table(spark, cfg.table("quarantine.transactions")).where("reason = 'schema_change'")
         assert held.count() == len(changed.read_text().splitlines())
+        assert sorted(r["raw"] for r in held.collect()) == sorted(changed.read_text().splitlines())  # as received
         assert silver.where(F.col("_batch_id") == changed.parent.name).count() == 0
 
 
