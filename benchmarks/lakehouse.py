@@ -70,7 +70,8 @@ def figures(args, man, generate_s: float, seconds: dict[str, float], memory: dic
         stages[name] = {"tidewater_s": s, "peer_s": p, "ratio": s / p if p else None,
                         "tidewater_rows_per_s": rows / s, "peer_rows_per_s": rows / p if p else None}
     return {"rows": args.rows, "days": args.days, "transactions": rows, "root": str(args.root),
-            "cpus": os.cpu_count(), "generate_s": generate_s, "stages": stages,
+            "cpus": os.cpu_count(), "generate_s": generate_s, "refine_batch_mib": args.refine_batch_mib,
+            "stages": stages,
             "peak_memory_mib": {**memory, "peer": peer["peak_memory_mib"] if peer else None},
             "versions": {**versions, **(peer["versions"] if peer else {})},
             "verification": peer["verification"] if peer else None}
@@ -105,9 +106,15 @@ def main() -> None:
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="also run the DuckDB + delta-rs peer and verify it (default: on)")
     parser.add_argument("--json", metavar="FILE", help="write every figure here as JSON")
+    parser.add_argument("--refine-batch-mib", type=int, metavar="MIB",
+                        help="bronze MiB per silver micro-batch for every source (default: the conf's)")
     args = parser.parse_args()
     args.root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-bench-"))
     cfg = load_config("local", root=args.root)
+    if args.refine_batch_mib:
+        batch_bytes = {"refine_batch_bytes": args.refine_batch_mib * 2**20}
+        cfg = load_config("local", root=args.root, overrides={"sources": {s: batch_bytes for s in cfg.sources}})
+    args.refine_batch_mib = cfg.sources["transactions"].refine_batch_bytes / 2**20  # as run, for the JSON
 
     t = time.perf_counter()
     man = generate(cfg.landing_dir, rows=args.rows, days=args.days)
