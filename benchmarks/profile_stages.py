@@ -1,17 +1,22 @@
 """Where the lakehouse stages' time goes: each stage's Spark SQL executions and tasks, from Spark's event log.
 
-    .venv/bin/python benchmarks/profile_stages.py --rows 300000 [--days 30] [--root DIR] [--top 12]
+    .venv/bin/python benchmarks/profile_stages.py --rows 300000 [--days 30] [--root DIR] [--top 12] [--jfr]
 
 Runs bronze, silver and gold once on a fresh root (as benchmarks/lakehouse.py does) with the event
 log on, then prints per stage its wall time, the time no Spark query was running (Python, planning,
 commits), and its slowest SQL executions with what started each (the line of our code, or inside a
-stream the stream's name), their tasks' CPU, GC and spill. Profile before changing anything.
+stream the stream's name), their tasks' CPU, GC and spill. With --jfr the driver JVM also runs Java
+Flight Recorder, and each stage gets the share of its JVM samples per kind of work (JSON parsing,
+Parquet writing, the batch cache, ...) and its hottest methods: where the CPU goes inside a query,
+which the event log cannot say. Profile before changing anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,13 +27,32 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from lakehouse.bronze import ingest_bronze  # noqa: E402
-from lakehouse.config import load_config  # noqa: E402
+from lakehouse.config import PROJECT_DIR, load_config  # noqa: E402
 from lakehouse.generator import generate  # noqa: E402
 from lakehouse.gold import build_gold  # noqa: E402
 from lakehouse.session import build_session  # noqa: E402
 from lakehouse.silver import refine_silver  # noqa: E402
 
 STAGES = (("bronze", ingest_bronze), ("silver", refine_silver), ("gold", build_gold))
+# A JVM sample counts for the first kind of work any frame of its stack names (frames are matched by
+# "Class.method" substrings, most specific kinds first).
+WORK_KINDS = (
+    ("JSON parsing", ("CreateJacksonParser", "JacksonParser", "jsonObjectKeys", "JsonToStructs")),
+    ("PII tokens (HMAC)", ("PiiToken",)),
+    ("Parquet writing", ("ParquetWriteSupport", "ColumnWriter", "ValuesWriter", "FileFormatDataWriter",
+                         "ParquetOutputWriter", "DeltaTaskStatisticsTracker", "Binary.equals")),
+    ("Parquet reading", ("VectorizedParquetRecordReader", "ParquetDictionary", "VectorizedColumnReader")),
+    ("batch cache building", ("CachedRDDBuilder", "DefaultCachedBatchSerializer$$anon$1.", "ColumnStats",
+                              "ColumnBuilder")),
+    ("batch cache reading", ("DefaultCachedBatchSerializer$$anon$2", "ColumnAccessor")),
+    ("sorting", ("UnsafeExternalRowSorter", "UnsafeExternalSorter", "UnsafeInMemorySorter")),
+    ("window functions", ("WindowEvaluatorFactory",)),
+    ("shuffle", ("ShuffleWriter", "ShuffleExternalSorter", "DiskBlockObjectWriter", "ShuffleBlockFetcherIterator")),
+    ("aggregation", ("hashAgg", "HashAggregate", "ObjectHashAggregate")),
+    ("Delta log", ("Snapshot", "DeltaLog", "Checkpoints", "OptimisticTransaction")),
+    ("planning, codegen", ("RuleExecutor", "QueryPlanner", "CodeGenerator", "UnitCompiler")),
+    ("py4j calls", ("ClientServerConnection", "GatewayConnection")),
+)
 
 
 def events(log_dir: Path) -> list[dict]:
@@ -81,12 +105,53 @@ def report(name: str, start: float, end: float, runs: list[dict], top: int) -> N
               f"{r.get('spill_mib', 0):9.0f}  {r['what']}")
 
 
+def jvm_samples(recording: Path) -> list[tuple[float, list[str]]]:
+    """(seconds since midnight UTC, frames leaf first as "Class.method") of each JFR execution sample."""
+    text = subprocess.run(["jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64",
+                           str(recording)], check=True, capture_output=True, text=True).stdout
+    out, at, frames = [], 0.0, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("startTime = "):
+            h, m, sec = line.split()[2].split(":")
+            at = int(h) * 3600 + int(m) * 60 + float(sec)
+        elif line == "stackTrace = [":
+            frames = []
+        elif frames is not None and line == "]":
+            out.append((at, frames))
+            frames = None
+        elif frames is not None and line != "...":
+            frames.append(".".join(line.split("(", 1)[0].rsplit(".", 2)[-2:]))
+    return out
+
+
+def report_jvm(name: str, start: float, end: float, samples: list[tuple[float, list[str]]], top: int) -> None:
+    """The stage's JVM samples per kind of work, and its hottest methods (the sampled frame itself)."""
+    def of_day(t: float) -> float:
+        d = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+        return d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6
+    lo, hi = of_day(start), of_day(end)
+    mine = [frames for at, frames in samples if lo <= at <= hi and frames]
+    if not mine:
+        return
+    kinds, methods = Counter(), Counter()
+    for frames in mine:
+        stack = " ".join(frames)
+        kinds[next((kind for kind, marks in WORK_KINDS if any(m in stack for m in marks)), "other")] += 1
+        methods[frames[0]] += 1
+    print(f"  JVM samples ({len(mine)}), by kind of work: " +
+          ", ".join(f"{kind} {n / len(mine):.0%}" for kind, n in kinds.most_common()))
+    print("  hottest methods: " + ", ".join(f"{m} {n / len(mine):.1%}" for m, n in methods.most_common(top)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--root", help="storage root (default: a new temporary folder)")
     parser.add_argument("--top", type=int, default=12, help="slowest executions shown per stage")
+    parser.add_argument("--jfr", action="store_true",
+                        help="also sample the driver JVM with Java Flight Recorder and show where its CPU went")
     args = parser.parse_args()
     root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-profile-"))
     cfg = load_config("local", root=root)
@@ -94,6 +159,10 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg.spark.conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(log_dir),
                            "spark.eventLog.compress": "false"})
+    if args.jfr:  # replaces session.py's default options: keep its log4j setting
+        cfg.spark.conf["spark.driver.extraJavaOptions"] = (
+            f"-Dlog4j2.configurationFile=file:{PROJECT_DIR / 'conf' / 'log4j2.properties'} "
+            "-XX:StartFlightRecording=settings=profile")
     generate(cfg.landing_dir, rows=args.rows, days=args.days)
     spark = build_session(cfg)
     spans = []
@@ -101,10 +170,16 @@ def main() -> None:
         t = time.time()
         stage(spark, cfg)
         spans.append((name, t, time.time()))
+    recording = root / "driver.jfr"
+    if args.jfr:  # the driver JVM does not exit normally: ask it for the recording while it runs
+        pid = spark.sparkContext._gateway.proc.pid
+        subprocess.run(["jcmd", str(pid), "JFR.dump", f"filename={recording}"], check=True, capture_output=True)
     spark.stop()  # flushes the event log
     runs = executions(events(log_dir))
+    samples = jvm_samples(recording) if args.jfr else []
     for name, start, end in spans:
         report(name, start, end, runs, args.top)
+        report_jvm(name, start, end, samples, args.top)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ class SourceConf(_Strict):
     max_messages_per_batch: int | None = Field(None, ge=1)  # Kafka messages per micro-batch (all: None)
     # Bronze bytes (Parquet on disk) silver refines per micro-batch: a batch is parsed and cached whole,
     # so this bounds the driver's memory however much bronze waits (at least one file per batch).
-    refine_batch_bytes: int = Field(128 * 1024 * 1024, ge=1)
+    # 256 MiB is about 2.5M transactions, whose cache takes about 1 GiB of a 6g driver.
+    refine_batch_bytes: int = Field(256 * 1024 * 1024, ge=1)
 
 
 class GeneratorConf(_Strict):
