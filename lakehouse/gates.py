@@ -3,7 +3,9 @@
 A gate is found through the `tidewater.gates` entry-point group (setup.py). Jobs call
 `gate.check(...)` on the rows they are about to write (it may raise to stop the job, nothing
 written), write what passed plus the quarantined rows, then `gate.record(...)` with the version
-they produced, so every result names the table version it describes.
+they produced, so every result names the table version it describes. Before caching a batch they
+ask `gate.may_quarantine(...)` which rows the gate may still refuse: those, and rows already
+refused, keep their raw payload.
 """
 
 from __future__ import annotations
