@@ -106,7 +106,8 @@ def report(name: str, start: float, end: float, runs: list[dict], top: int) -> N
 
 
 def jvm_samples(recording: Path) -> list[tuple[float, list[str]]]:
-    """(seconds since midnight UTC, frames leaf first as "Class.method") of each JFR execution sample."""
+    """(seconds since local midnight, as `jfr print` shows times; frames leaf first as "Class.method")
+    of each JFR execution sample."""
     text = subprocess.run(["jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64",
                            str(recording)], check=True, capture_output=True, text=True).stdout
     out, at, frames = [], 0.0, None
@@ -127,8 +128,8 @@ def jvm_samples(recording: Path) -> list[tuple[float, list[str]]]:
 
 def report_jvm(name: str, start: float, end: float, samples: list[tuple[float, list[str]]], top: int) -> None:
     """The stage's JVM samples per kind of work, and its hottest methods (the sampled frame itself)."""
-    def of_day(t: float) -> float:
-        d = dt.datetime.fromtimestamp(t, dt.timezone.utc)
+    def of_day(t: float) -> float:  # local time: the JVM's zone, which is this process's
+        d = dt.datetime.fromtimestamp(t)
         return d.hour * 3600 + d.minute * 60 + d.second + d.microsecond / 1e6
     lo, hi = of_day(start), of_day(end)
     mine = [frames for at, frames in samples if lo <= at <= hi and frames]
@@ -170,13 +171,14 @@ def main() -> None:
         t = time.time()
         stage(spark, cfg)
         spans.append((name, t, time.time()))
-    recording = root / "driver.jfr"
+    samples = []
     if args.jfr:  # the driver JVM does not exit normally: ask it for the recording while it runs
+        recording = root / "driver.jfr"
         pid = spark.sparkContext._gateway.proc.pid
         subprocess.run(["jcmd", str(pid), "JFR.dump", f"filename={recording}"], check=True, capture_output=True)
+        samples = jvm_samples(recording)
     spark.stop()  # flushes the event log
     runs = executions(events(log_dir))
-    samples = jvm_samples(recording) if args.jfr else []
     for name, start, end in spans:
         report(name, start, end, runs, args.top)
         report_jvm(name, start, end, samples, args.top)

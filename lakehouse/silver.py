@@ -47,19 +47,20 @@ def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
     Most keys arrive once. The keys that repeat are found from the key columns alone (a small
     shuffle), and only their rows are ranked; ranking every row would shuffle and sort the whole batch
     to drop a handful. Where many keys repeat, every row is ranked."""
-    w = Window.partitionBy(*key).orderBy(*order)
+    def first_per_key(rows: DataFrame) -> DataFrame:
+        w = Window.partitionBy(*key).orderBy(*order)
+        return rows.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+
     repeated = (df.groupBy(*key).count().where(F.col("count") > 1)
                 .select(*[F.col(k).alias(f"_repeated_{i}") for i, k in enumerate(key)]).localCheckpoint())
     n = repeated.count()
     if n == 0:
         return df
     if n > REPEATED_KEYS_BROADCAST:
-        return df.withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn")
+        return first_per_key(df)
     match = functools.reduce(lambda a, b: a & b, [F.col(k).eqNullSafe(F.col(f"_repeated_{i}")) for i, k in enumerate(key)])
     once = df.join(F.broadcast(repeated), match, "left_anti")
-    ranked = (df.join(F.broadcast(repeated), match, "left_semi")
-              .withColumn("_rn", F.row_number().over(w)).where("_rn = 1").drop("_rn"))
-    return once.unionByName(ranked)
+    return once.unionByName(first_per_key(df.join(F.broadcast(repeated), match, "left_semi")))
 
 
 def _first_load(rows: DataFrame, ref: TableRef) -> None:

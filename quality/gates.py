@@ -87,6 +87,7 @@ class DeclaredChecksGate:
         if table_conf is None:
             return SchemaScreen(passed=batch, quarantined=None)
         policy = table_conf.schema_policy
+        payload = batch if payload is None else payload
         changes = detect_shape_changes(batch, fields, types, payload)
         now = dt.datetime.now(dt.timezone.utc)
         status = {"evolve": "warned", "quarantine_batch": "quarantined", "fail": "failed"}[policy]
@@ -110,8 +111,7 @@ class DeclaredChecksGate:
         detail = F.create_map(*[x for c in changes for x in (F.lit(c.source_file), F.lit(c.describe()))])
         # A file's oversized lines stay refused as oversized: no parser saw them, nor the screen.
         hit = F.col("_source_file").isin(files) & ~F.coalesce(F.col("reason") == OVERSIZED, F.lit(False))
-        quarantined = as_quarantine_rows((payload if payload is not None else batch).where(hit)
-                                         .withColumn("reason", F.lit("schema_change"))
+        quarantined = as_quarantine_rows(payload.where(hit).withColumn("reason", F.lit("schema_change"))
                                          .withColumn("detail", F.try_element_at(detail, F.col("_source_file"))))
         rows[0].rows_failing = None
         return SchemaScreen(passed=batch.where(~hit), quarantined=quarantined, results=rows)
