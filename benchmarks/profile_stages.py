@@ -1,6 +1,7 @@
 """Where the lakehouse stages' time goes: each stage's Spark SQL executions and tasks, from Spark's event log.
 
     .venv/bin/python benchmarks/profile_stages.py --rows 300000 [--days 30] [--root DIR] [--top 12] [--jfr]
+        [--landing DIR]
 
 Runs bronze, silver and gold once on a fresh root (as benchmarks/lakehouse.py does) with the event
 log on, then prints per stage its wall time, the time no Spark query was running (Python, planning,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from lakehouse.bronze import ingest_bronze  # noqa: E402
-from lakehouse.config import PROJECT_DIR, load_config  # noqa: E402
+from lakehouse.config import load_config  # noqa: E402
 from lakehouse.generator import generate  # noqa: E402
 from lakehouse.gold import build_gold  # noqa: E402
 from lakehouse.session import build_session  # noqa: E402
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--root", help="storage root (default: a new temporary folder)")
     parser.add_argument("--top", type=int, default=12, help="slowest executions shown per stage")
+    parser.add_argument("--landing", help="copy this landing folder (a generated one) instead of generating rows")
     parser.add_argument("--jfr", action="store_true",
                         help="also sample the driver JVM with Java Flight Recorder and show where its CPU went")
     args = parser.parse_args()
@@ -160,11 +163,12 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     cfg.spark.conf.update({"spark.eventLog.enabled": "true", "spark.eventLog.dir": str(log_dir),
                            "spark.eventLog.compress": "false"})
-    if args.jfr:  # replaces session.py's default options: keep its log4j setting
-        cfg.spark.conf["spark.driver.extraJavaOptions"] = (
-            f"-Dlog4j2.configurationFile=file:{PROJECT_DIR / 'conf' / 'log4j2.properties'} "
-            "-XX:StartFlightRecording=settings=profile")
-    generate(cfg.landing_dir, rows=args.rows, days=args.days)
+    if args.jfr:
+        cfg.spark.driver_java_options.append("-XX:StartFlightRecording=settings=profile")
+    if args.landing:  # profiles of one change against another read the same files
+        shutil.copytree(args.landing, cfg.landing_dir)
+    else:
+        generate(cfg.landing_dir, rows=args.rows, days=args.days)
     spark = build_session(cfg)
     spans = []
     for name, stage in STAGES:

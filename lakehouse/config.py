@@ -35,6 +35,8 @@ class SparkConf(_Strict):
     # in-memory: each session names the configured tables itself (lakehouse.catalog); hive: the shared
     # metastore that `tidewater services start metastore` runs on PostgreSQL, seen by every process.
     catalog: Literal["in-memory", "hive"] = "in-memory"
+    # Flags of the driver's JVM, after the project's logging setting (in local mode it runs every task).
+    driver_java_options: list[str] = []
     conf: dict[str, str] = {}
 
 

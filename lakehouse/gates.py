@@ -5,7 +5,8 @@ A gate is found through the `tidewater.gates` entry-point group (setup.py). Jobs
 written), write what passed plus the quarantined rows, then `gate.record(...)` with the version
 they produced, so every result names the table version it describes. Before caching a batch they
 ask `gate.may_quarantine(...)` which rows the gate may still refuse: those, and rows already
-refused, keep their raw payload.
+refused, keep their raw payload. Tables the gate `checks(...)` are written one at a time; the
+others may be written side by side (a check engine may hold process-wide state while it runs).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class QualityGate(Protocol):
 
     def may_quarantine(self, cfg: Config, table: str, columns: list[str]) -> Column: ...
 
+    def checks(self, cfg: Config, table: str) -> bool: ...
+
     def check(self, spark: SparkSession, cfg: Config, table: str, df: DataFrame, *, job: str,
               run_id: str, batch: str, prior_rejections: dict[str, int] | None = None) -> GateVerdict: ...
 
@@ -59,6 +62,9 @@ class _NoGate:
 
     def may_quarantine(self, cfg, table, columns) -> Column:
         return F.lit(False)
+
+    def checks(self, cfg, table) -> bool:
+        return False
 
     def check(self, spark, cfg, table, df, **_: Any) -> GateVerdict:
         return GateVerdict(passed=df, quarantined=None)

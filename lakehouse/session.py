@@ -93,6 +93,17 @@ def hive_class_path(cfg: Config) -> str:
     return f"{client}:{jdbc_jar(cfg)}"
 
 
+def driver_java_options(cfg: Config) -> str:
+    """The driver JVM's flags: the project's logging setting, spark.driver_java_options, then any
+    spark.driver.extraJavaOptions the conf sets."""
+    log4j = PROJECT_DIR / "conf" / "log4j2.properties"
+    flags = [f"-Dlog4j2.configurationFile=file:{log4j}"] if log4j.is_file() else []
+    flags += cfg.spark.driver_java_options
+    if cfg.spark.conf.get("spark.driver.extraJavaOptions"):
+        flags.append(cfg.spark.conf["spark.driver.extraJavaOptions"])
+    return " ".join(flags)
+
+
 @contextlib.contextmanager
 def _jvm_output_to(log_file: Path) -> Iterator[None]:
     """Start the JVM with its stdout and stderr in a log file: its chatter is not for the terminal
@@ -147,11 +158,7 @@ def build_session(cfg: Config) -> SparkSession:
         settings[f"spark.executorEnv.{cfg.secrets.pii_key_env}"] = key  # redacted: spark.redaction.regex
     if not _under_spark_submit():
         builder = builder.master(cfg.spark.master)
-        log4j = PROJECT_DIR / "conf" / "log4j2.properties"
-        if log4j.is_file():
-            settings.setdefault(
-                "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}"
-            )
+        settings["spark.driver.extraJavaOptions"] = driver_java_options(cfg)
     for key, value in settings.items():
         builder = builder.config(key, value)
     with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"), key_in_environment(cfg):
@@ -171,10 +178,8 @@ def write_spark_defaults(cfg: Config) -> Path:
 
     conf_file = Path(_find_spark_home()) / "conf" / "spark-defaults.conf"
     conf_file.parent.mkdir(parents=True, exist_ok=True)
-    settings = {**DELTA_CONF, **HADOOP_UMASK, "spark.jars": ",".join(spark_jars(cfg))}
-    log4j = PROJECT_DIR / "conf" / "log4j2.properties"
-    if log4j.is_file():
-        settings["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{log4j}"
+    settings = {**DELTA_CONF, **HADOOP_UMASK, "spark.jars": ",".join(spark_jars(cfg)),
+                "spark.driver.extraJavaOptions": driver_java_options(cfg)}
     conf_file.write_text("# Written by `make setup` (lakehouse.session.write_spark_defaults).\n"
                          + "".join(f"{k} {v}\n" for k, v in settings.items()))
     return conf_file

@@ -137,9 +137,14 @@ def append_rows(spark: SparkSession, ref: TableRef, rows: list, schema) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    from deltalake.exceptions import CommitFailedError
+
     data = pa.Table.from_pylist([dict(zip(schema.fieldNames(), row_values(r))) for r in rows],
                                 schema=pa.schema(list(arrow_type(schema))))
-    write_deltalake(ref.path, data, mode="append", schema_mode="merge")
+    try:
+        write_deltalake(ref.path, data, mode="append", schema_mode="merge")
+    except CommitFailedError:  # two writers found no table and both created it: append to the one made
+        write_deltalake(ref.path, data, mode="append", schema_mode="merge")
 
 
 def union_all(frames: list[DataFrame]) -> DataFrame:

@@ -78,6 +78,12 @@ class DeclaredChecksGate:
         return functools.reduce(lambda a, b: a | b, [F.coalesce(failing_rows(c), F.lit(False)) for c in checks],
                                 F.lit(False))
 
+    def checks(self, cfg: Config, table: str) -> bool:
+        """Whether this table has a schema policy or checks: such tables are checked one at a time
+        (Soda freezes the whole process's clock around each of its queries; GE's context is one per
+        process), the others may be refined beside each other."""
+        return table in cfg.quality
+
     def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
                       fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
                       batch_id: str, payload: DataFrame | None = None) -> SchemaScreen:
