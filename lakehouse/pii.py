@@ -19,17 +19,15 @@ from typing import Iterator
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from lakehouse.config import Config
 from lakehouse.errors import SecretMissing, TidewaterError
+from lakehouse.jvm_functions import PII_KEY_FINGERPRINT, PII_TOKEN
 
 log = logging.getLogger(__name__)
 
 # Published on purpose: only the `local` env may use it, so demo data never needs a real secret.
 DEMO_KEY = "tidewater-demo-key-not-secret"
-TOKEN_FUNCTION = "tidewater_pii_token"
-FINGERPRINT_FUNCTION = "tidewater_pii_key_fingerprint"
 FINGERPRINT_PROPERTY = "tidewater.piiKeyFingerprint"  # Delta table property of tables holding tokens
 _FINGERPRINT_LABEL = b"tidewater pii key fingerprint"  # same text as jvm/.../PiiKeyFingerprint.java
 _warned: list[bool] = []
@@ -71,15 +69,9 @@ def key_in_environment(cfg: Config) -> Iterator[None]:
         os.environ.pop(name, None)
 
 
-def register_functions(spark: SparkSession) -> None:
-    """Name the JVM hash functions in this session (jars/tidewater-spark.jar, built by `make setup`)."""
-    spark.udf.registerJavaFunction(TOKEN_FUNCTION, "dev.tidewater.spark.PiiToken", T.StringType())
-    spark.udf.registerJavaFunction(FINGERPRINT_FUNCTION, "dev.tidewater.spark.PiiKeyFingerprint", T.StringType())
-
-
 def pii_token(col: Column, cfg: Config) -> Column:
     """HMAC-SHA256 of a string column as 64 hex characters (null stays null), keyed in the JVM."""
-    return F.call_function(TOKEN_FUNCTION, col, F.lit(cfg.secrets.pii_key_env))
+    return F.call_function(PII_TOKEN, col, F.lit(cfg.secrets.pii_key_env))
 
 
 def hmac_sha256_py(value: str, key: bytes) -> str:
@@ -95,12 +87,11 @@ def key_fingerprint(key: bytes) -> str:
 def checked_key(spark: SparkSession, cfg: Config) -> str:
     """The key's fingerprint, once Spark is known to hash with that same key (driver and executors).
 
-    Names the hash functions in the session first: a job that hashes calls this before anything else.
+    A job that hashes calls this before anything else.
     """
     ours = key_fingerprint(pii_key(cfg))
-    register_functions(spark)
     name = cfg.secrets.pii_key_env
-    theirs = spark.range(1).select(F.call_function(FINGERPRINT_FUNCTION, F.lit(name))).first()[0]
+    theirs = spark.range(1).select(F.call_function(PII_KEY_FINGERPRINT, F.lit(name))).first()[0]
     if theirs is None:
         raise SecretMissing(f"{name} is not set in Spark's JVM, which hashes PII",
                             hint=f"export {name} before the Spark application starts (spark-submit, services)")

@@ -16,13 +16,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from lakehouse.jvm_functions import JSON_SHAPE, JSON_SHAPE_EXTRA_BIT
+
 
 META_COLUMNS = ("_source_file", "_batch_id", "_ingested_at")
 QUARANTINE_COLUMNS = ("raw", "reason", "detail") + META_COLUMNS
 OVERSIZED = "oversized_record"
 # What `classify(shape=True)` notes of each JSON line for the schema screen (quality.schema_changes):
-# bit i set when the line has rules.fields[i] (null: not a JSON object), how many keys it has that
-# are not fields, bit j set when the value of the j-th typed field does not convert.
+# bit i set when the line has rules.fields[i] (null: not a JSON object), whether it has a key that
+# is not a field, bit j set when the value of the j-th typed field does not convert.
 SHAPE_COLUMNS = ("_fields_present", "_extra_fields", "_retyped")
 
 
@@ -135,8 +137,8 @@ def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column],
     df = parse_lines(bronze, rules, text)
     converted = {f: typed(F.col(f), kind) for f, kind in rules.types.items()}
     noting = shape and rules.format == "json"
-    keys = [F.json_object_keys(text).alias("_keys")] if noting else []
-    df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()], *keys)
+    shape_of = [F.call_function(JSON_SHAPE, F.col(text), F.lit(",".join(rules.fields))).alias("_shape")] if noting else []
+    df = df.select("*", *[c.alias(f"_t_{f}") for f, c in converted.items()], *shape_of)
     t = {f: F.col(f"_t_{f}") if f in converted else F.col(f) for f in rules.fields}
 
     key_missing = F.lit(False)
@@ -173,25 +175,17 @@ def classify(bronze: DataFrame, rules: EntityRules, hash_pii: Callable[[Column],
 
 
 def _shape_notes(rules: EntityRules) -> list[Column]:
-    """SHAPE_COLUMNS of a parsed JSON line, from its keys (`_keys`) and `classify`'s typed columns."""
-    if len(rules.fields) > 63:
-        raise ValueError(f"{rules.name} has {len(rules.fields)} fields; the schema screen notes at most 63")
-    keys, names = F.col("_keys"), F.array(*[F.lit(f) for f in rules.fields])
-    # Most producers write every field in one order: comparing the key list with the fields says so
-    # without a set per line; other lines take one set intersection, and the bits for the rest.
-    every = (1 << len(rules.fields)) - 1
-    in_order = keys == names
-    each = sum((F.array_contains(keys, f).cast("long") * (1 << i) for i, f in enumerate(rules.fields)),
-               F.lit(0).cast("long"))
-    present = (F.when(in_order, F.lit(every).cast("long"))
-               .when(F.size(F.array_intersect(keys, names)) == len(rules.fields), F.lit(every).cast("long"))
-               .otherwise(each))
+    """SHAPE_COLUMNS of a parsed JSON line, from its shape (`_shape`: lakehouse.jvm_functions.JSON_SHAPE)
+    and `classify`'s typed columns."""
+    if len(rules.fields) > JSON_SHAPE_EXTRA_BIT:
+        raise ValueError(f"{rules.name} has {len(rules.fields)} fields; the schema screen notes at most "
+                         f"{JSON_SHAPE_EXTRA_BIT}")
+    shape = F.col("_shape")
     retyped = sum(((F.col(f).isNotNull() & F.col(f"_t_{f}").isNull()).cast("long") * (1 << j)
                    for j, f in enumerate(rules.types)), F.lit(0).cast("long"))
-    extra = F.when(in_order, F.lit(0)).otherwise(F.size(F.array_except(keys, names)))
-    return [F.when(keys.isNotNull(), present).alias(SHAPE_COLUMNS[0]),
-            F.when(keys.isNotNull(), extra).alias(SHAPE_COLUMNS[1]),
-            F.when(keys.isNotNull(), retyped).alias(SHAPE_COLUMNS[2])]
+    return [shape.bitwiseAND((1 << len(rules.fields)) - 1).alias(SHAPE_COLUMNS[0]),
+            (shape.bitwiseAND(1 << JSON_SHAPE_EXTRA_BIT) != 0).alias(SHAPE_COLUMNS[1]),
+            F.when(shape.isNotNull(), retyped).alias(SHAPE_COLUMNS[2])]
 
 
 def usable(classified: DataFrame) -> DataFrame:

@@ -11,6 +11,7 @@ from typing import Iterator
 from pyspark.sql import SparkSession
 
 from lakehouse.catalog import write_catalog_script
+from lakehouse import jvm_functions
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.errors import SetupIncomplete
 from lakehouse.identity import identify
@@ -135,6 +136,7 @@ def build_session(cfg: Config) -> SparkSession:
     write_catalog_script(cfg)
     active = SparkSession.getActiveSession()
     if active is not None:
+        jvm_functions.register(active)  # a session started by spark-submit, or by a notebook
         return active
     owner_only()  # the JVM and its workers inherit it: bronze's files are its owner's alone
     # Python workers (UDFs, scoring) run this interpreter unless the user chose one.
@@ -164,6 +166,7 @@ def build_session(cfg: Config) -> SparkSession:
     with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"), key_in_environment(cfg):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    jvm_functions.register(spark)
     return spark
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import delta_exists
@@ -69,6 +69,14 @@ def _first_load(rows: DataFrame, ref: TableRef) -> None:
     rows.write.format("delta").mode("append").save(ref.path)
 
 
+def _key_range(rows: DataFrame, key: str) -> Column:
+    """`t.key` within the batch's smallest and largest key: every row the batch can match is, and
+    Delta skips the target files whose key statistics lie outside (most of them, where keys grow
+    with time as transaction ids do)."""
+    lo, hi = rows.agg(F.min(key), F.max(key)).first()
+    return F.col(f"t.{key}").between(F.lit(lo), F.lit(hi))
+
+
 def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str,
                      properties: dict[str, str] | None = None) -> None:
     """Insert rows whose key silver does not hold yet (first arrival wins)."""
@@ -76,8 +84,8 @@ def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: s
     if create_if_missing(spark, ref.path, rows.schema, properties):
         _first_load(rows, ref)
         return
-    (DeltaTable.forPath(spark, ref.path).alias("t")
-     .merge(rows.alias("s"), f"t.{key} = s.{key}").whenNotMatchedInsertAll().execute())
+    match = (F.col(f"t.{key}") == F.col(f"s.{key}")) & _key_range(rows, key)
+    DeltaTable.forPath(spark, ref.path).alias("t").merge(rows.alias("s"), match).whenNotMatchedInsertAll().execute()
 
 
 def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str,

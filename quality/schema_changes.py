@@ -46,7 +46,7 @@ def detect_shape_changes(classified: DataFrame, fields: tuple[str, ...], types: 
     sums += [F.sum(F.shiftright(retyped, j).bitwiseAND(1)).alias(f"t:{f}") for j, f in enumerate(types)]
     objects = classified.where(present.isNotNull())
     per_file = (objects.groupBy("_source_file")
-                .agg(F.count(F.lit(1)).alias("*"), F.sum((extra > 0).cast("long")).alias("+"), *sums)
+                .agg(F.count(F.lit(1)).alias("*"), F.sum(extra.cast("long")).alias("+"), *sums)
                 .collect())
     totals = {r["_source_file"]: r["*"] for r in per_file}
     seen = {r["_source_file"]: {f: r[f"k:{f}"] for f in fields} for r in per_file}

@@ -201,3 +201,24 @@ def test_a_killed_refine_resumes_from_its_checkpoint(spark, tmp_path, monkeypatc
     failed = [r for r in _lineage(spark, cfg, "refine_silver") if r["status"] == "failed"]
     assert len(failed) == 1 and "killed" in failed[0]["error"]
     build_gold(spark, cfg)
+
+
+def test_a_resent_key_is_not_inserted_again_whatever_files_the_merge_skips(spark, tmp_path):
+    """Given silver written in three batches of growing keys, when a batch resends a key of the last
+    one beside a new key, then only the new key is inserted (the MERGE reads only files whose key
+    range meets the batch's)."""
+    from lakehouse.silver import merge_insert_new
+    from lakehouse.tables import commit_metrics
+
+    cfg = load_config("local", root=tmp_path)
+    ref = cfg.table("silver.transactions")
+
+    def batch(*ids):
+        return (spark.createDataFrame([(i, "f.jsonl") for i in ids], "txn_id string, _source_file string")
+                .withColumn("_ingested_at", F.current_timestamp()).repartition(1))
+
+    for ids in (("T1a", "T1b"), ("T2a", "T2b"), ("T3a", "T3b")):
+        merge_insert_new(spark, ref, batch(*ids), "txn_id", {"delta.dataSkippingStatsColumns": "txn_id"})
+    merge_insert_new(spark, ref, batch("T3a", "T4a"), "txn_id")
+    assert commit_metrics(spark, ref, current_version(spark, ref))["numTargetRowsInserted"] == 1
+    assert sorted(r["txn_id"] for r in read_table(spark, ref).collect()) == ["T1a", "T1b", "T2a", "T2b", "T3a", "T3b", "T4a"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from lakehouse.bronze import CHANGED, ingest_bronze
+from lakehouse.bronze import CHANGED, batch_of, ingest_bronze
 from lakehouse.config import load_config
 from lakehouse.generator import generate
 from lakehouse.landing import part_path
@@ -148,3 +148,14 @@ def test_a_backfill_older_than_a_week_is_not_skipped(spark, landed):
     ingest_bronze(spark, cfg)
     target = backfill / "transactions.jsonl"
     assert bronze_lines(spark, cfg, target) == final_lines(target) != []
+
+
+def test_the_batch_of_a_landing_file_is_its_batch_folder_or_empty(spark):
+    paths = {"file:///lake/landing/batch-2026-01-05/transactions.jsonl": "batch-2026-01-05",
+             "file:///lake/landing/batch-backfill/labels.jsonl": "batch-backfill",
+             "file:///lake/landing/batch-2026-01-05/nested/transactions.jsonl": "",
+             "file:///lake/landing/batch-/transactions.jsonl": "",
+             "file:///lake/landing/transactions.jsonl": "",
+             "file:///batch-a/b/c.jsonl": ""}
+    rows = spark.createDataFrame([(p,) for p in paths], "path string").select("path", batch_of(F.col("path")).alias("batch"))
+    assert {r["path"]: r["batch"] for r in rows.collect()} == paths
