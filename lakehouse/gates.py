@@ -39,6 +39,8 @@ class SchemaScreen:
 
 
 class QualityGate(Protocol):
+    def prepare(self) -> None: ...
+
     def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,
                       fields: tuple[str, ...], types: dict[str, str], job: str, run_id: str,
                       batch_id: str, payload: DataFrame | None = None) -> SchemaScreen: ...
@@ -57,6 +59,9 @@ class QualityGate(Protocol):
 class _NoGate:
     """Without an installed gate, everything passes and nothing is recorded."""
 
+    def prepare(self) -> None:
+        return None
+
     def screen_schema(self, spark, cfg, table, batch, **_: Any) -> SchemaScreen:
         return SchemaScreen(passed=batch, quarantined=None)
 
@@ -74,9 +79,9 @@ class _NoGate:
 
 
 def prepare_quality_gate() -> None:
-    """Load the gate in a thread while the job starts Spark work: importing Great Expectations and
+    """Prepare the gate in a thread while the job starts Spark work: importing Great Expectations and
     Soda takes seconds of Python that would otherwise come before the first check."""
-    threading.Thread(target=quality_gate, name="load-quality-gate", daemon=True).start()
+    threading.Thread(target=lambda: quality_gate().prepare(), name="prepare-quality-gate", daemon=True).start()
 
 
 _LOADING = threading.Lock()

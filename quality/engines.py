@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,8 +36,16 @@ class CheckResult:
     rows_failing: int | None
 
 
-@lru_cache(maxsize=1)
+_CONTEXT = threading.Lock()
+
+
 def _gx_context():
+    with _CONTEXT:  # one context, whether a job's first check or the gate's prepare() asks first
+        return _new_gx_context()
+
+
+@lru_cache(maxsize=1)
+def _new_gx_context():
     import great_expectations as gx
 
     if not os.environ.get("TIDEWATER_DEBUG"):
@@ -46,6 +55,13 @@ def _gx_context():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     return context
+
+
+def load() -> None:
+    """Import both engines and make GE's context: seconds of Python a job spends in a thread while
+    Spark starts, not before its first check."""
+    _gx_context()
+    _soda_data_source_class()
 
 
 def run_expectations(df: DataFrame, checks: list[CheckConf], suite_name: str) -> list[CheckResult]:
@@ -88,11 +104,15 @@ def run_expectations(df: DataFrame, checks: list[CheckConf], suite_name: str) ->
     return results
 
 
-def _soda_data_source(spark: SparkSession):
+def _soda_data_source_class():
     from soda_core.contracts import verify_contract_locally  # noqa: F401 - load soda_core first
     from soda_sparkdf import SparkDataFrameDataSource
 
-    return SparkDataFrameDataSource.from_existing_session(session=spark, name="tidewater_spark")
+    return SparkDataFrameDataSource
+
+
+def _soda_data_source(spark: SparkSession):
+    return _soda_data_source_class().from_existing_session(session=spark, name="tidewater_spark")
 
 
 def run_contract(spark: SparkSession, df: DataFrame, checks: list[CheckConf], view: str,

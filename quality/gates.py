@@ -16,6 +16,7 @@ from lakehouse.quarantine import as_quarantine_rows
 from lakehouse.refine import OVERSIZED
 from lakehouse.tables import current_version
 from quality.engines import CheckResult, run_contract, run_expectations
+from quality.engines import load as load_engines
 from quality.results import STATUS_FOR_POLICY, ResultRow, write_results
 from quality.rules import failing_rows
 from quality.schema_changes import detect_shape_changes
@@ -77,6 +78,9 @@ class DeclaredChecksGate:
             return F.lit(True)
         return functools.reduce(lambda a, b: a | b, [F.coalesce(failing_rows(c), F.lit(False)) for c in checks],
                                 F.lit(False))
+
+    def prepare(self) -> None:
+        load_engines()
 
     def checks(self, cfg: Config, table: str) -> bool:
         """Whether this table has a schema policy or checks: such tables are checked one at a time

@@ -7,13 +7,15 @@ routes failing rows to quarantine (the tests hold its count equal to GE's unexpe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from lakehouse.config import CheckConf
+
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 
 def failing_rows(check: CheckConf) -> Column:
@@ -37,6 +39,8 @@ def failing_rows(check: CheckConf) -> Column:
 
 def expectation(check: CheckConf) -> gx.expectations.Expectation:
     """The Great Expectations expectation for a row-level check."""
+    import great_expectations as gx  # seconds to import: the gate's prepare() does it in a thread
+
     meta = {"check": check.name, "policy": check.policy}
     if check.check == "not_null":
         return gx.expectations.ExpectColumnValuesToNotBeNull(column=check.column, meta=meta)
