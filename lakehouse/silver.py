@@ -72,7 +72,7 @@ def _first_load(rows: DataFrame, ref: TableRef) -> None:
 def _key_range(rows: DataFrame, key: str) -> Column:
     """`t.key` within the batch's smallest and largest key: every row the batch can match is, and
     Delta skips the target files whose key statistics lie outside (most of them, where keys grow
-    with time as transaction ids do)."""
+    with time as transaction ids do). Read from the batch as it came: dropping repeats changes no bound."""
     lo, hi = rows.agg(F.min(key), F.max(key)).first()
     return F.col(f"t.{key}").between(F.lit(lo), F.lit(hi))
 
@@ -80,12 +80,12 @@ def _key_range(rows: DataFrame, key: str) -> Column:
 def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str,
                      properties: dict[str, str] | None = None) -> None:
     """Insert rows whose key silver does not hold yet (first arrival wins)."""
-    rows = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
-    if create_if_missing(spark, ref.path, rows.schema, properties):
-        _first_load(rows, ref)
+    latest = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
+    if create_if_missing(spark, ref.path, latest.schema, properties):
+        _first_load(latest, ref)
         return
     match = (F.col(f"t.{key}") == F.col(f"s.{key}")) & _key_range(rows, key)
-    DeltaTable.forPath(spark, ref.path).alias("t").merge(rows.alias("s"), match).whenNotMatchedInsertAll().execute()
+    DeltaTable.forPath(spark, ref.path).alias("t").merge(latest.alias("s"), match).whenNotMatchedInsertAll().execute()
 
 
 def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts: str,

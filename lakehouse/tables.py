@@ -136,7 +136,6 @@ def append_rows(spark: SparkSession, ref: TableRef, rows: list, schema) -> None:
         return
     import pyarrow as pa
     from deltalake import write_deltalake
-
     from deltalake.exceptions import CommitFailedError
 
     data = pa.Table.from_pylist([dict(zip(schema.fieldNames(), row_values(r))) for r in rows],
