@@ -6,7 +6,8 @@ Each stage runs once on a fresh root (the first run of a job is the expensive on
 transactions written by the generator divided by the stage's wall time. The peer
 (benchmarks/duckdb_peer.py) then runs the same stages on the same landing files in a process of its
 own, under <root>/duckdb-peer, and its tables are verified against Tidewater's. ratio is Tidewater's
-seconds over the peer's; peak memory is each side's resident high-water mark.
+seconds over the peer's; peak memory is each side's resident high-water mark. The driver JVM's start
+comes before the stages and is printed apart, as the peer's process start is not counted either.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from lakehouse.bronze import ingest_bronze  # noqa: E402
 from lakehouse.config import load_config  # noqa: E402
 from lakehouse.generator import generate  # noqa: E402
 from lakehouse.gold import build_gold  # noqa: E402
-from lakehouse.session import build_session  # noqa: E402
+from lakehouse.session import build_session, class_archive  # noqa: E402
 from lakehouse.silver import refine_silver  # noqa: E402
 
 PEER = Path(__file__).resolve().parent / "duckdb_peer.py"
@@ -56,7 +57,7 @@ def run_peer(landing: Path, root: Path) -> dict:
     return json.loads(out.read_text())
 
 
-def figures(args, man, generate_s: float, seconds: dict[str, float], memory: dict[str, float],
+def figures(args, man, generate_s: float, driver: dict, seconds: dict[str, float], memory: dict[str, float],
             versions: dict[str, str], peer: dict | None) -> dict:
     """Every figure of the run, as --json writes it (one file per size makes a README table or plot)."""
     rows = man.transactions_written
@@ -71,6 +72,7 @@ def figures(args, man, generate_s: float, seconds: dict[str, float], memory: dic
                         "tidewater_rows_per_s": rows / s, "peer_rows_per_s": rows / p if p else None}
     return {"rows": args.rows, "days": args.days, "transactions": rows, "root": str(args.root),
             "cpus": os.cpu_count(), "generate_s": generate_s, "refine_batch_mib": args.refine_batch_mib,
+            "driver": driver,
             "stages": stages,
             "peak_memory_mib": {**memory, "peer": peer["peak_memory_mib"] if peer else None},
             "versions": {**versions, **(peer["versions"] if peer else {})},
@@ -94,6 +96,9 @@ def print_table(fig: dict) -> None:
     peer = "" if mem["peer"] is None else f"; DuckDB+delta-rs process {mem['peer']:,.0f} MiB"
     print(f"peak memory: Tidewater driver JVM {mem['tidewater_jvm']:,.0f} MiB + Python "
           f"{mem['tidewater_python']:,.0f} MiB{peer}")
+    driver = fig["driver"]
+    print(f"driver JVM started in {driver['start_s']:.1f} s, before the stages "
+          f"({'mapping the class archive' if driver['class_archive'] else 'no class archive: make setup writes it'})")
     if fig["verification"]:
         print(f"verification: {fig['verification']['summary']}")
 
@@ -119,7 +124,9 @@ def main() -> None:
     t = time.perf_counter()
     man = generate(cfg.landing_dir, rows=args.rows, days=args.days)
     generate_s = time.perf_counter() - t
+    t = time.perf_counter()
     spark = build_session(cfg)
+    driver = {"start_s": time.perf_counter() - t, "class_archive": class_archive(cfg).is_file()}
     seconds: dict[str, float] = {}
     for name, stage in (("bronze", ingest_bronze), ("silver", refine_silver), ("gold", build_gold)):
         t = time.perf_counter()
@@ -131,7 +138,7 @@ def main() -> None:
     spark.stop()  # the peer gets the machine's memory to itself (at 10M its silver holds 15 GiB)
 
     peer = run_peer(cfg.landing_dir, args.root) if args.peer else None
-    fig = figures(args, man, generate_s, seconds, memory, versions, peer)
+    fig = figures(args, man, generate_s, driver, seconds, memory, versions, peer)
     print_table(fig)
     if args.json:
         Path(args.json).write_text(json.dumps(fig, indent=2))

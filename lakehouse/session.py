@@ -94,15 +94,56 @@ def hive_class_path(cfg: Config) -> str:
     return f"{client}:{jdbc_jar(cfg)}"
 
 
-def driver_java_options(cfg: Config) -> str:
-    """The driver JVM's flags: the project's logging setting, spark.driver_java_options, then any
-    spark.driver.extraJavaOptions the conf sets."""
+CLASS_ARCHIVE = "driver.jsa"  # written by `make setup` (lakehouse.class_archive)
+
+
+def class_archive(cfg: Config) -> Path:
+    """The driver JVM's class-data-sharing archive: Spark's, Delta's and our classes as a JVM holds
+    them once loaded, mapped by each new driver instead of read, parsed and verified again."""
+    return jars_dir(cfg) / CLASS_ARCHIVE
+
+
+def archive_class_path(cfg: Config, catalog: str) -> str | None:
+    """The driver's class path where it can map the archive, else None: with the shared metastore
+    its client folder is on it (a JVM maps an archive only where no folder on its class path holds
+    files), and a class path the conf sets is the user's.
+
+    spark.jars reach the driver through a class loader of Spark's own, which an archive cannot hold:
+    here they are on the JVM's class path too, in one order at `make setup` and at every launch."""
+    if catalog == "hive" or "spark.driver.extraClassPath" in cfg.spark.conf:
+        return None
+    return ":".join(spark_jars(cfg))
+
+
+def driver_java_options(cfg: Config, *launch: str) -> str:
+    """The driver JVM's flags: the project's logging setting, spark.driver_java_options, the
+    launch's own (`launch`: the class archive's), then any spark.driver.extraJavaOptions the conf sets."""
     log4j = PROJECT_DIR / "conf" / "log4j2.properties"
     flags = [f"-Dlog4j2.configurationFile=file:{log4j}"] if log4j.is_file() else []
     flags += cfg.spark.driver_java_options
+    flags += launch
     if cfg.spark.conf.get("spark.driver.extraJavaOptions"):
         flags.append(cfg.spark.conf["spark.driver.extraJavaOptions"])
     return " ".join(flags)
+
+
+@contextlib.contextmanager
+def _archive_conf_dir(cfg: Config) -> Iterator[None]:
+    """While the driver JVM is launched: an empty SPARK_CONF_DIR, unless the user set one.
+
+    Spark's launcher puts the conf folder first on the driver's class path; pyspark's holds the
+    spark-defaults.conf written for spark-submit (the session sets all of it itself), and a folder
+    holding files keeps the JVM from mapping its class archive."""
+    if os.environ.get("SPARK_CONF_DIR"):
+        yield
+        return
+    empty = jars_dir(cfg) / "driver-conf"
+    empty.mkdir(parents=True, exist_ok=True)
+    os.environ["SPARK_CONF_DIR"] = str(empty)
+    try:
+        yield
+    finally:
+        os.environ.pop("SPARK_CONF_DIR", None)
 
 
 @contextlib.contextmanager
@@ -131,8 +172,12 @@ def _jvm_output_to(log_file: Path) -> Iterator[None]:
                 os.close(copy)
 
 
-def build_session(cfg: Config) -> SparkSession:
-    """Build (or join) the SparkSession for this config (tables get names on demand: lakehouse.catalog)."""
+def build_session(cfg: Config, *, write_class_archive: Path | None = None) -> SparkSession:
+    """Build (or join) the SparkSession for this config (tables get names on demand: lakehouse.catalog).
+
+    A driver launched here maps the class archive where `make setup` wrote one (a stale one, after
+    an update of Java or a jar, the JVM ignores with a warning in its log); `write_class_archive`
+    instead has the JVM write one there when it exits (lakehouse.class_archive)."""
     write_catalog_script(cfg)
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -155,19 +200,31 @@ def build_session(cfg: Config) -> SparkSession:
     }
     if catalog == "hive":
         settings["spark.driver.extraClassPath"] = hive_class_path(cfg)
+    class_path = archive_class_path(cfg, catalog)
+    if class_path is not None:
+        settings["spark.driver.extraClassPath"] = class_path
     key = os.environ.get(cfg.secrets.pii_key_env) or (DEMO_KEY if cfg.secrets.allow_demo_key else None)
     if key and cfg.spark.master.startswith("spark://"):  # executors of a cluster hash PII too
         settings[f"spark.executorEnv.{cfg.secrets.pii_key_env}"] = key  # redacted: spark.redaction.regex
     if not _under_spark_submit():
         builder = builder.master(cfg.spark.master)
-        settings["spark.driver.extraJavaOptions"] = driver_java_options(cfg)
+        archive = _archive_flags(cfg, write_class_archive) if class_path is not None else []
+        settings["spark.driver.extraJavaOptions"] = driver_java_options(cfg, *archive)
     for key, value in settings.items():
         builder = builder.config(key, value)
-    with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"), key_in_environment(cfg):
+    conf_dir = _archive_conf_dir(cfg) if class_path is not None else contextlib.nullcontext()
+    with _jvm_output_to(cfg.root / "logs" / "spark-driver.log"), key_in_environment(cfg), conf_dir:
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     jvm_functions.register(spark)
     return spark
+
+
+def _archive_flags(cfg: Config, write_to: Path | None) -> list[str]:
+    if write_to is not None:
+        return [f"-XX:ArchiveClassesAtExit={write_to}"]
+    archive = class_archive(cfg)
+    return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
 
 
 def write_spark_defaults(cfg: Config) -> Path:
