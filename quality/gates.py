@@ -41,6 +41,11 @@ def data_time(df: DataFrame) -> dt.datetime | None:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.timezone.utc) if day else None
 
 
+def _fails(check: CheckConf) -> Column:
+    """`failing_rows` as true or false: a row the check cannot judge (null) is not failed by it."""
+    return F.coalesce(failing_rows(check), F.lit(False))
+
+
 def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[CheckConf]
                ) -> tuple[list[CheckResult], DataFrame, DataFrame | None]:
     """GE on every row, then Soda on the rows that stay; returns results, kept rows, quarantined rows."""
@@ -52,7 +57,7 @@ def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[Chec
     if to_quarantine:
         reason, detail = F.lit(None).cast("string"), F.lit(None).cast("string")
         for check in reversed(to_quarantine):  # the first failing check in conf order names the row
-            hit = F.coalesce(failing_rows(check), F.lit(False))
+            hit = _fails(check)
             reason = F.when(hit, F.lit(check.name)).otherwise(reason)
             detail = F.when(hit, F.concat(F.lit(f"{check.check} on {check.column}: "),
                                           F.coalesce(F.col(check.column).cast("string"), F.lit("null"))))\
@@ -76,8 +81,7 @@ class DeclaredChecksGate:
                   if c.engine == "great_expectations" and c.policy == "quarantine"]
         if any(c.column not in columns for c in checks):
             return F.lit(True)
-        return functools.reduce(lambda a, b: a | b, [F.coalesce(failing_rows(c), F.lit(False)) for c in checks],
-                                F.lit(False))
+        return functools.reduce(lambda a, b: a | b, [_fails(c) for c in checks], F.lit(False))
 
     def prepare(self) -> None:
         load_engines()
