@@ -8,8 +8,8 @@ The history (`--rows` transactions over `--days` days) is loaded first, in this 
 each new day of the same scenario lands and is run: odd days cold (three processes: ingest_bronze,
 refine_silver, build_gold, each timed from its launch to its exit), even days warm (the same jobs in
 this process's session, which ran the history and the day before). Alternating keeps the machine's
-drift out of the comparison. What a warm day saves is what a long-lived driver (a job server) would
-save every scheduled run.
+drift out of the comparison. What a warm day saves is what the scheduler's `driver: warm` saves every
+scheduled run.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ APScheduler keeps the clock (one instance per schedule: a run still going when t
 not started twice, and missed runs coalesce into one). Each job runs as `tidewater run JOB`, so it is
 recorded in meta.lineage like any other run; a job listed in two schedules never runs twice at once
 (a lock per job). Every scheduled run appends a line to <root>/services/scheduler/runs.jsonl.
+
+With `services.scheduler.driver: warm` the jobs run instead in the scheduler's own Spark session, one
+at a time across all schedules (a quality engine may hold the whole process: Soda freezes its clock
+around each query), as the scheduler's identity. Its JVM has compiled the jobs' code on earlier runs;
+one that died is replaced at the next job.
 """
 
 from __future__ import annotations
@@ -13,11 +18,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from lakehouse.config import Config, ScheduleConf, load_config
-from lakehouse.errors import AlreadyRunning
+from lakehouse.console import progress
+from lakehouse.errors import AlreadyRunning, describe
 from lakehouse.identity import ENV_USER
 from lakehouse.locks import exclusive
 from services.server_args import server_args
@@ -35,35 +43,99 @@ def _record(log: Path, **row) -> None:
 SCHEDULER = "scheduler"  # the identity scheduled runs act as (conf access.identities gives it a role)
 
 
-def run_schedule(cfg: Config, schedule: ScheduleConf, job_args: list[str], log: Path) -> None:
+def run_process(job: str, job_args: list[str]) -> tuple[int, str, dict]:
+    """The job as a `tidewater run` process of its own: its exit status and last line."""
+    done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "run", job, *job_args],
+                          capture_output=True, text=True, env={**os.environ, ENV_USER: SCHEDULER})
+    return done.returncode, (done.stderr.strip().splitlines() or [""])[-1], {}
+
+
+class WarmDriver:
+    """The scheduler's own Spark session, in which `driver: warm` runs the jobs one at a time."""
+
+    def __init__(self, load: Callable[[], Config]):
+        self.load, self.lock, self.spark = load, threading.Lock(), None
+        os.environ[ENV_USER] = SCHEDULER  # the identity in lineage and the audit log, as a process run's
+
+    def __call__(self, job: str, job_args: list[str]) -> tuple[int, str, dict]:
+        from lakehouse.job_runner import find_job
+
+        with self.lock:
+            try:
+                cfg = self.load()  # the conf as it is now; Spark's own settings are the session's
+                spark = self._session(cfg)
+                find_job(job)(spark, cfg)
+            except Exception as err:  # recorded like a process's one-line error
+                message, _ = describe(err)
+                return 1, f"error: {message}", {"driver_pid": self._pid()}
+            return 0, "", {"driver_pid": self._pid()}
+
+    def _session(self, cfg: Config):
+        from lakehouse.session import build_session
+
+        if self.spark is not None and not self._alive():
+            progress("scheduler: the warm driver's JVM is gone; starting a new one")
+            _forget_dead_session()
+            self.spark = None
+        if self.spark is None:
+            self.spark = build_session(cfg)
+            progress(f"scheduler: jobs run in this process's driver (warm), JVM pid {self._pid()}")
+        return self.spark
+
+    def _alive(self) -> bool:
+        from py4j.protocol import Py4JError
+
+        try:
+            return not self.spark.sparkContext._jsc.sc().isStopped()
+        except (Py4JError, ConnectionError, AttributeError):
+            return False
+
+    def _pid(self) -> int | None:
+        from pyspark import SparkContext
+
+        gateway = SparkContext._gateway
+        return gateway.proc.pid if gateway is not None and getattr(gateway, "proc", None) else None
+
+
+def _forget_dead_session() -> None:
+    """PySpark keeps its gateway and session in class attributes: cleared, the next session launches a JVM."""
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    SparkContext._gateway = SparkContext._jvm = SparkContext._active_spark_context = None
+    SparkSession._instantiatedSession = SparkSession._activeSession = None
+
+
+def run_schedule(cfg: Config, schedule: ScheduleConf, job_args: list[str], log: Path,
+                 runner: Callable[[str, list[str]], tuple[int, str, dict]] = run_process) -> None:
     """Run the schedule's jobs in order; the first that fails ends this run (the next one retries)."""
     for job in schedule.jobs:
         started = _now()
         try:
             with exclusive(cfg, f"scheduled_{job}", doing="running"):
-                done = subprocess.run([sys.executable, "-m", "lakehouse.cli", "run", job, *job_args],
-                                      capture_output=True, text=True, env={**os.environ, ENV_USER: SCHEDULER})
+                returncode, last, extra = runner(job, job_args)
         except AlreadyRunning as err:
             _record(log, schedule=schedule.name, job=job, started=started, finished=_now(), outcome="skipped",
                     detail=str(err))
             continue
-        last = (done.stderr.strip().splitlines() or [""])[-1]
         _record(log, schedule=schedule.name, job=job, started=started, finished=_now(),
-                outcome="succeeded" if done.returncode == 0 else "failed", returncode=done.returncode, detail=last)
-        if done.returncode != 0:
+                outcome="succeeded" if returncode == 0 else "failed", returncode=returncode, detail=last, **extra)
+        if returncode != 0:
             return
 
 
-def serve(cfg: Config, job_args: list[str]) -> None:
+def serve(cfg: Config, job_args: list[str], load: Callable[[], Config]) -> None:
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.interval import IntervalTrigger
 
     state = cfg.root / "services" / "scheduler"
     state.mkdir(parents=True, exist_ok=True)
     log, heartbeat = state / "runs.jsonl", state / "heartbeat"
+    runner = WarmDriver(load) if cfg.services.scheduler.driver == "warm" else run_process
     scheduler = BackgroundScheduler(timezone="UTC")
     for schedule in cfg.services.scheduler.schedules:
-        scheduler.add_job(run_schedule, IntervalTrigger(seconds=schedule.seconds), args=(cfg, schedule, job_args, log),
+        scheduler.add_job(run_schedule, IntervalTrigger(seconds=schedule.seconds),
+                          args=(cfg, schedule, job_args, log, runner),
                           id=schedule.name, max_instances=1, coalesce=True, misfire_grace_time=None)
     scheduler.start()
     while True:
@@ -79,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         job_args += ["--env", args.env]
     if args.conf_dir:
         job_args += ["--conf-dir", args.conf_dir]
-    serve(cfg, job_args)
+    serve(cfg, job_args, lambda: load_config(args.env, args.root, args.conf_dir))
 
 
 if __name__ == "__main__":

@@ -317,6 +317,62 @@ def test_the_scheduler_runs_the_pipeline_on_the_cluster_through_a_killed_worker_
                    for p in psutil.process_iter(["cmdline"])), "a scheduled job outlived the scheduler"
 
 
+def _scheduled(runs_file: Path) -> list[dict]:
+    return [json.loads(line) for line in runs_file.read_text().splitlines()] if runs_file.exists() else []
+
+
+def _succeeded_round(runs: list[dict], jobs: list[str]) -> list[dict] | None:
+    """The first run of every job in order, each succeeded, among the scheduler's records."""
+    for i in range(len(runs) - len(jobs) + 1):
+        rnd = runs[i:i + len(jobs)]
+        if [r["job"] for r in rnd] == jobs and all(r["outcome"] == "succeeded" for r in rnd):
+            return rnd
+    return None
+
+
+def _gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.slow
+def test_a_warm_scheduler_runs_its_jobs_in_one_driver_and_replaces_a_killed_one(spark, tmp_path_factory):
+    """Given `driver: warm` and ingest -> refine -> gold every 10 s, when two rounds have run and the
+    scheduler's driver JVM is then killed (-9), then both rounds ran in one JVM as the scheduler, a later
+    round runs in a new JVM, and the tables hold what the same jobs wrote in this session."""
+    root, twin = tmp_path_factory.mktemp("warm-scheduler"), tmp_path_factory.mktemp("warm-twin")
+    generate(root / "landing", **{**SMALL, "rows": 1500, "days": 2})
+    shutil.copytree(root / "landing", twin / "landing")
+    env, jobs = "warmtest", ["ingest_bronze", "refine_silver", "build_gold"]
+    conf = conf_env(root, env, {"services": {"scheduler": {"driver": "warm", "schedules": [
+        {"name": "pipeline", "every": "10s", "jobs": jobs}]}}})
+    scheduled = Stack(load_config(env, root=root, conf_dir=conf), env, root, conf)
+    runs_file = root / "services" / "scheduler" / "runs.jsonl"
+    assert "scheduler: started" in services("start", "scheduler", scenario=scheduled)
+    later = None
+    try:
+        deadline = time.time() + 600
+        while len(_scheduled(runs_file)) < 2 * len(jobs) and time.time() < deadline:
+            time.sleep(2)
+        first_two = _scheduled(runs_file)[:2 * len(jobs)]
+        os.kill(first_two[0]["driver_pid"], 9)
+        while later is None and time.time() < deadline:
+            time.sleep(2)
+            later = _succeeded_round(_scheduled(runs_file)[2 * len(jobs):], jobs)
+    finally:
+        assert "scheduler: stopped" in services("stop", "scheduler", scenario=scheduled)
+    assert [(r["job"], r["outcome"]) for r in first_two] == [(job, "succeeded") for job in jobs] * 2, first_two
+    assert len({r["driver_pid"] for r in first_two}) == 1
+    assert later is not None, _scheduled(runs_file)
+    assert len({r["driver_pid"] for r in later}) == 1 and later[0]["driver_pid"] != first_two[0]["driver_pid"]
+    assert _gone(later[0]["driver_pid"]), "the scheduler's driver outlived it"
+    assert {r["actor"] for r in _rows(scheduled.cfg, "meta.lineage")} == {"scheduler"}
+    local = load_config("local", root=twin)
+    run_pipeline(spark, local)
+    for name in [*(f"silver.{t}" for t in local.tables["silver"]), "quarantine.transactions",
+                 "gold.customer_daily_spend", "gold.merchant_daily", "gold.fraud_kpis"]:
+        assert content_digest(scheduled.cfg, name) == content_digest(local, name), name
+
+
 def test_stop_leaves_no_process_behind(stack):
     """Runs last in this file: the stack stops in reverse order, SIGTERM first, and nothing of it survives."""
     pids = _pids(stack)
