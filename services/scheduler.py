@@ -27,6 +27,7 @@ from lakehouse.config import Config, ScheduleConf, load_config
 from lakehouse.console import progress
 from lakehouse.errors import AlreadyRunning, describe
 from lakehouse.identity import ENV_USER
+from lakehouse.lineage import code_version
 from lakehouse.locks import exclusive
 from services.server_args import server_args
 
@@ -55,12 +56,17 @@ class WarmDriver:
 
     def __init__(self, load: Callable[[], Config]):
         self.load, self.lock, self.spark = load, threading.Lock(), None
+        self.code = code_version()  # what this process imported
         os.environ[ENV_USER] = SCHEDULER  # the identity in lineage and the audit log, as a process run's
 
     def __call__(self, job: str, job_args: list[str]) -> tuple[int, str, dict]:
         from lakehouse.job_runner import find_job
 
         with self.lock:
+            now = code_version()
+            if now != self.code:  # lineage would name code this process never loaded
+                return 1, (f"error: the code changed since the scheduler started ({self.code} -> {now}); "
+                           "restart it: tidewater services stop scheduler; tidewater services start scheduler"), {}
             try:
                 cfg = self.load()  # the conf as it is now; Spark's own settings are the session's
                 spark = self._session(cfg)

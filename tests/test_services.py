@@ -24,6 +24,7 @@ from lakehouse.config import _deep_merge, load_config
 from lakehouse.delta_reader import content_digest, read_rows, table_inventory
 from lakehouse.generator import generate
 from lakehouse.grants import PII_COLUMNS
+from lakehouse.identity import ENV_USER
 from lakehouse.tokens import client_token, server_tokens, token_file
 
 PASSWORD = {"TIDEWATER_METASTORE_PASSWORD": "metastore-test-password"}
@@ -371,6 +372,21 @@ def test_a_warm_scheduler_runs_its_jobs_in_one_driver_and_replaces_a_killed_one(
     for name in [*(f"silver.{t}" for t in local.tables["silver"]), "quarantine.transactions",
                  "gold.customer_daily_spend", "gold.merchant_daily", "gold.fraud_kpis"]:
         assert content_digest(scheduled.cfg, name) == content_digest(local, name), name
+
+
+def test_a_warm_scheduler_refuses_to_run_code_it_did_not_load(monkeypatch, tmp_path):
+    """Given a warm scheduler that imported another commit than the checkout now holds, when a job is due,
+    then it is refused with a hint to restart, before any driver starts: lineage never names code that
+    did not run."""
+    from services.scheduler import WarmDriver
+
+    monkeypatch.setenv(ENV_USER, "someone")  # the driver sets the scheduler's identity; put back afterwards
+    driver = WarmDriver(lambda: load_config("local", root=tmp_path))
+    driver.code = "0" * 40  # what an older checkout's process would have imported
+    returncode, detail, extra = driver("ingest_bronze", [])
+    assert returncode == 1 and "the code changed since the scheduler started" in detail
+    assert "tidewater services start scheduler" in detail and extra == {} and driver.spark is None
+    assert not (tmp_path / "tables").exists()
 
 
 def test_stop_leaves_no_process_behind(stack):
