@@ -88,6 +88,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.new_days < 2:
         parser.error("--new-days must be at least 2: one cold day and one warm")
+    if args.root and (Path(args.root) / "tables").exists():
+        parser.error(f"{args.root} already holds a lakehouse: the history must load into a new root")
     root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-daily-"))
     cfg = load_config("local", root=root)
     generate(cfg.landing_dir, rows=args.rows, days=args.days)

@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--refine-batch-mib", type=int, metavar="MIB",
                         help="bronze MiB per silver micro-batch for every source (default: the conf's)")
     args = parser.parse_args()
+    if args.root and (Path(args.root) / "tables").exists():
+        parser.error(f"{args.root} already holds a lakehouse: each stage is timed on a new root")
     args.root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-bench-"))
     cfg = load_config("local", root=args.root)
     if args.refine_batch_mib:

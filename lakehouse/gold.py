@@ -1,16 +1,24 @@
-"""Gold: business tables for BI, recomputed from silver when (and only when) silver changed."""
+"""Gold: business tables for BI, recomputed from silver when (and only when) silver changed: the
+dates its changes touched, from the files Delta's log says they added or removed."""
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+import datetime as dt
+from dataclasses import dataclass
+
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from lakehouse.catalog import delta_exists
+from lakehouse.cli_options import option
 from lakehouse.gates import prepare_quality_gate, quality_gate
 from lakehouse.console import progress
 from lakehouse.job_runner import job
-from lakehouse.lineage import JobRun
+from lakehouse.lineage import JobRun, code_version, last_successful_run
 from lakehouse.quarantine import quarantine_once
 from lakehouse.refine import SILVER_LABELS_SCHEMA
+from lakehouse.tables import changed_files
 
 
 def _distinct(column: str) -> Column:
@@ -61,38 +69,116 @@ def fraud_kpis(txns: DataFrame, labels: DataFrame) -> DataFrame:
 
 
 SILVER = ("silver.transactions", "silver.labels")
+GOLD = ("gold.customer_daily_spend", "gold.merchant_daily", "gold.fraud_kpis")
+
+
+@dataclass
+class Changed:
+    """The event dates whose gold rows may differ since the last build: where transactions changed
+    (every gold table) and where only labels did (the two labelled tables)."""
+
+    transactions: set[dt.date]
+    labels: set[dt.date]
+
+    def of(self, table: str) -> set[dt.date]:
+        return self.transactions if table == "gold.customer_daily_spend" else self.transactions | self.labels
+
+
+def _column_of_files(spark: SparkSession, files: list[str], column: str, kind: str) -> DataFrame:
+    return spark.read.parquet(*files).select(column) if files else spark.createDataFrame([], f"{column} {kind}")
+
+
+def changed_dates(run: JobRun, silver: DataFrame, why_full: list[str]) -> Changed | None:
+    """The dates the silver commits since the last successful build touched, from the files those
+    commits added or removed (a superset of the rows that changed); None where gold must be rebuilt
+    whole, with the reason appended to `why_full`."""
+    spark, cfg = run.spark, run.cfg
+    if why_full:
+        return None
+    last = last_successful_run(spark, cfg, run.job)
+    if last is None:
+        why_full.append("no earlier build")
+    elif last["code_version"] != code_version():
+        why_full.append(f"built last by other code ({last['code_version']})")
+    elif not all(delta_exists(cfg.table(name).path) for name in GOLD):
+        why_full.append("a gold table is missing")
+    if why_full:
+        return None
+    files = {}
+    for name in SILVER:
+        now = run.inputs.get(name)
+        files[name] = [] if now is None else changed_files(spark, cfg.table(name), last["inputs"].get(name), now)
+        if files[name] is None:
+            why_full.append(f"the log of {name} no longer holds every commit since the last build")
+            return None
+    try:
+        txn_dates = _column_of_files(spark, files["silver.transactions"], "event_date", "date").distinct().collect()
+        labelled = _column_of_files(spark, files["silver.labels"], "txn_id", "string").distinct()
+        label_dates = (silver.select("txn_id", "event_date").join(labelled, "txn_id", "left_semi")
+                       .select("event_date").distinct().collect())
+    except AnalysisException as err:  # a file VACUUM removed: the change cannot be read back
+        why_full.append(f"a changed file can no longer be read ({err.getErrorClass() or 'analysis error'})")
+        return None
+    return Changed({r[0] for r in txn_dates}, {r[0] for r in label_dates})
+
+
+def _on_dates(dates: set[dt.date]) -> str:
+    """A replaceWhere predicate: these dates' rows."""
+    return "event_date IN (" + ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(dates)) + ")"
 
 
 @job(name="build_gold",
-     summary="Rebuild the gold business tables (daily spend, merchant daily, fraud KPIs) from silver.",
+     summary="Update the gold business tables (daily spend, merchant daily, fraud KPIs) from silver: "
+             "the dates silver's changes touched, or every date.",
      inputs=SILVER,
      outputs={"gold.customer_daily_spend": ("silver.transactions",),
               "gold.merchant_daily": SILVER, "gold.fraud_kpis": SILVER,
               "quarantine.customer_daily_spend": ("silver.transactions",),
               "quarantine.merchant_daily": SILVER, "quarantine.fraud_kpis": SILVER,
               "gold.quality_results": SILVER},
+     options=[option("--full", is_flag=True, default=None,
+                     help="Rebuild every date, even if silver did not change (as after a code change).")],
+     rerun_options=("full",),
      up_to_date="gold is up to date")
 def build_gold(run: JobRun, args) -> None:
-    """Rebuild the gold tables from silver (the runner skips it when silver is unchanged)."""
+    """Recompute the gold rows of every date silver's changes since the last build touched (the
+    runner skips it when silver is unchanged); every date on a first build, a code change, --full or --force."""
     spark, cfg = run.spark, run.cfg
     prepare_quality_gate()
     silver = run.read("silver.transactions")
     labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
+    why_full = [f"--{flag}" for flag in ("full", "force") if getattr(args, flag, False)]
+    changed = changed_dates(run, silver, why_full)
+    dates = {name: None if changed is None else changed.of(name) for name in GOLD}
+    if changed is None:
+        progress(f"{run.job}: rebuilding every date ({'; '.join(why_full)})")
+    else:
+        touched = changed.transactions | changed.labels
+        progress(f"{run.job}: {len(touched)} dates changed"
+                 + (f", {min(touched)} to {max(touched)}" if touched else ""))
+        run.count("gold_dates_rebuilt", len(touched))
+
+    def in_scope(df: DataFrame, table: str) -> DataFrame:
+        return df if dates[table] is None else df.where(F.col("event_date").isin(sorted(dates[table])))
+
     # Silver is read and joined to its labels once for the two labelled tables. Daily spend reads silver
     # as it is: its means of exactly half a cent round by the order of the sum, which a join reorders.
-    txns = _labelled(silver.select(*GOLD_INPUT), labels).persist()
+    txns = _labelled(in_scope(silver.select(*GOLD_INPUT), "gold.merchant_daily"), labels).persist()
     tables = {
-        "gold.customer_daily_spend": customer_daily_spend(silver),
+        "gold.customer_daily_spend": customer_daily_spend(in_scope(silver, "gold.customer_daily_spend")),
         "gold.merchant_daily": merchant_daily(txns, labels),
         "gold.fraud_kpis": fraud_kpis(txns, labels),
     }
+    tables = {name: df for name, df in tables.items() if dates[name] is None or dates[name]}
     gate = quality_gate()
+    batch = {name: "full" if dates[name] is None else f"{len(dates[name])} dates, {min(dates[name])} to {max(dates[name])}"
+             for name in tables}
     # Every gate runs before any table is written: a failing check leaves all of gold as it was. The
-    # tables are three commits; a run killed between them is redone whole by the next run (the skip rule
-    # counts only runs that finished), and each overwrite and `quarantine_once` is idempotent.
+    # tables are three commits; a run killed between them is redone by the next run (the skip rule and
+    # the changed dates count only runs that finished), and each write and `quarantine_once` is idempotent.
     try:
         verdicts = {name: gate.check(spark, cfg, name, df.localCheckpoint(), job=run.job, run_id=run.run_id,
-                                     batch="full")
+                                     batch=batch[name])
                     for name, df in tables.items()}
     finally:
         txns.unpersist()
@@ -100,7 +186,12 @@ def build_gold(run: JobRun, args) -> None:
     for name, verdict in verdicts.items():
         ref = cfg.table(name)
         run.writing(name)
-        verdict.passed.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)
+        writer = verdict.passed.write.format("delta").mode("overwrite")
+        if dates[name] is None:
+            writer = writer.option("overwriteSchema", "true")
+        else:  # only the changed dates' rows are replaced, in one commit
+            writer = writer.option("replaceWhere", _on_dates(dates[name]))
+        writer.save(ref.path)
         version = run.wrote(name)
         if verdict.quarantined is not None:
             quarantine = f"quarantine.{name.split('.', 1)[1]}"

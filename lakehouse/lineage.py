@@ -207,25 +207,32 @@ def lineage_rows(spark: SparkSession, cfg: Config) -> list[dict]:
 
 def last_successful_inputs(spark: SparkSession, cfg: Config, job: str) -> dict[str, int | None] | None:
     """The input versions of the job's latest successful run, or None if it never ran."""
+    last = last_successful_run(spark, cfg, job)
+    return None if last is None else last["inputs"]
+
+
+def last_successful_run(spark: SparkSession, cfg: Config, job: str) -> dict | None:
+    """The job's latest successful run: `inputs` (input -> the version it planned) and its
+    `code_version`; None if it never ran."""
     ref = cfg.table(LINEAGE_TABLE)
     if not delta_rs_writes(ref.path):
         if current_version(spark, ref) is None:
             return None
-        row = (read_table(spark, ref).where(f"job = '{job}' AND status = 'succeeded'")
-               .orderBy("ended_at", ascending=False).select("inputs").first())
-        return None if row is None else _first_versions(row["inputs"])
-    import pyarrow.compute as pc
+        latest = (read_table(spark, ref).where(f"job = '{job}' AND status = 'succeeded'")
+                  .orderBy("ended_at", ascending=False).select("inputs", "code_version").first())
+    else:
+        import pyarrow.compute as pc
 
-    from lakehouse.delta_reader import read_rows
+        from lakehouse.delta_reader import read_rows
 
-    # Read with delta-rs where it is installed: asked before every job, and a few small files are
-    # no work for a JVM.
-    runs = read_rows(cfg, LINEAGE_TABLE, where=lambda t: pc.and_(pc.equal(t["job"], job),
-                                                                 pc.equal(t["status"], "succeeded")))
-    if not runs:
+        # Read with delta-rs where it is installed: asked before every job, and a few small files are
+        # no work for a JVM.
+        runs = read_rows(cfg, LINEAGE_TABLE, where=lambda t: pc.and_(pc.equal(t["job"], job),
+                                                                     pc.equal(t["status"], "succeeded")))
+        latest = max(runs, key=lambda r: r["ended_at"]) if runs else None
+    if latest is None:
         return None
-    latest = max(runs, key=lambda r: r["ended_at"])
-    return _first_versions(latest["inputs"])
+    return {"inputs": _first_versions(latest["inputs"]), "code_version": latest["code_version"]}
 
 
 def _first_versions(inputs: list[dict]) -> dict[str, int | None]:

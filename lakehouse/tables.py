@@ -13,6 +13,7 @@ import importlib.util
 import json
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -114,6 +115,36 @@ def commit_metrics(spark: SparkSession, ref: TableRef, version: int) -> dict[str
             if "commitInfo" in action:
                 metrics = action["commitInfo"].get("operationMetrics") or {}
     return {k: int(v) for k, v in metrics.items() if str(v).lstrip("-").isdigit()}
+
+
+def changed_files(spark: SparkSession, ref: TableRef, since: int | None, upto: int) -> list[str] | None:
+    """The data files that the commits after version `since` up to `upto` added or removed: every
+    row that differs between the two versions is in one of them (a file a commit rewrote is both).
+    Files a commit only rearranged (OPTIMIZE: no dataChange) do not count. None where the log cannot
+    tell: a commit no longer in it (Delta cleans old entries up), or a table younger than `since`."""
+    if since is not None and since > upto:
+        return None
+    commits = [f"{ref.path}/_delta_log/{v:020d}.json" for v in range(0 if since is None else since + 1, upto + 1)]
+    if not commits:
+        return []
+    if "://" in ref.path:
+        from pyspark.errors import AnalysisException
+
+        try:
+            rows = (spark.read.schema("add struct<path:string,dataChange:boolean>, "
+                                      "remove struct<path:string,dataChange:boolean>").json(commits).collect())
+        except AnalysisException:
+            return None
+        actions = [r.asDict(recursive=True) for r in rows]
+    else:
+        try:
+            actions = [json.loads(line) for commit in commits
+                       for line in Path(commit).read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return None
+    paths = {f["path"] for a in actions for f in (a.get("add"), a.get("remove"))
+             if f and f.get("dataChange") is not False}
+    return sorted(p if "://" in p or p.startswith("file:") else f"{ref.path}/{unquote(p)}" for p in paths)
 
 
 def delta_rs_writes(path: str) -> bool:

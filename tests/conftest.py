@@ -125,6 +125,11 @@ class Lakehouse:
     root: Path
 
 
+def same_rows(a, b) -> bool:
+    """The two DataFrames hold the same rows, duplicates counted."""
+    return a.count() == b.count() and a.exceptAll(b).isEmpty() and b.exceptAll(a).isEmpty()
+
+
 def run_pipeline(spark, cfg: Config) -> None:
     ingest_bronze(spark, cfg)
     refine_silver(spark, cfg)

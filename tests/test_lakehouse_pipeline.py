@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import run_pipeline
+from conftest import run_pipeline, same_rows
 from lakehouse import catalog
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import load_config
@@ -174,6 +174,65 @@ def test_rerun_and_new_batch(spark, tmp_path):
     by_sql = catalog.sql(spark, cfg, f"SELECT count(*) FROM silver.transactions VERSION AS OF {versions['silver.transactions']}").first()[0]
     assert by_sql == counts["silver.transactions"]
     assert current_version(spark, cfg.table("gold.fraud_kpis")) > versions["gold.fraud_kpis"]
+
+
+def test_gold_recomputes_only_the_dates_silver_changed_and_equals_a_full_rebuild(spark, tmp_path, monkeypatch):
+    """Given gold built over four days, when a fifth day and its labels arrive, then gold replaces the
+    rows of the dates those changes touched (found in silver's new rows independently here) and equals
+    gold computed from all of silver; other code, --full or --force rebuild every date."""
+    from lakehouse import gold
+
+    cfg = load_config("local", root=tmp_path)
+    generate(cfg.landing_dir, seed=5, rows=1500, days=6, start_date="2026-07-01")
+    held = tmp_path / "held"
+    for day in ("2026-07-05", "2026-07-06"):
+        shutil.move(cfg.landing_dir / f"batch-{day}", held / f"batch-{day}")
+    run_pipeline(spark, cfg)
+    txns_ref, labels_ref = cfg.table("silver.transactions"), cfg.table("silver.labels")
+    before = {name: current_version(spark, ref) for name, ref in (("txns", txns_ref), ("labels", labels_ref))}
+
+    def results_of(run):
+        return {r["table"]: r["batch"] for r in read_table(spark, cfg.table("gold.quality_results"))
+                .where(F.col("run_id") == run.run_id).select("table", "batch").distinct().collect()}
+
+    def matches_silver():
+        txns, labels = read_table(spark, txns_ref), read_table(spark, labels_ref)
+        return (same_rows(read_table(spark, cfg.table("gold.customer_daily_spend")), gold.customer_daily_spend(txns))
+                and same_rows(read_table(spark, cfg.table("gold.merchant_daily")), gold.merchant_daily(txns, labels))
+                and same_rows(read_table(spark, cfg.table("gold.fraud_kpis")), gold.fraud_kpis(txns, labels)))
+
+    # When the fifth day lands and every job runs
+    shutil.move(held / "batch-2026-07-05", cfg.landing_dir / "batch-2026-07-05")
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    run = build_gold(spark, cfg)
+    # Then the dates rebuilt are those of silver's new transactions and of the transactions newly labelled
+    txns = read_table(spark, txns_ref)
+    new_txns = txns.exceptAll(read_table(spark, txns_ref, before["txns"]))
+    new_labels = read_table(spark, labels_ref).exceptAll(read_table(spark, labels_ref, before["labels"]))
+    spend_dates = {r[0] for r in new_txns.select("event_date").distinct().collect()}
+    labelled_dates = {r[0] for r in txns.join(new_labels, "txn_id", "left_semi").select("event_date").distinct().collect()}
+    all_dates = {r[0] for r in txns.select("event_date").distinct().collect()}
+    assert spend_dates and labelled_dates and spend_dates | labelled_dates < all_dates
+    assert run.metrics["gold_dates_rebuilt"] == len(spend_dates | labelled_dates)
+    batches = results_of(run)
+    assert batches["gold.customer_daily_spend"].startswith(f"{len(spend_dates)} dates, {min(spend_dates)} to ")
+    assert batches["gold.fraud_kpis"].startswith(f"{len(spend_dates | labelled_dates)} dates, ")
+    assert matches_silver()
+
+    # When the sixth day lands and gold was built last by other code, then every date is rebuilt
+    shutil.move(held / "batch-2026-07-06", cfg.landing_dir / "batch-2026-07-06")
+    ingest_bronze(spark, cfg)
+    refine_silver(spark, cfg)
+    monkeypatch.setattr(gold, "code_version", lambda: "another-commit")
+    run = build_gold(spark, cfg)
+    assert "gold_dates_rebuilt" not in run.metrics and set(results_of(run).values()) == {"full"}
+    assert matches_silver()
+    monkeypatch.undo()
+    # And --full, like --force, rebuilds every date though silver did not change
+    run = build_gold(spark, cfg, full=True)
+    assert not run.skipped and set(results_of(run).values()) == {"full"}
+    assert matches_silver()
 
 
 def test_a_killed_refine_resumes_from_its_checkpoint(spark, tmp_path, monkeypatch):

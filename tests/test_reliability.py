@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import conf_env
+from conftest import conf_env, same_rows
 from test_landing import bronze_lines, final_lines
 from lakehouse.bronze import ingest_bronze
 from lakehouse.config import TableRef, load_config
@@ -135,10 +135,6 @@ def gold_review_env(tmp_path: Path) -> Path:
     spend.append({"name": "large_daily_spend", "check": "between", "column": "total_amount_eur", "max": 300,
                   "policy": "quarantine"})
     return conf_env(tmp_path, "review", {"quality": {"gold.customer_daily_spend": {"checks": spend}}})
-
-
-def same_rows(a, b) -> bool:
-    return a.count() == b.count() and a.exceptAll(b).isEmpty() and b.exceptAll(a).isEmpty()
 
 
 @pytest.mark.slow
