@@ -37,6 +37,9 @@ class SparkConf(_Strict):
     catalog: Literal["in-memory", "hive"] = "in-memory"
     # Flags of the driver's JVM, after the project's logging setting (in local mode it runs every task).
     driver_java_options: list[str] = []
+    # HotSpot compiler directives for the driver (a file, relative to the project): which code its
+    # optimizing compiler (C2) leaves to the quick one (C1).
+    jit_directives: str | None = None
     conf: dict[str, str] = {}
 
 

@@ -116,11 +116,15 @@ def archive_class_path(cfg: Config, catalog: str) -> str | None:
 
 
 def driver_java_options(cfg: Config, *launch: str) -> str:
-    """The driver JVM's flags: the project's logging setting, spark.driver_java_options, the
-    launch's own (`launch`: the class archive's), then any spark.driver.extraJavaOptions the conf sets."""
+    """The driver JVM's flags: the project's logging setting, spark.driver_java_options and
+    spark.jit_directives, the launch's own (`launch`: the class archive's), then any
+    spark.driver.extraJavaOptions the conf sets."""
     log4j = PROJECT_DIR / "conf" / "log4j2.properties"
     flags = [f"-Dlog4j2.configurationFile=file:{log4j}"] if log4j.is_file() else []
     flags += cfg.spark.driver_java_options
+    if cfg.spark.jit_directives:
+        directives = PROJECT_DIR / cfg.spark.jit_directives
+        flags += ["-XX:+UnlockDiagnosticVMOptions", f"-XX:CompilerDirectivesFile={directives}"]
     flags += launch
     if cfg.spark.conf.get("spark.driver.extraJavaOptions"):
         flags.append(cfg.spark.conf["spark.driver.extraJavaOptions"])

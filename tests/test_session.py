@@ -3,7 +3,7 @@
 import shutil
 import subprocess
 
-from lakehouse.config import load_config
+from lakehouse.config import PROJECT_DIR, load_config
 from lakehouse.session import class_archive, driver_java_options
 
 
@@ -12,7 +12,19 @@ def test_driver_flags_are_the_logging_setting_then_the_envs_then_the_launchs_the
     cfg.spark.conf["spark.driver.extraJavaOptions"] = "-Dtidewater.probe=1"
     flags = driver_java_options(cfg, "-XX:SharedArchiveFile=a.jsa").split()
     assert flags[0].startswith("-Dlog4j2.configurationFile=file:")
-    assert flags[1:] == ["-XX:+UseParallelGC", "-XX:SharedArchiveFile=a.jsa", "-Dtidewater.probe=1"]
+    directives = str(PROJECT_DIR / "conf" / "jit-directives.json")
+    assert flags[1:] == ["-XX:+UseParallelGC", "-XX:+UnlockDiagnosticVMOptions",
+                         f"-XX:CompilerDirectivesFile={directives}", "-XX:SharedArchiveFile=a.jsa",
+                         "-Dtidewater.probe=1"]
+
+
+def test_the_local_driver_leaves_query_planning_to_the_quick_compiler(spark):
+    """Given the local env's compiler directives, the driver JVM has them installed: C2 excludes
+    Catalyst's analyzer, and still compiles expressions (per-row code)."""
+    out = subprocess.run([shutil.which("jcmd") or "jcmd", str(spark.sparkContext._gateway.proc.pid),
+                          "Compiler.directives_print"], capture_output=True, text=True, check=True).stdout
+    assert "org/apache/spark/sql/catalyst/analysis/*.*" in out and "Exclude:true" in out.replace(" ", "")
+    assert "catalyst/expressions" not in out
 
 
 def test_the_local_driver_runs_the_collector_its_env_names(spark):
