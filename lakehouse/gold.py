@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.catalog import delta_exists
@@ -84,42 +84,36 @@ class Changed:
         return self.transactions if table == "gold.customer_daily_spend" else self.transactions | self.labels
 
 
-def _column_of_files(spark: SparkSession, files: list[str], column: str, kind: str) -> DataFrame:
-    return spark.read.parquet(*files).select(column) if files else spark.createDataFrame([], f"{column} {kind}")
+def _dates(rows: DataFrame) -> set[dt.date]:
+    return {r[0] for r in rows.select("event_date").distinct().collect()}
 
 
-def changed_dates(run: JobRun, silver: DataFrame, why_full: list[str]) -> Changed | None:
+def changed_dates(run: JobRun, silver: DataFrame) -> Changed | str:
     """The dates the silver commits since the last successful build touched, from the files those
-    commits added or removed (a superset of the rows that changed); None where gold must be rebuilt
-    whole, with the reason appended to `why_full`."""
+    commits added or removed (a superset of the rows that changed); where gold must be rebuilt
+    whole instead, why."""
     spark, cfg = run.spark, run.cfg
-    if why_full:
-        return None
     last = last_successful_run(spark, cfg, run.job)
     if last is None:
-        why_full.append("no earlier build")
-    elif last["code_version"] != code_version():
-        why_full.append(f"built last by other code ({last['code_version']})")
-    elif not all(delta_exists(cfg.table(name).path) for name in GOLD):
-        why_full.append("a gold table is missing")
-    if why_full:
-        return None
+        return "no earlier build"
+    if last["code_version"] != code_version():
+        return f"built last by other code ({last['code_version']})"
+    if not all(delta_exists(cfg.table(name).path) for name in GOLD):
+        return "a gold table is missing"
     files = {}
     for name in SILVER:
         now = run.inputs.get(name)
         files[name] = [] if now is None else changed_files(spark, cfg.table(name), last["inputs"].get(name), now)
         if files[name] is None:
-            why_full.append(f"the log of {name} no longer holds every commit since the last build")
-            return None
+            return f"the log of {name} no longer holds every commit since the last build"
+    txn_files, label_files = files["silver.transactions"], files["silver.labels"]
     try:
-        txn_dates = _column_of_files(spark, files["silver.transactions"], "event_date", "date").distinct().collect()
-        labelled = _column_of_files(spark, files["silver.labels"], "txn_id", "string").distinct()
-        label_dates = (silver.select("txn_id", "event_date").join(labelled, "txn_id", "left_semi")
-                       .select("event_date").distinct().collect())
+        txn_dates = _dates(spark.read.parquet(*txn_files)) if txn_files else set()
+        label_dates = (_dates(silver.join(spark.read.parquet(*label_files).select("txn_id"), "txn_id", "left_semi"))
+                       if label_files else set())
     except AnalysisException as err:  # a file VACUUM removed: the change cannot be read back
-        why_full.append(f"a changed file can no longer be read ({err.getErrorClass() or 'analysis error'})")
-        return None
-    return Changed({r[0] for r in txn_dates}, {r[0] for r in label_dates})
+        return f"a changed file can no longer be read ({err.getErrorClass() or 'analysis error'})"
+    return Changed(txn_dates, label_dates)
 
 
 def _on_dates(dates: set[dt.date]) -> str:
@@ -147,11 +141,12 @@ def build_gold(run: JobRun, args) -> None:
     prepare_quality_gate()
     silver = run.read("silver.transactions")
     labels = run.read_or_empty("silver.labels", SILVER_LABELS_SCHEMA)
-    why_full = [f"--{flag}" for flag in ("full", "force") if getattr(args, flag, False)]
-    changed = changed_dates(run, silver, why_full)
+    flags = "; ".join(f"--{flag}" for flag in ("full", "force") if getattr(args, flag, False))
+    found = flags or changed_dates(run, silver)
+    changed = found if isinstance(found, Changed) else None
     dates = {name: None if changed is None else changed.of(name) for name in GOLD}
     if changed is None:
-        progress(f"{run.job}: rebuilding every date ({'; '.join(why_full)})")
+        progress(f"{run.job}: rebuilding every date ({found})")
     else:
         touched = changed.transactions | changed.labels
         progress(f"{run.job}: {len(touched)} dates changed"

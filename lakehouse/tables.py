@@ -109,12 +109,16 @@ def commit_metrics(spark: SparkSession, ref: TableRef, version: int) -> dict[str
         metrics = (row[0] if row else None) or {}
     else:
         metrics = {}
-        commit = Path(ref.path) / "_delta_log" / f"{version:020d}.json"
-        for line in commit.read_text().splitlines():
-            action = json.loads(line) if line.strip() else {}
+        for action in _commit_actions(ref.path, version):
             if "commitInfo" in action:
                 metrics = action["commitInfo"].get("operationMetrics") or {}
     return {k: int(v) for k, v in metrics.items() if str(v).lstrip("-").isdigit()}
+
+
+def _commit_actions(path: str, version: int) -> list[dict]:
+    """The actions of one commit of a local table, from its JSON file in the log."""
+    commit = Path(path) / "_delta_log" / f"{version:020d}.json"
+    return [json.loads(line) for line in commit.read_text().splitlines() if line.strip()]
 
 
 def changed_files(spark: SparkSession, ref: TableRef, since: int | None, upto: int) -> list[str] | None:
@@ -124,12 +128,13 @@ def changed_files(spark: SparkSession, ref: TableRef, since: int | None, upto: i
     tell: a commit no longer in it (Delta cleans old entries up), or a table younger than `since`."""
     if since is not None and since > upto:
         return None
-    commits = [f"{ref.path}/_delta_log/{v:020d}.json" for v in range(0 if since is None else since + 1, upto + 1)]
-    if not commits:
+    versions = range(0 if since is None else since + 1, upto + 1)
+    if not versions:
         return []
     if "://" in ref.path:
         from pyspark.errors import AnalysisException
 
+        commits = [f"{ref.path}/_delta_log/{v:020d}.json" for v in versions]
         try:
             rows = (spark.read.schema("add struct<path:string,dataChange:boolean>, "
                                       "remove struct<path:string,dataChange:boolean>").json(commits).collect())
@@ -138,8 +143,7 @@ def changed_files(spark: SparkSession, ref: TableRef, since: int | None, upto: i
         actions = [r.asDict(recursive=True) for r in rows]
     else:
         try:
-            actions = [json.loads(line) for commit in commits
-                       for line in Path(commit).read_text().splitlines() if line.strip()]
+            actions = [a for v in versions for a in _commit_actions(ref.path, v)]
         except FileNotFoundError:
             return None
     paths = {f["path"] for a in actions for f in (a.get("add"), a.get("remove"))
