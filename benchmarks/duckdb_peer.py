@@ -67,11 +67,6 @@ GOLD_KEYS = {"gold.customer_daily_spend": ("customer_id", "event_date"),
              "gold.merchant_daily": ("merchant_id", "event_date"), "gold.fraud_kpis": ("event_date",)}
 # Where and when a row was read: Spark escapes its file URIs and has its own clock.
 READ_COLUMNS = ("_source_file", "_ingested_at")
-# Gold means of cents, rounded to cents: where the exact mean is a half cent and three or more values
-# were summed (two add up alike in any order), each engine's double lies a hair either side of it
-# and rounds its own way. Gold column -> the silver column averaged over the table's key; every other
-# gold value (sums of cents too) must match exactly.
-HALF_CENT_MEANS = {"gold.customer_daily_spend": {"avg_amount_eur": "amount_eur"}}
 # Bronze as Tidewater writes it: the line, where and when it was read, the file's size and time then.
 BRONZE = pa.schema([("raw", pa.large_string()), ("_source_file", pa.string()), ("_batch_id", pa.string()),
                     ("_ingested_at", pa.timestamp("us", "UTC")), ("_file_size", pa.int64()),
@@ -484,10 +479,12 @@ def refine_silver(con: duckdb.DuckDBPyConnection, cfg: Config, run_id: str) -> N
 def gold_sql() -> dict[str, str]:
     """lakehouse/gold.py's three tables over the views `txns` and `labelled` (txns + is_fraud)."""
     total = spark_round("sum(amount_eur)", 2)
+    # Daily spend's mean as gold.py takes it: whole cents summed, the mean of exactly half a cent up.
+    cents, priced = "sum(CAST(round(amount_eur * 100) AS BIGINT))", "count(amount_eur)"
     return {
         "gold.customer_daily_spend": f"""
             SELECT customer_id, event_date, count(*) AS txn_count, {total} AS total_amount_eur,
-                   {spark_round('avg(amount_eur)', 2)} AS avg_amount_eur, max(amount_eur) AS max_amount_eur,
+                   ((2 * {cents} + {priced}) // (2 * {priced})) / 100.0 AS avg_amount_eur, max(amount_eur) AS max_amount_eur,
                    count(DISTINCT merchant_id) AS distinct_merchants
             FROM txns GROUP BY customer_id, event_date""",
         "gold.merchant_daily": f"""
@@ -551,7 +548,6 @@ class Verdict:
     quarantine: dict[str, dict[str, int]]
     checks: int
     gold_rows: dict[str, int]
-    half_cents: int  # gold means on a half cent that the two engines rounded apart
     differences: list[str]
     batch_scoped: list[str] = dataclasses.field(default_factory=list)  # checks held to rows checked only
 
@@ -564,13 +560,12 @@ class Verdict:
             return f"{len(self.differences)} difference(s): " + "; ".join(self.differences)
         quarantined = "; ".join(f"{t.split('.', 1)[1]}: " + ", ".join(f"{r} {n}" for r, n in sorted(by.items()))
                                 for t, by in self.quarantine.items())
-        ties = f" (identical but {self.half_cents} means of exactly a half cent, rounded a cent apart)"
         scoped = (f"; per micro-batch, so compared by rows checked only: {', '.join(self.batch_scoped)}"
                   if self.batch_scoped else "")
         return (f"identical silver rows {sum(self.silver_rows.values()):,} "
                 f"({', '.join(f'{e} {n:,}' for e, n in self.silver_rows.items())}), quarantine per reason "
                 f"({quarantined or 'none'}), HMAC tokens, {self.checks} check results, gold "
-                f"{sum(self.gold_rows.values()):,} rows{ties if self.half_cents else ''}{scoped}")
+                f"{sum(self.gold_rows.values()):,} rows{scoped}")
 
 
 def _dataset(cfg: Config, name: str) -> pyarrow.dataset.Dataset | None:
@@ -618,20 +613,6 @@ def _row_differences(con: duckdb.DuckDBPyConnection, name: str, columns: list[st
         if extra:
             out.append(f"{name}: {len(extra)} row(s) only in {side}, e.g. {dict(zip(columns, extra[0]))}")
     return out or [f"{name}: the row fingerprints differ, but no row is only on one side"]
-
-
-def _half_cent_means(con: duckdb.DuckDBPyConnection, name: str, column: str, source: str) -> tuple[int, list[str]]:
-    """Means of s and p that differ: (how many, differences where the exact mean from Spark's silver,
-    in view txns, is not a half cent of three or more values, or they are more than a cent apart)."""
-    keys = GOLD_KEYS[name]
-    apart, wrong = con.sql(f"""
-        WITH exact AS (SELECT {', '.join(keys)}, sum(CAST(round({source} * 100) AS BIGINT)) AS cents,
-                              count({source}) AS n FROM txns GROUP BY ALL)
-        SELECT count(*), count(*) FILTER (WHERE abs(s.{column} - p.{column}) > 0.0100001 OR n < 3
-                                          OR 2 * cents % n <> 0 OR (2 * cents // n) % 2 = 0)
-        FROM s JOIN p USING ({', '.join(keys)}) JOIN exact USING ({', '.join(keys)})
-        WHERE s.{column} IS DISTINCT FROM p.{column}""").fetchall()[0]
-    return apart, [f"{name}: {wrong} {column} value(s) differ where no summing order explains it"] if wrong else []
 
 
 def _verify_silver(con: duckdb.DuckDBPyConnection, spark_cfg: Config, peer_cfg: Config,
@@ -695,20 +676,15 @@ def _verify_checks(con: duckdb.DuckDBPyConnection, spark_cfg: Config, peer_cfg: 
 
 
 def _verify_gold(con: duckdb.DuckDBPyConnection, spark_cfg: Config, peer_cfg: Config,
-                 differences: list[str]) -> tuple[dict[str, int], int]:
-    """Gold rows, exactly but for means on a half cent; (rows per table, means rounded apart)."""
-    con.register("txns", _dataset(spark_cfg, "silver.transactions"))
-    rows, ties = {}, 0
+                 differences: list[str]) -> dict[str, int]:
+    """Gold rows, exactly: rows per table."""
+    rows = {}
     for name in GOLD_KEYS:
         if (columns := _pair(con, spark_cfg, peer_cfg, name, differences)) is None:
             continue
-        means = HALF_CENT_MEANS.get(name, {})
-        differences += _row_differences(con, name, [c for c in columns if c not in means])
-        for column, source in means.items():
-            apart, wrong = _half_cent_means(con, name, column, source)
-            ties, differences = ties + apart, differences + wrong
+        differences += _row_differences(con, name, columns)
         rows[name] = con.sql("SELECT count(*) FROM s").fetchall()[0][0]
-    return rows, ties
+    return rows
 
 
 def verify(spark_root: Path, peer_root: Path) -> Verdict:
@@ -719,8 +695,8 @@ def verify(spark_root: Path, peer_root: Path) -> Verdict:
     silver = _verify_silver(con, spark_cfg, peer_cfg, differences)
     quarantine = _verify_quarantine(con, spark_cfg, peer_cfg, differences)
     checks, scoped = _verify_checks(con, spark_cfg, peer_cfg, differences)
-    gold, ties = _verify_gold(con, spark_cfg, peer_cfg, differences)
-    return Verdict(silver, quarantine, checks, gold, ties, differences, scoped)
+    gold = _verify_gold(con, spark_cfg, peer_cfg, differences)
+    return Verdict(silver, quarantine, checks, gold, differences, scoped)
 
 
 def peak_rss_mib() -> float:

@@ -21,19 +21,31 @@ from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import changed_files
 
 
-def _distinct(column: str) -> Column:
-    """How many different values a group holds: a set per group, in one aggregation. Spark's
-    countDistinct plans a second aggregation with a shuffle of its own; these groups are small."""
-    return F.size(F.collect_set(column)).cast("long")
+def _per_group_with_distinct(rows: DataFrame, keys: list[str], distinct: str, partial: list[Column],
+                             final: list[Column]) -> DataFrame:
+    """Aggregate `rows` per `keys`, counting the different values of `distinct` per group as `_distinct`.
+
+    Rows are grouped by keys + `distinct` first (`partial`, named `_`-columns) and those groups again
+    per key (`final`, over the partial columns): two hash aggregations in one shuffle by the keys.
+    Spark's own countDistinct adds a shuffle; a set per group (collect_set) is an object aggregate
+    that sorts every row once it holds more than 128 groups."""
+    by_value = rows.repartition(*keys).groupBy(*keys, distinct).agg(*partial)
+    return by_value.groupBy(*keys).agg(*final, F.count(distinct).alias("_distinct"))
 
 
 def customer_daily_spend(txns: DataFrame) -> DataFrame:
-    return (txns.groupBy("customer_id", "event_date")
-            .agg(F.count("*").alias("txn_count"),
-                 F.round(F.sum("amount_eur"), 2).alias("total_amount_eur"),
-                 F.round(F.avg("amount_eur"), 2).alias("avg_amount_eur"),
-                 F.max("amount_eur").alias("max_amount_eur"),
-                 _distinct("merchant_id").alias("distinct_merchants")))
+    """Per customer and day. Amounts (cents in EUR) are summed as whole cents, so no order of summing
+    changes a total, and a mean of exactly half a cent rounds up: an incremental build equals a full one."""
+    cents = F.sum("_cents")
+    return (_per_group_with_distinct(
+                txns, ["customer_id", "event_date"], "merchant_id",
+                [F.count("*").alias("_count"), F.count("amount_eur").alias("_priced"),
+                 F.sum(F.round(F.col("amount_eur") * 100).cast("long")).alias("_cents"),
+                 F.max("amount_eur").alias("_max")],
+                [F.sum("_count").alias("txn_count"), F.round(cents / 100, 2).alias("total_amount_eur"),
+                 (F.round(cents / F.sum("_priced")) / 100).alias("avg_amount_eur"),
+                 F.max("_max").alias("max_amount_eur")])
+            .withColumnRenamed("_distinct", "distinct_merchants"))
 
 
 def _labelled(txns: DataFrame, labels: DataFrame) -> DataFrame:
@@ -47,12 +59,15 @@ GOLD_INPUT = ("txn_id", "customer_id", "merchant_id", "event_date", "amount_eur"
 
 
 def merchant_daily(txns: DataFrame, labels: DataFrame) -> DataFrame:
-    return (_labelled(txns, labels).groupBy("merchant_id", "event_date")
-            .agg(F.count("*").alias("txn_count"),
-                 F.round(F.sum("amount_eur"), 2).alias("total_amount_eur"),
-                 _distinct("customer_id").alias("distinct_customers"),
-                 F.count("is_fraud").alias("labelled_count"),
-                 F.sum(F.col("is_fraud").cast("int")).alias("fraud_count")))
+    return (_per_group_with_distinct(
+                _labelled(txns, labels), ["merchant_id", "event_date"], "customer_id",
+                [F.count("*").alias("_count"), F.sum("amount_eur").alias("_amount"),
+                 F.count("is_fraud").alias("_labelled"), F.sum(F.col("is_fraud").cast("int")).alias("_fraud")],
+                [F.sum("_count").alias("txn_count"), F.round(F.sum("_amount"), 2).alias("total_amount_eur"),
+                 F.sum("_labelled").alias("labelled_count"), F.sum("_fraud").alias("fraud_count")])
+            .withColumnRenamed("_distinct", "distinct_customers")
+            .select("merchant_id", "event_date", "txn_count", "total_amount_eur", "distinct_customers",
+                    "labelled_count", "fraud_count"))
 
 
 def fraud_kpis(txns: DataFrame, labels: DataFrame) -> DataFrame:
@@ -156,11 +171,11 @@ def build_gold(run: JobRun, args) -> None:
     def in_scope(df: DataFrame, table: str) -> DataFrame:
         return df if dates[table] is None else df.where(F.col("event_date").isin(sorted(dates[table])))
 
-    # Silver is read and joined to its labels once for the two labelled tables. Daily spend reads silver
-    # as it is: its means of exactly half a cent round by the order of the sum, which a join reorders.
+    # Silver is read and joined to its labels once for all three tables (daily spend's dates are among
+    # the labelled tables' dates).
     txns = _labelled(in_scope(silver.select(*GOLD_INPUT), "gold.merchant_daily"), labels).persist()
     tables = {
-        "gold.customer_daily_spend": customer_daily_spend(in_scope(silver, "gold.customer_daily_spend")),
+        "gold.customer_daily_spend": customer_daily_spend(in_scope(txns, "gold.customer_daily_spend")),
         "gold.merchant_daily": merchant_daily(txns, labels),
         "gold.fraud_kpis": fraud_kpis(txns, labels),
     }

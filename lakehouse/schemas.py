@@ -55,6 +55,18 @@ def row_values(row: Any) -> tuple:
     return tuple(dataclasses.asdict(row).values())
 
 
+def as_nullable(data_type: T.DataType) -> T.DataType:
+    """The type with every field, element and value nullable, as Spark makes a table it creates from a
+    DataFrame: a table created from a schema keeps its NOT NULLs, which a later row could break."""
+    if isinstance(data_type, T.StructType):
+        return T.StructType([T.StructField(f.name, as_nullable(f.dataType), True, f.metadata) for f in data_type.fields])
+    if isinstance(data_type, T.ArrayType):
+        return T.ArrayType(as_nullable(data_type.elementType), True)
+    if isinstance(data_type, T.MapType):
+        return T.MapType(as_nullable(data_type.keyType), as_nullable(data_type.valueType), True)
+    return data_type
+
+
 def arrow_type(data_type: T.DataType, nullable: bool = False):
     """The Arrow type delta-rs writes for a Spark type (timestamps in UTC, as Spark stores them).
 

@@ -195,14 +195,14 @@ class EntityRefiner:
     def _process(self, batch: DataFrame, batch_id: int, settle: Callable[[DataFrame], None] | None = None) -> None:
         """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record.
 
-        The batch is parsed once: every row, with its silver columns and its reason, is cached, and the
-        counts, the checks and both writes read that cache."""
+        The batch is parsed once: every row, with its silver columns (derived ones included) and its
+        reason, is cached, and the counts, the checks and both writes read that cache."""
         gate, run_id, rules = quality_gate(), self.run.run_id, self.rules
         max_chars = self.cfg.sources[self.entity].max_record_chars
         hash_pii = lambda c: pii_token(c, self.cfg)  # noqa: E731
         json = rules.format == "json"
         parsed = classify(batch, rules, hash_pii, max_chars, shape=json)
-        classified = self._cached(gate, parsed)
+        classified = self._cached(gate, self.derive(parsed))
         try:
             screen = (gate.screen_schema(self.spark, self.cfg, self.silver.name, classified, fields=rules.fields,
                                          types=rules.types, job=self.run.job, run_id=run_id,
@@ -211,7 +211,7 @@ class EntityRefiner:
             if screen.new_fields:  # evolve: parse the batch again with the fields it brought
                 rules = dataclasses.replace(rules, fields=rules.fields + screen.new_fields)
                 classified.unpersist()
-                classified = self._cached(gate, classify(batch, rules, hash_pii, max_chars))
+                classified = self._cached(gate, self.derive(classify(batch, rules, hash_pii, max_chars)))
                 screen.passed = classified
             structural = {r["reason"]: r["count"] for r in screen.passed.groupBy("reason").count().collect()}
             rejected = refused(screen.passed)
@@ -221,7 +221,7 @@ class EntityRefiner:
                     structural[r["reason"]] = structural.get(r["reason"], 0) + r["count"]
             n_bronze = sum(structural.values())
             structural.pop(None, None)
-            valid = self.derive(usable(screen.passed))
+            valid = usable(screen.passed)
             # The gate may stop the job here: nothing of this batch has been written yet.
             verdict = gate.check(self.spark, self.cfg, self.silver.name, valid, job=self.run.job,
                                  run_id=run_id, batch=str(batch_id), prior_rejections=structural)

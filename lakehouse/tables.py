@@ -51,43 +51,29 @@ def read_table(spark: SparkSession, ref: TableRef, version: int | None = None) -
 
 
 def create_if_missing(spark: SparkSession, path: str, schema, properties: dict[str, str] | None = None) -> bool:
-    """An empty Delta table with this schema (every column nullable) and table properties, so a first
+    """An empty Delta table with this schema (every field nullable) and table properties, so a first
     MERGE has a target; True when this call made it (the table is empty).
 
-    delta-rs writes the empty first commit where it can (Spark spends a second or more on it).
+    Spark creates it, writing the commit's checksum beside it: Spark's first write into a table whose
+    first commit has none (delta-rs writes none) reconstructs the table's state from its log first,
+    about a second more (7 Spark jobs instead of 3 for 5,000 rows; 5.4 s against 2.7 s for a cold
+    driver's first table, create and append).
     """
     if delta_exists(path):
         return False
-    from lakehouse.schemas import arrow_type
+    from pyspark.errors import AnalysisException
 
-    try:
-        arrow_schema = arrow_type(schema, nullable=True) if delta_rs_writes(path) else None
-    except KeyError:  # a column type delta-rs is not given here: Spark creates the table
-        arrow_schema = None
+    from lakehouse.schemas import as_nullable
+
+    builder = DeltaTable.create(spark).location(path).addColumns(as_nullable(schema))
+    for name, value in (properties or {}).items():
+        builder = builder.property(name, value)
     # Created exclusively: a writer that finds the table made by another one a moment ago gets False
     # (and MERGEs, which conflicts with and retries against that writer's append).
-    if arrow_schema is None:
-        from pyspark.errors import AnalysisException
-
-        builder = DeltaTable.create(spark).location(path).addColumns(schema)
-        for name, value in (properties or {}).items():
-            builder = builder.property(name, value)
-        try:
-            builder.execute()
-        except AnalysisException:
-            if delta_exists(path):
-                return False
-            raise
-        return True
-    import pyarrow as pa
-    from deltalake import DeltaTable as RsTable
-    from deltalake.exceptions import DeltaError
-
     try:
-        RsTable.create(path, pa.schema(list(arrow_schema)), mode="error", configuration=properties,
-                       raise_if_key_not_exists=False)  # our own properties (tidewater.*) beside Delta's
-    except DeltaError as err:
-        if "already exists" in str(err):
+        builder.execute()
+    except AnalysisException:
+        if delta_exists(path):
             return False
         raise
     return True
