@@ -34,8 +34,8 @@ def _per_group_with_distinct(rows: DataFrame, keys: list[str], distinct: str, pa
 
 
 def customer_daily_spend(txns: DataFrame) -> DataFrame:
-    """Per customer and day. Amounts (cents in EUR) are summed as whole cents, so no order of summing
-    changes a total, and a mean of exactly half a cent rounds up: an incremental build equals a full one."""
+    """Per customer and day. Amounts in EUR are summed as whole cents, so no order of summing changes a
+    total, and a mean of exactly half a cent rounds up: an incremental build equals a full one."""
     cents = F.sum("_cents")
     return (_per_group_with_distinct(
                 txns, ["customer_id", "event_date"], "merchant_id",
