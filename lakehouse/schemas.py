@@ -67,24 +67,18 @@ def as_nullable(data_type: T.DataType) -> T.DataType:
     return data_type
 
 
-def arrow_type(data_type: T.DataType, nullable: bool = False):
+def arrow_type(data_type: T.DataType):
     """The Arrow type delta-rs writes for a Spark type (timestamps in UTC, as Spark stores them).
-
-    `nullable=True` makes every nested field nullable, as Spark does when it creates a table from a
-    DataFrame. A type without an Arrow twin here raises KeyError.
-    """
+    A type without an Arrow twin here raises KeyError."""
     import pyarrow as pa
 
     if isinstance(data_type, T.StructType):
-        return pa.struct([pa.field(f.name, arrow_type(f.dataType, nullable), nullable or f.nullable)
-                          for f in data_type.fields])
+        return pa.struct([pa.field(f.name, arrow_type(f.dataType), f.nullable) for f in data_type.fields])
     if isinstance(data_type, T.ArrayType):
-        return pa.list_(pa.field("element", arrow_type(data_type.elementType, nullable),
-                                 nullable or data_type.containsNull))
+        return pa.list_(pa.field("element", arrow_type(data_type.elementType), data_type.containsNull))
     if isinstance(data_type, T.MapType):
-        return pa.map_(arrow_type(data_type.keyType, nullable),
-                       pa.field("value", arrow_type(data_type.valueType, nullable),
-                                nullable or data_type.valueContainsNull))
+        return pa.map_(arrow_type(data_type.keyType),
+                       pa.field("value", arrow_type(data_type.valueType), data_type.valueContainsNull))
     atoms = {T.StringType: pa.string(), T.LongType: pa.int64(), T.IntegerType: pa.int32(),
              T.DoubleType: pa.float64(), T.BooleanType: pa.bool_(), T.TimestampType: pa.timestamp("us", tz="UTC"),
              T.DateType: pa.date32()}

@@ -227,10 +227,12 @@ def test_gold_recomputes_only_the_dates_silver_changed_and_equals_a_full_rebuild
     monkeypatch.setattr(gold, "code_version", lambda: "another-commit")
     run = build_gold(spark, cfg)
     assert "gold_dates_rebuilt" not in run.metrics and set(results_of(run).values()) == {"full"}
+    assert matches_silver()
     monkeypatch.undo()
     # And --full, like --force, rebuilds every date though silver did not change
     run = build_gold(spark, cfg, full=True)
     assert not run.skipped and set(results_of(run).values()) == {"full"}
+    assert matches_silver()
 
 
 def test_a_killed_refine_resumes_from_its_checkpoint(spark, tmp_path, monkeypatch):
