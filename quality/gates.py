@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import re
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -33,7 +34,9 @@ def data_time(df: DataFrame) -> dt.datetime | None:
     """
     if "_batch_id" not in df.columns:
         return None
-    newest = df.agg(F.max(F.when(F.col("_batch_id").rlike(DATED_BATCH), F.col("_batch_id")))).first()[0]
+    # A batch of rows holds a few arrival folders: their names are matched here, not on every row.
+    dated = [b for (b,) in df.select("_batch_id").distinct().collect() if b is not None and re.search(DATED_BATCH, b)]
+    newest = max(dated, default=None)
     try:
         day = dt.date.fromisoformat(newest[len("batch-"):]) if newest else None
     except ValueError:  # batch-2026-13-45
@@ -65,7 +68,8 @@ def run_checks(spark: SparkSession, table: str, df: DataFrame, checks: list[Chec
         flagged = df.withColumn("reason", reason).withColumn("detail", detail)
         kept = flagged.where(F.col("reason").isNull()).drop("reason", "detail")
         quarantined = as_quarantine_rows(flagged.where(F.col("reason").isNotNull()))
-    results += run_contract(spark, kept, dataset_checks, view=table.replace(".", "_"), now=data_time(kept))
+    now = data_time(kept) if any(c.check == "freshness" for c in dataset_checks) else None
+    results += run_contract(spark, kept, dataset_checks, view=table.replace(".", "_"), now=now)
     return results, kept, quarantined
 
 

@@ -1,5 +1,6 @@
 """Quality gates: declared checks in GE and Soda, policies, results, schema changes, replay."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -13,6 +14,7 @@ from lakehouse.generator import generate
 from lakehouse.gold import build_gold
 from lakehouse.silver import refine_silver
 from lakehouse.tables import current_version, read_table
+from quality.gates import data_time
 from quality.replay import replay_quarantine, still_quarantined
 from quality.validate import validate_table
 
@@ -55,6 +57,16 @@ def test_validate_passes_today_and_again_on_a_rerun(spark, lake):
            [(r.check.name, r.passed, r.observed) for r in again.results]
     recorded = _results(spark, lake.cfg, job="validate", table="silver.transactions")
     assert recorded.where(F.col("table_version") == first.version).count() == 2 * len(first.results)
+
+
+def test_freshness_is_judged_at_the_end_of_the_newest_dated_arrival_batch(spark):
+    # Given rows from two dated arrival folders, a backfill folder (it sorts after them) and none
+    rows = spark.createDataFrame([("batch-2026-06-02",), ("batch-2026-06-03",), ("batch-backfill",), (None,)],
+                                 "_batch_id string")
+    # Then 'now' is midnight after the newest dated batch, and without a dated batch the clock decides
+    assert data_time(rows) == dt.datetime(2026, 6, 4, tzinfo=dt.timezone.utc)
+    assert data_time(rows.where("_batch_id = 'batch-backfill'")) is None
+    assert data_time(rows.selectExpr("'batch-2026-13-45' AS _batch_id")) is None
 
 
 def _fresh(tmp_path, rows=500, days=2, **overrides):
