@@ -349,12 +349,15 @@ def refine_silver(run: JobRun, args) -> None:
     made = refiners(run.spark, run.cfg, run)
     gate = quality_gate()
     checked = [r for r in made if gate.checks(run.cfg, r.silver.name)]
-    # Entities the gate does not check are refined side by side: each is mostly a cold JVM's fixed
-    # cost (small queries, commits), which overlaps well on two cores. Checked ones follow one at a
-    # time: a check engine may hold the process (Soda freezes its clock around every collect).
-    side_by_side([r.run_stream for r in made if r not in checked])
-    for refiner in checked:
-        refiner.run_stream()
+    # Entities the gate does not check are refined side by side, and beside the checked ones: each is
+    # mostly fixed cost (small queries, commits, a cold JVM's first use), which overlaps well on two
+    # cores with the checked entities' parsing. Checked ones run one at a time: a check engine may hold
+    # the process (Soda freezes its clock around every collect), and no unchecked entity reads it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{JOB}-unchecked") as pool:
+        unchecked = pool.submit(side_by_side, [r.run_stream for r in made if r not in checked])
+        for refiner in checked:
+            refiner.run_stream()
+    unchecked.result()
     run.wrote("gold.quality_results")
 
 
