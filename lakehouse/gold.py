@@ -4,6 +4,7 @@ dates its changes touched, from the files Delta's log says they added or removed
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -19,6 +20,7 @@ from lakehouse.lineage import JobRun, code_version, last_successful_run
 from lakehouse.quarantine import quarantine_once
 from lakehouse.refine import SILVER_LABELS_SCHEMA
 from lakehouse.tables import changed_files
+from lakehouse.threads import side_by_side
 
 
 def _per_group_with_distinct(rows: DataFrame, keys: list[str], distinct: str, partial: list[Column],
@@ -186,16 +188,20 @@ def build_gold(run: JobRun, args) -> None:
     # Every gate runs before any table is written: a failing check leaves all of gold as it was. The
     # tables are three commits; a run killed between them is redone by the next run (the skip rule and
     # the changed dates count only runs that finished), and each write and `quarantine_once` is idempotent.
+    # Rows are computed side by side (they share the labelled transactions) and so are the writes; the
+    # gates run one at a time (a check engine may hold the process).
     try:
-        verdicts = {name: gate.check(spark, cfg, name, df.localCheckpoint(), job=run.job, run_id=run.run_id,
-                                     batch=batch[name])
-                    for name, df in tables.items()}
+        computed = dict(zip(tables, side_by_side([df.localCheckpoint for df in tables.values()], run.job)))
+        verdicts = {name: gate.check(spark, cfg, name, df, job=run.job, run_id=run.run_id, batch=batch[name])
+                    for name, df in computed.items()}
     finally:
         txns.unpersist()
     run.writing("gold.quality_results")
-    for name, verdict in verdicts.items():
-        ref = cfg.table(name)
+    for name in verdicts:
         run.writing(name)
+
+    def write(name: str) -> None:
+        verdict, ref = verdicts[name], cfg.table(name)
         writer = verdict.passed.write.format("delta").mode("overwrite")
         if dates[name] is None:
             writer = writer.option("overwriteSchema", "true")
@@ -210,4 +216,6 @@ def build_gold(run: JobRun, args) -> None:
             run.wrote(quarantine)
         gate.record(spark, cfg, verdict, version)
         progress(f"{run.job}: wrote {name}")
+
+    side_by_side([functools.partial(write, name) for name in verdicts], run.job)
     run.wrote("gold.quality_results")

@@ -33,6 +33,7 @@ from lakehouse.refine import (CUSTOMER_RULES, LABEL_RULES, MERCHANT_RULES, TRANS
                               EntityRules, classify, refused, usable, with_amount_eur)
 from lakehouse.retry import retry_conflicts
 from lakehouse.tables import commit_metrics, create_if_missing, current_version, table_properties
+from lakehouse.threads import side_by_side
 
 JOB = "refine_silver"
 SCD2_ATTRIBUTES = ("email_hash", "card_hash", "segment", "city", "country")
@@ -354,20 +355,8 @@ def refine_silver(run: JobRun, args) -> None:
     # cores with the checked entities' parsing. Checked ones run one at a time: a check engine may hold
     # the process (Soda freezes its clock around every collect), and no unchecked entity reads it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{JOB}-unchecked") as pool:
-        unchecked = pool.submit(side_by_side, [r.run_stream for r in made if r not in checked])
+        unchecked = pool.submit(side_by_side, [r.run_stream for r in made if r not in checked], JOB)
         for refiner in checked:
             refiner.run_stream()
     unchecked.result()
     run.wrote("gold.quality_results")
-
-
-def side_by_side(tasks: list[Callable[[], None]]) -> None:
-    """Run the tasks in threads of their own and wait for all; the first failure is raised."""
-    if len(tasks) <= 1:
-        for task in tasks:
-            task()
-        return
-    with ThreadPoolExecutor(max_workers=len(tasks), thread_name_prefix=JOB) as pool:
-        futures = [pool.submit(task) for task in tasks]
-    for future in futures:
-        future.result()

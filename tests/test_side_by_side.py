@@ -8,8 +8,8 @@ import pytest
 
 from lakehouse.config import load_config
 from lakehouse.schemas import spark_schema
-from lakehouse.silver import side_by_side
 from lakehouse.tables import append_rows
+from lakehouse.threads import side_by_side
 from quality.gates import DeclaredChecksGate
 
 
