@@ -1,4 +1,5 @@
-"""Work that may overlap: entities no gate checks are refined together; their small writes meet."""
+"""Work that may overlap: entities no gate checks are refined together, gold's tables are built together;
+their small writes meet."""
 
 import threading
 import time
@@ -37,6 +38,20 @@ def test_tasks_run_at_once_and_the_first_failure_is_raised_after_all_ended():
     with pytest.raises(ValueError, match="customers: bad batch"):
         side_by_side([ok("merchants"), fails, ok("devices")])
     assert sorted(ended) == ["devices", "merchants"]
+
+
+def test_results_come_back_in_the_order_of_the_tasks_however_they_finish():
+    started = threading.Barrier(3, timeout=10)
+
+    def after(seconds, value):
+        def task():
+            started.wait()
+            time.sleep(seconds)
+            return value
+        return task
+
+    assert side_by_side([after(0.2, "spend"), after(0.0, "merchants"), after(0.1, "kpis")]) == \
+        ["spend", "merchants", "kpis"]
 
 
 @dataclass
