@@ -4,7 +4,6 @@ dates its changes touched, from the files Delta's log says they added or removed
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 
 from pyspark.errors import AnalysisException
@@ -188,8 +187,9 @@ def build_gold(run: JobRun, args) -> None:
     # Every gate runs before any table is written: a failing check leaves all of gold as it was. The
     # tables are three commits; a run killed between them is redone by the next run (the skip rule and
     # the changed dates count only runs that finished), and each write and `quarantine_once` is idempotent.
-    # Rows are computed side by side (they share the labelled transactions) and so are the writes; the
-    # gates run one at a time (a check engine may hold the process).
+    # Rows are computed side by side (they share the labelled transactions); the gates run one at a time
+    # (a check engine may hold the process), and so do the writes, in this order: a run killed at a commit
+    # leaves the tables after it as the last build left them.
     try:
         computed = dict(zip(tables, side_by_side([df.localCheckpoint for df in tables.values()], run.job)))
         verdicts = {name: gate.check(spark, cfg, name, df, job=run.job, run_id=run.run_id, batch=batch[name])
@@ -197,11 +197,9 @@ def build_gold(run: JobRun, args) -> None:
     finally:
         txns.unpersist()
     run.writing("gold.quality_results")
-    for name in verdicts:
+    for name, verdict in verdicts.items():
+        ref = cfg.table(name)
         run.writing(name)
-
-    def write(name: str) -> None:
-        verdict, ref = verdicts[name], cfg.table(name)
         writer = verdict.passed.write.format("delta").mode("overwrite")
         if dates[name] is None:
             writer = writer.option("overwriteSchema", "true")
@@ -216,6 +214,4 @@ def build_gold(run: JobRun, args) -> None:
             run.wrote(quarantine)
         gate.record(spark, cfg, verdict, version)
         progress(f"{run.job}: wrote {name}")
-
-    side_by_side([functools.partial(write, name) for name in verdicts], run.job)
     run.wrote("gold.quality_results")
