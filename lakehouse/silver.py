@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -350,13 +349,11 @@ def refine_silver(run: JobRun, args) -> None:
     made = refiners(run.spark, run.cfg, run)
     gate = quality_gate()
     checked = [r for r in made if gate.checks(run.cfg, r.silver.name)]
-    # Entities the gate does not check are refined side by side, and beside the checked ones: each is
-    # mostly fixed cost (small queries, commits, a cold JVM's first use), which overlaps well on two
-    # cores with the checked entities' parsing. Checked ones run one at a time: a check engine may hold
-    # the process (Soda freezes its clock around every collect), and no unchecked entity reads it.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{JOB}-unchecked") as pool:
-        unchecked = pool.submit(side_by_side, [r.run_stream for r in made if r not in checked], JOB)
-        for refiner in checked:
-            refiner.run_stream()
-    unchecked.result()
+    # Entities the gate does not check are refined side by side: each is mostly a cold JVM's fixed
+    # cost (small queries, commits), which overlaps well on two cores. Checked ones follow one at a
+    # time, and not beside the others: a check engine may hold the process (Soda freezes the clock of
+    # every thread around each collect, and a row another entity stamps then carries a fake datetime).
+    side_by_side([r.run_stream for r in made if r not in checked], JOB)
+    for refiner in checked:
+        refiner.run_stream()
     run.wrote("gold.quality_results")
