@@ -61,7 +61,7 @@ def load() -> None:
     """Import both engines and make GE's context: seconds of Python a job spends in a thread while
     Spark starts, not before its first check."""
     _gx_context()
-    _soda_data_source_class()
+    _soda_source_module()
 
 
 def run_expectations(df: DataFrame, checks: list[CheckConf], suite_name: str) -> list[CheckResult]:
@@ -104,15 +104,12 @@ def run_expectations(df: DataFrame, checks: list[CheckConf], suite_name: str) ->
     return results
 
 
-def _soda_data_source_class():
+def _soda_source_module():
     from soda_core.contracts import verify_contract_locally  # noqa: F401 - load soda_core first
-    from soda_sparkdf import SparkDataFrameDataSource
 
-    return SparkDataFrameDataSource
+    from quality import soda_source
 
-
-def _soda_data_source(spark: SparkSession):
-    return _soda_data_source_class().from_existing_session(session=spark, name="tidewater_spark")
+    return soda_source
 
 
 def run_contract(spark: SparkSession, df: DataFrame, checks: list[CheckConf], view: str,
@@ -131,7 +128,8 @@ def run_contract(spark: SparkSession, df: DataFrame, checks: list[CheckConf], vi
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
         yaml.safe_dump(spec, f, sort_keys=False)
     try:
-        session = verify_contract_locally(data_sources=[_soda_data_source(spark)],
+        source = _soda_source_module().data_source(spark, "tidewater_spark")
+        session = verify_contract_locally(data_sources=[source],
                                           contract_file_path=f.name, variables={"NOW": now})
     finally:
         os.unlink(f.name)

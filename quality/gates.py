@@ -92,8 +92,7 @@ class DeclaredChecksGate:
 
     def checks(self, cfg: Config, table: str) -> bool:
         """Whether this table has a schema policy or checks: such tables are checked one at a time
-        (Soda freezes the whole process's clock around each of its queries; GE's context is one per
-        process), the others may be refined beside each other."""
+        (GE's context is one per process), the others may be refined beside them and each other."""
         return table in cfg.quality
 
     def screen_schema(self, spark: SparkSession, cfg: Config, table: str, batch: DataFrame, *,

@@ -6,8 +6,8 @@ recorded in meta.lineage like any other run; a job listed in two schedules never
 (a lock per job). Every scheduled run appends a line to <root>/services/scheduler/runs.jsonl.
 
 With `services.scheduler.driver: warm` the jobs run instead in the scheduler's own Spark session, one
-at a time across all schedules (a quality engine may hold the whole process: Soda freezes its clock
-around each query), as the scheduler's identity. Its JVM has compiled the jobs' code on earlier runs;
+at a time across all schedules (they share its session, and Great Expectations' context is one per
+process), as the scheduler's identity. Its JVM has compiled the jobs' code on earlier runs;
 one that died is replaced at the next job.
 """
 

@@ -2,18 +2,21 @@
 
 import datetime as dt
 import json
+import threading
+import time
 
 import pytest
 from pyspark.sql import functions as F
 
 from conftest import run_pipeline
 from lakehouse.bronze import ingest_bronze
-from lakehouse.config import load_config
+from lakehouse.config import CheckConf, load_config
 from lakehouse.errors import QualityGateFailed
 from lakehouse.generator import generate
 from lakehouse.gold import build_gold
 from lakehouse.silver import refine_silver
 from lakehouse.tables import current_version, read_table
+from quality.engines import run_contract
 from quality.gates import data_time
 from quality.replay import replay_quarantine, still_quarantined
 from quality.validate import validate_table
@@ -67,6 +70,34 @@ def test_freshness_is_judged_at_the_end_of_the_newest_dated_arrival_batch(spark)
     assert data_time(rows) == dt.datetime(2026, 6, 4, tzinfo=dt.timezone.utc)
     assert data_time(rows.where("_batch_id = 'batch-backfill'")) is None
     assert data_time(rows.selectExpr("'batch-2026-13-45' AS _batch_id")) is None
+
+
+def test_soda_judges_freshness_in_utc_and_leaves_the_clock_of_threads_beside_it_alone(spark, monkeypatch):
+    # Given rows whose newest event is 90 minutes before the check's 'now', in a process on Tokyo time
+    now = dt.datetime(2026, 6, 3, 12, 0, tzinfo=dt.timezone.utc)
+    events = spark.createDataFrame([(now - dt.timedelta(hours=h),) for h in (1.5, 30)], "event_time timestamp")
+    fresh = CheckConf(name="events_fresh", check="freshness", column="event_time", max=2, policy="warn")
+    real, seen, done = dt.datetime, set(), threading.Event()
+
+    def watch_the_clock():  # what a silver stream beside the check sees as `datetime`
+        while not done.is_set():
+            seen.add(dt.datetime)
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    watcher = threading.Thread(target=watch_the_clock)
+    watcher.start()
+    try:
+        # When Soda checks freshness
+        [result] = run_contract(spark, events, [fresh], "freshness_probe", now=now)
+    finally:
+        done.set()
+        watcher.join()
+        monkeypatch.undo()
+        time.tzset()
+    # Then the newest event is 1.5 hours old, as in UTC, and no thread saw a patched datetime
+    assert result.passed and result.observed == "1.5 hours"
+    assert seen == {real}
 
 
 def _fresh(tmp_path, rows=500, days=2, **overrides):
