@@ -4,8 +4,8 @@ soda-sparkdf's cursor wraps every collect in freezegun's `freeze_time` so that S
 come back as naive UTC whatever the Python process's time zone. freeze_time swaps `datetime` in every
 loaded module, for every thread: a silver stream refined beside a Soda check then resolved its type
 hints to freezegun's FakeDatetime. This cursor collects a timestamp column as its microseconds since
-the epoch (`unix_micros`) and builds the same naive UTC datetime in Python, so nothing is patched and
-the checked entities can be refined beside the others.
+the epoch (`unix_micros`) and builds the same naive UTC datetime in Python: nothing is patched, and a
+thread beside a check (another entity's stream, the scheduler's clock, the scoring API) keeps the real one.
 """
 
 from __future__ import annotations
