@@ -188,7 +188,7 @@ def build_gold(run: JobRun, args) -> None:
     # tables are three commits; a run killed between them is redone by the next run (the skip rule and
     # the changed dates count only runs that finished), and each write and `quarantine_once` is idempotent.
     # Rows are computed side by side (they share the labelled transactions); the gates run one at a time
-    # (a check engine may hold the process), and so do the writes, in this order: a run killed at a commit
+    # (GE's context is one per process), and so do the writes, in this order: a run killed at a commit
     # leaves the tables after it as the last build left them.
     try:
         computed = dict(zip(tables, side_by_side([df.localCheckpoint for df in tables.values()], run.job)))

@@ -41,23 +41,22 @@ class UtcCursor(SparkDataFrameCursor):
         self._timestamps = [i for i, f in enumerate(self.df.schema.fields) if isinstance(f.dataType, TimestampType)]
 
     def _rows(self, df: DataFrame) -> list[tuple]:
-        if self._timestamps:  # by position: a query's columns need not have distinct names
-            named = df.toDF(*[f"c{i}" for i in range(len(df.columns))])
-            df = named.select([F.unix_micros(c).alias(c) if i in self._timestamps else F.col(c)
+        if not self._timestamps:
+            return [tuple(row) for row in df.collect()]
+        # by position: a query's columns need not have distinct names
+        named = df.toDF(*[f"c{i}" for i in range(len(df.columns))])
+        micros = named.select([F.unix_micros(c).alias(c) if i in self._timestamps else F.col(c)
                                for i, c in enumerate(named.columns)])
-        rows = [list(row) for row in df.collect()]
-        for row in rows:
-            for i in self._timestamps:
-                row[i] = utc_from_micros(row[i])
-        return rows
+        return [tuple(utc_from_micros(v) if i in self._timestamps else v for i, v in enumerate(row))
+                for row in micros.collect()]
 
     def fetchall(self) -> tuple[tuple]:
-        return tuple(tuple(row) for row in self._rows(self.df))
+        return tuple(self._rows(self.df))
 
     def fetchmany(self, size: int) -> tuple[tuple]:
         rows = self._rows(self.df.offset(self.cursor_index).limit(size))
         self.cursor_index += len(rows)
-        return tuple(tuple(row) for row in rows)
+        return tuple(rows)
 
     def fetchone(self) -> tuple | None:
         if self._cached_rows is None or self.cursor_index >= self._cache_index + self.CACHE_ROW_COUNT:
@@ -67,7 +66,7 @@ class UtcCursor(SparkDataFrameCursor):
         if at >= len(self._cached_rows):
             return None
         self.cursor_index += 1
-        return tuple(self._cached_rows[at])
+        return self._cached_rows[at]
 
 
 class _UtcConnection(SparkDataFrameDataSourceConnectionWrapper):
