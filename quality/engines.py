@@ -74,7 +74,9 @@ def run_expectations(df: DataFrame, checks: list[CheckConf], suite_name: str) ->
         return []
     context = _gx_context()
     uid = uuid.uuid4().hex[:8]
-    source = context.data_sources.add_spark(f"spark_{uid}")
+    # persist=False: GE would cache each batch it is given, again, and never release it; the callers
+    # hand it rows already cached (a silver batch) or checkpointed (a gold table).
+    source = context.data_sources.add_spark(f"spark_{uid}", persist=False)
     batch = source.add_dataframe_asset(f"{suite_name}_{uid}").add_batch_definition_whole_dataframe("whole")
     suite = context.suites.add(gx.ExpectationSuite(name=f"{suite_name}_{uid}",
                                                    expectations=[expectation(c) for c in checks]))

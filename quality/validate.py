@@ -42,8 +42,11 @@ def validate_table(spark: SparkSession, cfg: Config, table: str, version: int | 
     version = latest if version is None else version
     if not 0 <= version <= latest:
         raise TableNotFound(f"{table} has no version {version} (latest is {latest})")
-    df = read_table(spark, ref, version)
-    results, _, _ = run_checks(spark, table, df, cfg.quality[table].checks)
+    df = read_table(spark, ref, version).persist()  # read once for both engines' queries
+    try:
+        results, _, _ = run_checks(spark, table, df, cfg.quality[table].checks)
+    finally:
+        df.unpersist()
     run_id, now = uuid.uuid4().hex[:16], dt.datetime.now(dt.timezone.utc)
     rows: list[ResultRow] = [dataclasses.replace(_result_row(r, run_id, JOB, table, "table", now),
                                                  table_version=version) for r in results]

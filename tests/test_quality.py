@@ -16,7 +16,7 @@ from lakehouse.generator import generate
 from lakehouse.gold import build_gold
 from lakehouse.silver import refine_silver
 from lakehouse.tables import current_version, read_table
-from quality.engines import run_contract
+from quality.engines import run_contract, run_expectations
 from quality.gates import data_time
 from quality.replay import replay_quarantine, still_quarantined
 from quality.validate import validate_table
@@ -98,6 +98,26 @@ def test_soda_judges_freshness_in_utc_and_leaves_the_clock_of_threads_beside_it_
     # Then the newest event is 1.5 hours old, as in UTC, and no thread saw a patched datetime
     assert result.passed and result.observed == "1.5 hours"
     assert seen == {real}
+
+
+def test_ge_counts_a_batch_without_caching_it_again(spark):
+    # Given a batch the gate has cached already, with a duplicated key and a negative amount
+    batch = spark.createDataFrame([("t1", 5.0), ("t2", -1.0), ("t2", 3.0), ("t3", 7.5)],
+                                  "txn_id string, amount double").persist()
+    batch.count()
+    checks = [CheckConf(name="negative_amount", check="between", column="amount", min=0, policy="quarantine"),
+              CheckConf(name="txn_id_unique", check="unique", column="txn_id", policy="warn")]
+    cached = spark.sparkContext._jsc.getPersistentRDDs().size()
+    try:
+        # When Great Expectations checks it
+        results = run_expectations(batch.where("txn_id IS NOT NULL"), checks, "cache_probe")
+        # Then it counts the failing rows, and Spark's cache holds what it held before (GE's own
+        # persist would keep a copy of every batch until the driver exits)
+        assert [(r.check.name, r.rows_checked, r.rows_failing) for r in results] == \
+               [("negative_amount", 4, 1), ("txn_id_unique", 4, 2)]
+        assert spark.sparkContext._jsc.getPersistentRDDs().size() == cached
+    finally:
+        batch.unpersist()
 
 
 def _fresh(tmp_path, rows=500, days=2, **overrides):
