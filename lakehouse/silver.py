@@ -129,7 +129,9 @@ def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts
     existing = spark.read.format("delta").load(ref.path) if delta_exists(ref.path) else None
     # The history reads the target it is about to merge into: materialize it first.
     history = scd2_history(existing, rows, key, ts, SCD2_ATTRIBUTES).localCheckpoint()
-    create_if_missing(spark, ref.path, history.schema, properties)
+    if create_if_missing(spark, ref.path, history.schema, properties):
+        _first_load(history, ref)
+        return
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
      .whenMatchedUpdate(condition="NOT (t.valid_to <=> s.valid_to)",
