@@ -64,9 +64,13 @@ def _latest_per_key(df: DataFrame, key: list[str], order: list) -> DataFrame:
     return once.unionByName(first_per_key(df.join(F.broadcast(repeated), match, "left_semi")))
 
 
-def _first_load(rows: DataFrame, ref: TableRef) -> None:
-    """Into a table made empty a moment ago, a keyed MERGE inserts every row: an append, without the join."""
+def _first_load(spark: SparkSession, ref: TableRef, rows: DataFrame, properties: dict[str, str] | None) -> bool:
+    """Where the table is missing, create it and append `rows` (True): into a table made empty a moment
+    ago, a keyed MERGE inserts every row, so an append does it without the join."""
+    if not create_if_missing(spark, ref.path, rows.schema, properties):
+        return False
     rows.write.format("delta").mode("append").save(ref.path)
+    return True
 
 
 def _key_range(rows: DataFrame, key: str) -> Column:
@@ -81,8 +85,7 @@ def merge_insert_new(spark: SparkSession, ref: TableRef, rows: DataFrame, key: s
                      properties: dict[str, str] | None = None) -> None:
     """Insert rows whose key silver does not hold yet (first arrival wins)."""
     latest = _latest_per_key(rows, [key], [F.col("_ingested_at"), F.col("_source_file")])
-    if create_if_missing(spark, ref.path, latest.schema, properties):
-        _first_load(latest, ref)
+    if _first_load(spark, ref, latest, properties):
         return
     match = (F.col(f"t.{key}") == F.col(f"s.{key}")) & _key_range(rows, key)
     DeltaTable.forPath(spark, ref.path).alias("t").merge(latest.alias("s"), match).whenNotMatchedInsertAll().execute()
@@ -92,8 +95,7 @@ def merge_latest(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, 
                  properties: dict[str, str] | None = None) -> None:
     """Upsert the newest record per key (type 1: the latest `ts` wins, older arrivals are ignored)."""
     rows = _latest_per_key(rows, [key], [F.col(ts).desc(), F.col("_ingested_at").desc()])
-    if create_if_missing(spark, ref.path, rows.schema, properties):
-        _first_load(rows, ref)
+    if _first_load(spark, ref, rows, properties):
         return
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(rows.alias("s"), f"t.{key} = s.{key}")
@@ -129,8 +131,7 @@ def merge_scd2(spark: SparkSession, ref: TableRef, rows: DataFrame, key: str, ts
     existing = spark.read.format("delta").load(ref.path) if delta_exists(ref.path) else None
     # The history reads the target it is about to merge into: materialize it first.
     history = scd2_history(existing, rows, key, ts, SCD2_ATTRIBUTES).localCheckpoint()
-    if create_if_missing(spark, ref.path, history.schema, properties):
-        _first_load(history, ref)
+    if _first_load(spark, ref, history, properties):
         return
     (DeltaTable.forPath(spark, ref.path).alias("t")
      .merge(history.alias("s"), f"t.{key} = s.{key} AND t.valid_from = s.valid_from")
