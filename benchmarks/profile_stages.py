@@ -1,15 +1,17 @@
 """Where the lakehouse stages' time goes: each stage's Spark SQL executions and tasks, from Spark's event log.
 
     .venv/bin/python benchmarks/profile_stages.py --rows 300000 [--days 30] [--root DIR] [--top 12] [--jfr]
-        [--landing DIR]
+        [--cpu] [--warm-up ROWS] [--landing DIR]
 
-Runs bronze, silver and gold once on a fresh root (as benchmarks/lakehouse.py does) with the event
-log on, then prints per stage its wall time, the time no Spark query was running (Python, planning,
+Runs bronze, silver and gold once on a fresh root (as benchmarks/lakehouse.py does, in a fresh driver
+or with --warm-up in one that has run them before) with the event log on, then prints per stage its wall time, the time no Spark query was running (Python, planning,
 commits), and its slowest SQL executions with what started each (the line of our code, or inside a
 stream the stream's name), their tasks' CPU, GC and spill. With --jfr the driver JVM also runs Java
 Flight Recorder, and each stage gets the share of its JVM samples per kind of work (JSON parsing,
 Parquet writing, the batch cache, ...) and its hottest methods: where the CPU goes inside a query,
-which the event log cannot say. Profile before changing anything.
+which the event log cannot say. With --cpu each stage also gets where the machine's CPU went: the
+driver JVM's task threads, JIT compiler threads and GC apart from the rest, Python's own, and how many
+classes Spark generated and compiled. Profile before changing anything.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from lakehouse.session import build_session  # noqa: E402
 from lakehouse.silver import refine_silver  # noqa: E402
 
 STAGES = (("bronze", ingest_bronze), ("silver", refine_silver), ("gold", build_gold))
+WARM_UP_SEED = 7  # as benchmarks/lakehouse.py: the warm-up sees other customers, merchants and ids
 # A JVM sample counts for the first kind of work any frame of its stack names (frames are matched by
 # "Class.method" substrings, most specific kinds first).
 WORK_KINDS = (
@@ -55,6 +59,50 @@ WORK_KINDS = (
     ("planning, codegen", ("RuleExecutor", "QueryPlanner", "CodeGenerator", "UnitCompiler")),
     ("py4j calls", ("ClientServerConnection", "GatewayConnection")),
 )
+# A driver JVM thread counts for the first kind whose name prefix it has (Linux keeps 15 characters).
+THREAD_KINDS = (("tasks", "Executor task l"), ("JIT C2", "C2 CompilerThre"), ("JIT C1", "C1 CompilerThre"),
+                ("GC", "GC Thread"))
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_cpu(stat: str) -> float:
+    """User + system seconds from a /proc .../stat line (fields after the command's closing parenthesis)."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def cpu_snapshot(spark, jvm_pid: int) -> dict:
+    """The machine's busy CPU seconds, the driver JVM's (in all and per live thread), Python's, and the
+    count of classes Spark's code generator compiled: what `cpu_report` subtracts between two moments."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    threads = {}
+    for task in Path(f"/proc/{jvm_pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended while we looked
+            continue
+        threads[task.name] = (stat[stat.index("(") + 1:stat.rindex(")")], _stat_cpu(stat))
+    codegen = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+    t = os.times()
+    return {"machine": (sum(ticks) - ticks[3] - ticks[4]) / TICKS,
+            "jvm": _stat_cpu(Path(f"/proc/{jvm_pid}/stat").read_text()), "threads": threads,
+            "python": t.user + t.system, "generated": codegen.getCount()}
+
+
+def cpu_report(wall: float, before: dict, after: dict) -> None:
+    """Where a stage's CPU went. A JVM thread that ended during the stage (a stream's own thread) is
+    no longer listed, but its time is in the JVM's total: it lands in "rest" (planning, streams, commits)."""
+    kinds = Counter()
+    for tid, (name, cpu) in after["threads"].items():
+        kind = next((k for k, prefix in THREAD_KINDS if name.startswith(prefix)), None)
+        if kind:
+            kinds[kind] += cpu - before["threads"].get(tid, (name, 0.0))[1]
+    jvm = after["jvm"] - before["jvm"]
+    machine = after["machine"] - before["machine"]
+    print(f"  CPU: machine {machine:.1f} CPU-s busy ({machine / wall:.2f} cores of {os.cpu_count()}); driver JVM "
+          f"{jvm:.1f}: " + ", ".join(f"{k} {kinds[k]:.1f}" for k in ("tasks", "JIT C2", "JIT C1", "GC"))
+          + f", rest {jvm - sum(kinds.values()):.1f}; Python {after['python'] - before['python']:.1f}; "
+          f"classes generated and compiled {after['generated'] - before['generated']}")
 
 
 def events(log_dir: Path) -> list[dict]:
@@ -156,6 +204,12 @@ def main() -> None:
     parser.add_argument("--landing", help="copy this landing folder (a generated one) instead of generating rows")
     parser.add_argument("--jfr", action="store_true",
                         help="also sample the driver JVM with Java Flight Recorder and show where its CPU went")
+    parser.add_argument("--warm-up", type=int, default=0, metavar="ROWS",
+                        help="first run the stages in the same driver on ROWS other transactions (another seed, "
+                             "a root of their own), as benchmarks/lakehouse.py --warm-up does (default: 0, a fresh driver)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also show each stage's CPU seconds: the driver JVM's tasks, JIT compilers and GC, "
+                             "Python, and the machine's")
     args = parser.parse_args()
     root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-profile-"))
     cfg = load_config("local", root=root)
@@ -170,21 +224,31 @@ def main() -> None:
     else:
         generate(cfg.landing_dir, rows=args.rows, days=args.days)
     spark = build_session(cfg)
-    spans = []
+    jvm_pid = spark.sparkContext._gateway.proc.pid
+    if args.warm_up:
+        warm = load_config("local", root=root / "warm-up")
+        generate(warm.landing_dir, rows=args.warm_up, days=args.days, seed=WARM_UP_SEED)
+        for _, stage in STAGES:
+            stage(spark, warm)
+    spans, cpu = [], {}
     for name, stage in STAGES:
+        before = cpu_snapshot(spark, jvm_pid) if args.cpu else None
         t = time.time()
         stage(spark, cfg)
         spans.append((name, t, time.time()))
+        if args.cpu:
+            cpu[name] = (before, cpu_snapshot(spark, jvm_pid))
     samples = []
     if args.jfr:  # the driver JVM does not exit normally: ask it for the recording while it runs
         recording = root / "driver.jfr"
-        pid = spark.sparkContext._gateway.proc.pid
-        subprocess.run(["jcmd", str(pid), "JFR.dump", f"filename={recording}"], check=True, capture_output=True)
+        subprocess.run(["jcmd", str(jvm_pid), "JFR.dump", f"filename={recording}"], check=True, capture_output=True)
         samples = jvm_samples(recording)
     spark.stop()  # flushes the event log
     runs = executions(events(log_dir))
     for name, start, end in spans:
         report(name, start, end, runs, args.top)
+        if name in cpu:
+            cpu_report(end - start, *cpu[name])
         report_jvm(name, start, end, samples, args.top)
 
 
