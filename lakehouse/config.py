@@ -482,7 +482,7 @@ class ApiConf(_Strict):
 class SchedulerConf(_Strict):
     """`driver`: process runs each job as a `tidewater run` process of its own (a fresh driver JVM);
     warm runs the jobs one at a time in the scheduler's own Spark session, whose JVM has compiled their
-    code already (a day's run at 1M: 85 s -> 27 s, benchmarks/daily.py). On a cluster a warm driver
+    code already (a day's run at 1M: 73 s -> 22 s, benchmarks/daily.py). On a cluster a warm driver
     holds its executors between runs."""
 
     schedules: list[ScheduleConf] = []
