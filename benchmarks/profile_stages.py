@@ -4,9 +4,10 @@
         [--cpu] [--warm-up ROWS] [--landing DIR]
 
 Runs bronze, silver and gold once on a fresh root (as benchmarks/lakehouse.py does, in a fresh driver
-or with --warm-up in one that has run them before) with the event log on, then prints per stage its wall time, the time no Spark query was running (Python, planning,
-commits), and its slowest SQL executions with what started each (the line of our code, or inside a
-stream the stream's name), their tasks' CPU, GC and spill. With --jfr the driver JVM also runs Java
+or with --warm-up in one that has run them before) with the event log on, then prints per stage its
+wall time, the time no Spark query was running (Python, planning, commits), and its slowest SQL
+executions with what started each (the line of our code, or inside a stream the stream's name), their
+tasks' CPU, GC and spill. With --jfr the driver JVM also runs Java
 Flight Recorder, and each stage gets the share of its JVM samples per kind of work (JSON parsing,
 Parquet writing, the batch cache, ...) and its hottest methods: where the CPU goes inside a query,
 which the event log cannot say. With --cpu each stage also gets where the machine's CPU went: the
