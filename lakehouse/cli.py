@@ -155,7 +155,7 @@ def run(job, job_args):
         for name, ep in sorted(installed_jobs().items()):
             click.echo(f"  {name:<20} {ep.load().summary}")
         return
-    sys.exit(job_main(job, list(job_args)))
+    sys.exit(job_main(job, list(job_args), resident=True))
 
 
 @cli.command()

@@ -489,6 +489,14 @@ class SchedulerConf(_Strict):
     driver: Literal["process", "warm"] = "process"
 
 
+class DriverConf(_Strict):
+    """The resident driver (`tidewater services start driver`), which `tidewater run` hands its jobs to:
+    before the first, it runs bronze -> silver -> gold on `warm_up_rows` generated transactions of its
+    own (0: no warm-up), so that job finds Spark's code compiled."""
+
+    warm_up_rows: int = Field(20000, ge=0)
+
+
 class KafkaConf(_Strict):
     """The Kafka broker (`tidewater services start kafka`): KRaft, broker and controller in one JVM."""
 
@@ -511,6 +519,7 @@ class ServicesConf(_Strict):
     api: ApiConf = ApiConf()
     kafka: KafkaConf = KafkaConf()
     scheduler: SchedulerConf = SchedulerConf()
+    driver: DriverConf = DriverConf()
 
     @property
     def kafka_bootstrap(self) -> str:

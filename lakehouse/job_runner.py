@@ -196,8 +196,12 @@ def execute(spec: JobSpec, args: argparse.Namespace) -> Any:
     return run_job(spec, build_session(cfg), cfg, args)
 
 
-def main(name: str, argv: list[str] | None = None) -> int:
-    """Entry point for jobs/<name>.py and `tidewater run`: parse, run, errors as one line plus a hint."""
+def main(name: str, argv: list[str] | None = None, *, resident: bool = False, spark=None) -> int:
+    """Entry point for jobs/<name>.py and `tidewater run`: parse, run, errors as one line plus a hint.
+
+    `resident`: hand the job to the resident driver where one is up for its root and env
+    (`tidewater run`; a spark-submit is a driver already). `spark`: run it in this session (that driver)."""
+    from lakehouse.config import load_config
     from lakehouse.console import configure_logging
 
     owner_only()
@@ -209,7 +213,16 @@ def main(name: str, argv: list[str] | None = None) -> int:
 
     def run(args: argparse.Namespace) -> int:
         try:
-            execute(spec, args)
+            if resident:
+                from lakehouse.resident_driver import submit
+
+                code = submit(name, list(argv or []), load_config(args.env, args.root, args.conf_dir))
+                if code is not None:
+                    return code
+            if spark is None:
+                execute(spec, args)
+            else:
+                run_job(spec, spark, load_config(args.env, args.root, args.conf_dir), args)
         except Exception as err:  # ours and Spark's alike: one line, not a Java stack trace
             return report_error(err)
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 import time
 import urllib.error
@@ -18,11 +19,12 @@ from pathlib import Path
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.session import DELTA_CONF, delta_jars, jdbc_jar, metastore_client_dir, own_jar
 from lakehouse.grants import grant_settings
+from lakehouse.resident_driver import ENV_DRIVER
 from lakehouse.tokens import tokens_text
 from services import kafka, metastore
 from services.process import Managed, ServiceError, port_open
 
-ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "kafka", "features", "api", "scheduler"]
+ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "kafka", "features", "api", "driver", "scheduler"]
 
 
 def _spark_home() -> Path:
@@ -158,6 +160,21 @@ def scheduler(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
                    f"(runs in {d / 'runs.jsonl'})")
 
 
+def resident_driver(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
+    """The warm Spark session `tidewater run` hands its jobs to (services/driver.py)."""
+    from lakehouse.resident_driver import socket_path
+
+    path = socket_path(cfg)
+
+    def listening() -> bool:  # it binds the socket once warm; a file left by a killed one refuses
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            return probe.connect_ex(str(path)) == 0
+
+    return Managed("driver", _python_server("services.driver", cfg, env, conf_dir), state_dir(cfg, "driver"),
+                   env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=listening,
+                   address=f"{path} (`tidewater run` for {cfg.root}, env {cfg.env})")
+
+
 def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Managed:
     """stream_online --continuous: the online store follows new transactions (Kafka or silver)."""
     from features.online_stream import SOURCE, from_kafka, status_file
@@ -176,8 +193,10 @@ def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Manag
 
     kafka = SOURCE in cfg.sources and from_kafka(cfg)
     fed_by = f"Kafka topic {topic_of(SOURCE, cfg.sources[SOURCE])}" if kafka else "silver.transactions"
+    # It runs for good: in a process of its own, never in the resident driver.
     return Managed("features", argv, state_dir(cfg, "features"),
-                   env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=streaming,
+                   env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host, ENV_DRIVER: "process"},
+                   ready=streaming,
                    leader_first=True, address=f"{fed_by} -> {cfg.features.online_store} online store (status {status})")
 
 
@@ -208,7 +227,8 @@ def services(cfg: Config, names: list[str], env: str | None = None, conf_dir: st
     build = {"metastore": lambda: [metastore.server(cfg)], "spark": lambda: spark_cluster(cfg, workers),
              "sql": lambda: [sql_server(cfg)], "mlflow": lambda: [mlflow_server(cfg)],
              "redis": lambda: [redis_server(cfg)], "kafka": lambda: [kafka.server(cfg)],
-             "features": lambda: [online_features(cfg, env, conf_dir)], "api": lambda: [api_server(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
+             "features": lambda: [online_features(cfg, env, conf_dir)], "api": lambda: [api_server(cfg, env, conf_dir)],
+             "driver": lambda: [resident_driver(cfg, env, conf_dir)], "scheduler": lambda: [scheduler(cfg, env, conf_dir)]}
     return [(n, build[n]()) for n in ORDER if n in (names or ORDER)]
 
 
