@@ -1,7 +1,7 @@
 """Throughput of the lakehouse stages, side by side with DuckDB + delta-rs doing the same work.
 
     .venv/bin/python benchmarks/lakehouse.py --rows 1000000 [--days 30] [--root DIR] [--no-peer] [--json FILE]
-        [--warm-up ROWS]
+        [--warm-up ROWS] [--resident]
 
 Each stage runs once on a fresh root (the first run of a job is the expensive one); rows/s is
 transactions written by the generator divided by the stage's wall time. The peer
@@ -10,10 +10,14 @@ own, under <root>/duckdb-peer, and its tables are verified against Tidewater's. 
 seconds over the peer's; peak memory is each side's resident high-water mark. The driver JVM's start
 comes before the stages and is printed apart, as the peer's process start is not counted either.
 
-By default the driver is fresh: what a `tidewater run` process pays. With --warm-up ROWS the same driver
-first runs the three stages on ROWS other transactions (another seed, a scratch root of their own),
-as the scheduler's warm driver (`services.scheduler.driver: warm`) has run its jobs before: the timed
-stages then cost the work, not the JVM's class loading and compilation.
+By default the driver is fresh: what a `tidewater run` process pays without the resident driver. With
+--warm-up ROWS the same driver first runs the three stages on ROWS other transactions (another seed, a
+scratch root of their own), as the scheduler's warm driver (`services.scheduler.driver: warm`) has run
+its jobs before: the timed stages then cost the work, not the JVM's class loading and compilation.
+With --resident the stages are what a user's `tidewater run` gets with `tidewater services start driver`
+up: the service is started for the root (it warms itself up on generated rows: its conf's
+`services.driver.warm_up_rows`, or --warm-up ROWS; its start is printed apart, as the JVM's is), and
+each stage is the job handed to it and waited for, from this process.
 """
 
 from __future__ import annotations
@@ -84,6 +88,35 @@ def warm_up(spark, root: Path, rows: int, days: int) -> dict:
             "total_s": time.perf_counter() - t}
 
 
+def run_resident(cfg) -> tuple[dict[str, float], dict, dict[str, float]]:
+    """Start the resident driver for cfg's root, hand it the three stages as `tidewater run` does, stop it:
+    each stage's wall seconds, the driver's start, its JVM's and Python's peak memory."""
+    import psutil
+
+    from lakehouse.resident_driver import submit
+    from services.process import running_pid, start, stop
+    from services.stack import resident_driver
+
+    service = resident_driver(cfg, cfg.env, None)
+    t = time.perf_counter()
+    print(start(service, timeout=600), file=sys.stderr)
+    driver = {"start_s": time.perf_counter() - t, "class_archive": class_archive(cfg).is_file(),
+              "resident": {"warm_up_rows": cfg.services.driver.warm_up_rows}}
+    seconds = {}
+    try:
+        for name, job in (("bronze", "ingest_bronze"), ("silver", "refine_silver"), ("gold", "build_gold")):
+            t = time.perf_counter()
+            if submit(job, ["--root", str(cfg.root), "--env", cfg.env], cfg) != 0:
+                raise RuntimeError(f"{job} did not run to the end in the resident driver (log: {service.log_file})")
+            seconds[name] = time.perf_counter() - t
+        python = psutil.Process(running_pid(service))
+        jvm = next(p for p in python.children(recursive=True) if p.name() == "java")
+        memory = {"tidewater_jvm": _peak_rss_mib(jvm.pid), "tidewater_python": _peak_rss_mib(python.pid)}
+    finally:
+        print(stop(service), file=sys.stderr)
+    return seconds, driver, memory
+
+
 def figures(args, man, generate_s: float, driver: dict, seconds: dict[str, float], memory: dict[str, float],
             versions: dict[str, str], peer: dict | None) -> dict:
     """Every figure of the run, as --json writes it (one file per size makes a README table or plot)."""
@@ -124,8 +157,12 @@ def print_table(fig: dict) -> None:
     print(f"peak memory: Tidewater driver JVM {mem['tidewater_jvm']:,.0f} MiB + Python "
           f"{mem['tidewater_python']:,.0f} MiB{peer}")
     driver = fig["driver"]
-    print(f"driver JVM started in {driver['start_s']:.1f} s, before the stages "
-          f"({'mapping the class archive' if driver['class_archive'] else 'no class archive: make setup writes it'})")
+    if "resident" not in driver:
+        print(f"driver JVM started in {driver['start_s']:.1f} s, before the stages "
+              f"({'mapping the class archive' if driver['class_archive'] else 'no class archive: make setup writes it'})")
+    if "resident" in driver:
+        print(f"resident driver: started and warmed on {driver['resident']['warm_up_rows']:,} generated "
+              f"transactions in {driver['start_s']:.1f} s (`tidewater services start driver`), before the stages")
     if "warm_up" in driver:
         w = driver["warm_up"]
         print(f"warm driver: before the timed stages it ran them on {w['rows']:,} other transactions "
@@ -144,12 +181,18 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="write every figure here as JSON")
     parser.add_argument("--warm-up", type=int, default=0, metavar="ROWS",
                         help="first run the stages in the same driver on ROWS other transactions, as a warm "
-                             "driver has (default: 0, a fresh driver)")
+                             "driver has (default: 0, a fresh driver; with --resident: the driver's "
+                             "services.driver.warm_up_rows)")
+    parser.add_argument("--resident", action="store_true",
+                        help="hand the stages to the resident driver (`tidewater services start driver`), as "
+                             "`tidewater run` does when it is up")
     parser.add_argument("--refine-batch-mib", type=int, metavar="MIB",
                         help="bronze MiB per silver micro-batch for every source (default: the conf's)")
     args = parser.parse_args()
     if args.root and (Path(args.root) / "tables").exists():
         parser.error(f"{args.root} already holds a lakehouse: each stage is timed on a new root")
+    if args.resident and args.refine_batch_mib:
+        parser.error("--resident runs the jobs as the conf says: no --refine-batch-mib")
     args.root = Path(args.root or tempfile.mkdtemp(prefix="tidewater-bench-"))
     cfg = load_config("local", root=args.root)
     if args.refine_batch_mib:
@@ -160,16 +203,21 @@ def main() -> None:
     t = time.perf_counter()
     man = generate(cfg.landing_dir, rows=args.rows, days=args.days)
     generate_s = time.perf_counter() - t
-    t = time.perf_counter()
-    spark = build_session(cfg)
-    driver = {"start_s": time.perf_counter() - t, "class_archive": class_archive(cfg).is_file()}
-    if args.warm_up:
-        driver["warm_up"] = warm_up(spark, args.root / "warm-up", args.warm_up, args.days)
-    seconds = run_stages(spark, cfg)
-    memory = {"tidewater_jvm": _peak_rss_mib(spark.sparkContext._gateway.proc.pid),
-              "tidewater_python": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    versions = {"spark": spark.version, "delta-spark": version("delta-spark")}
-    spark.stop()  # the peer gets the machine's memory to itself (at 10M its silver holds 15 GiB)
+    versions = {"spark": version("pyspark"), "delta-spark": version("delta-spark")}
+    if args.resident:
+        if args.warm_up:
+            cfg = load_config("local", root=args.root, overrides={"services": {"driver": {"warm_up_rows": args.warm_up}}})
+        seconds, driver, memory = run_resident(cfg)
+    else:
+        t = time.perf_counter()
+        spark = build_session(cfg)
+        driver = {"start_s": time.perf_counter() - t, "class_archive": class_archive(cfg).is_file()}
+        if args.warm_up:
+            driver["warm_up"] = warm_up(spark, args.root / "warm-up", args.warm_up, args.days)
+        seconds = run_stages(spark, cfg)
+        memory = {"tidewater_jvm": _peak_rss_mib(spark.sparkContext._gateway.proc.pid),
+                  "tidewater_python": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        spark.stop()  # the peer gets the machine's memory to itself (at 10M its silver holds 15 GiB)
 
     peer = run_peer(cfg.landing_dir, args.root) if args.peer else None
     fig = figures(args, man, generate_s, driver, seconds, memory, versions, peer)

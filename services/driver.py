@@ -26,7 +26,7 @@ from lakehouse.config import load_config
 from lakehouse.console import progress
 from lakehouse.identity import ENV_USER, identify
 from lakehouse.resident_driver import PER_CALLER, environment_digest, messages, send, socket_path, spark_digest
-from services.server_args import server_args
+from services.server_args import server_parser
 
 CANCEL_EVERY_S = 0.5
 WARM_UP_JOBS = ("ingest_bronze", "refine_silver", "build_gold")
@@ -217,12 +217,14 @@ def main(argv: list[str] | None = None) -> None:
     from lakehouse.console import configure_logging
     from lakehouse.private_files import owner_only
 
-    args = server_args("services.driver", __doc__.splitlines()[0], argv)
+    parser = server_parser("services.driver", __doc__.splitlines()[0])
+    parser.add_argument("--warm-up-rows", type=int, help="transactions to warm up on (default: the conf's)")
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `services stop`: the socket goes with it
     owner_only()
     configure_logging()
     driver = ResidentDriver(args.env, args.root, args.conf_dir)
-    rows = driver.cfg.services.driver.warm_up_rows
+    rows = driver.cfg.services.driver.warm_up_rows if args.warm_up_rows is None else args.warm_up_rows
     if rows and driver.cfg.spark.catalog == "in-memory":  # a shared metastore would list the scratch tables
         progress(f"driver: warming up on {rows:,} generated transactions")
         progress(f"driver: warm after {driver.warm_up(rows):.1f} s")

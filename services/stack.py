@@ -170,7 +170,9 @@ def resident_driver(cfg: Config, env: str | None, conf_dir: str | None) -> Manag
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             return probe.connect_ex(str(path)) == 0
 
-    return Managed("driver", _python_server("services.driver", cfg, env, conf_dir), state_dir(cfg, "driver"),
+    argv = [*_python_server("services.driver", cfg, env, conf_dir),
+            "--warm-up-rows", str(cfg.services.driver.warm_up_rows)]
+    return Managed("driver", argv, state_dir(cfg, "driver"),
                    env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=listening,
                    address=f"{path} (`tidewater run` for {cfg.root}, env {cfg.env})")
 
