@@ -214,11 +214,12 @@ def main(name: str, argv: list[str] | None = None, *, resident: bool = False, sp
     def run(args: argparse.Namespace) -> int:
         try:
             if resident:
-                from lakehouse.resident_driver import submit
+                from lakehouse.resident_driver import runs_alone, submit
 
-                code = submit(name, list(argv or []), load_config(args.env, args.root, args.conf_dir))
-                if code is not None:
-                    return code
+                if runs_alone(spec, args) is None:
+                    code = submit(name, list(argv or []), load_config(args.env, args.root, args.conf_dir))
+                    if code is not None:
+                        return code
             if spark is None:
                 execute(spec, args)
             else:

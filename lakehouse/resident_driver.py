@@ -8,10 +8,11 @@ sends it the job's command line over a Unix socket only its owner can open, prin
 prints and exits with the job's status; a caller that goes away (Ctrl-C, kill) cancels its job.
 
 The driver runs one job at a time, and only one it runs as the caller's own process would: the same
-code and Spark settings, the same TIDEWATER_*/MLFLOW_* environment and keys, an identity without
+code and session settings, the same TIDEWATER_*/MLFLOW_* environment and keys, an identity without
 restrictions (a restricted one gets a session with a catalog of its own). Otherwise, or while it is
-busy, the job runs in the caller's process as before, and the caller is told why in a line.
-`TIDEWATER_DRIVER=process` skips it (servers that run a job for good set it).
+busy, the job runs in the caller's process as before, and the caller is told why in a line. Runs that
+keep going and jobs that hand themselves over run in their own process, as does every job with
+`TIDEWATER_DRIVER=process`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import hashlib
 import json
 import os
 import socket
+import stat
+import struct
+import subprocess
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -35,11 +39,12 @@ PER_CALLER = (ENV_USER, "TIDEWATER_DEBUG", "TIDEWATER_ROOT", "TIDEWATER_ENV", "T
 
 
 def _runtime_dir() -> Path:
-    """A folder only this user can enter, for the sockets (their paths must stay under ~100 bytes)."""
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or "/tmp") / f"tidewater-{os.getuid()}"
+    """A folder only this user can enter, for the sockets (their paths must stay under ~100 bytes).
+    Always under /tmp: a caller from cron or ssh finds the driver a login shell started."""
+    base = Path("/tmp") / f"tidewater-{os.getuid()}"
     base.mkdir(mode=0o700, exist_ok=True)
-    st = base.stat()
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+    st = base.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise PermissionError(f"{base} is not this user's private folder (owner {st.st_uid}, mode {oct(st.st_mode)})")
     return base
 
@@ -59,9 +64,33 @@ def environment_digest(cfg: Config, environ: dict[str, str] | None = None) -> di
             for n in sorted(names - {*PER_CALLER, ENV_DRIVER})}
 
 
-def spark_digest(cfg: Config) -> str:
-    """The conf's Spark settings, which a running session cannot take up."""
-    return hashlib.sha256(cfg.spark.model_dump_json().encode()).hexdigest()[:16]
+def session_digest(cfg: Config) -> str:
+    """The conf's settings a running session cannot take up: Spark's, and the secrets' (the key's
+    variable and whether the demo key may stand in for it are fixed when the JVM starts)."""
+    return hashlib.sha256((cfg.spark.model_dump_json() + cfg.secrets.model_dump_json()).encode()).hexdigest()[:16]
+
+
+def code_identity() -> str:
+    """The code a process runs: the commit, and with local changes a hash of them (a driver started on
+    a changed tree must not take a job after further changes, which `-dirty` alone would not tell)."""
+    from lakehouse.config import PROJECT_DIR
+    from lakehouse.lineage import code_version
+
+    version = code_version()
+    if not version.endswith("-dirty"):
+        return version
+    diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=PROJECT_DIR, capture_output=True, timeout=10).stdout
+    return f"{version}:{hashlib.sha256(diff).hexdigest()[:12]}"
+
+
+def runs_alone(spec, args) -> str | None:
+    """Why this job run does not go to the resident driver, or None: one that keeps running
+    (`--continuous`) or hands itself over to another environment (training) runs as it always has."""
+    if getattr(args, "continuous", False):
+        return "it keeps running (--continuous)"
+    if spec.hand_over is not None:
+        return "it hands itself over to another environment"
+    return None
 
 
 def send(conn: socket.socket, **message) -> None:
@@ -74,10 +103,16 @@ def messages(conn: socket.socket) -> Iterator[dict]:
             yield json.loads(line)
 
 
+def _same_user(conn: socket.socket) -> bool:
+    """The process at the other end runs as this user (the folder says so; the kernel confirms it)."""
+    _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return uid == os.getuid()
+
+
 def submit(job: str, argv: list[str], cfg: Config) -> int | None:
     """Run `job` with `argv` in the resident driver for cfg's root and env, printing what it prints:
     its exit status, or None where no driver takes it (none is up, or it says why it will not)."""
-    from lakehouse.lineage import code_version
+    from lakehouse.identity import current_user, identify
 
     if os.environ.get(ENV_DRIVER) == "process":
         return None
@@ -88,8 +123,17 @@ def submit(job: str, argv: list[str], cfg: Config) -> int | None:
         conn.close()
         return None
     with conn:
-        send(conn, job=job, argv=argv, cwd=os.getcwd(), code=code_version(), spark=spark_digest(cfg),
-             caller={n: os.environ.get(n) for n in PER_CALLER}, environment=environment_digest(cfg))
+        who = identify(cfg)
+        if not _same_user(conn):
+            progress(f"{job}: runs in this process: the resident driver's socket belongs to another user")
+            return None
+        if who.restricted:
+            progress(f"{job}: runs in this process, not the resident driver: {who.name} has the restricted "
+                     f"role {who.role}, whose session keeps a catalog of its own")
+            return None
+        send(conn, job=job, argv=argv, cwd=os.getcwd(), code=code_identity(), session=session_digest(cfg),
+             user=current_user(), caller={n: os.environ.get(n) for n in PER_CALLER},
+             environment=environment_digest(cfg))
         for message in messages(conn):
             if "refused" in message:
                 progress(f"{job}: runs in this process, not the resident driver: {message['refused']}")

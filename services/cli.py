@@ -30,7 +30,7 @@ def services():
 @CONF_DIR_OPT
 @one_line_errors
 def start(names, workers, root, env, conf_dir):
-    """Start NAMES (default: all, in order); one already running is left as it is, a taken port is an error."""
+    """Start NAMES (default: all but `driver`, in order); one already running is left as it is, a taken port is an error."""
     from services.control import start_services
 
     for line in start_services(_config(env, root, conf_dir), list(names), env=env, conf_dir=conf_dir, workers=workers):

@@ -11,8 +11,9 @@ from services import kafka, metastore, process, stack
 
 def start_services(cfg: Config, names: list[str], env: str | None = None, conf_dir: str | None = None,
                    workers: int | None = None) -> Iterator[str]:
-    """Start each service asked (all by default) in order; yields a line per process."""
+    """Start each service asked (by default all but those started on request) in order; yields a line per process."""
     timeout = cfg.services.start_timeout_seconds
+    names = names or [n for n in stack.ORDER if n not in stack.ON_REQUEST]
     with exclusive(cfg, "services", doing="starting or stopping services"):  # check-then-spawn as one step
         for name, procs in stack.services(cfg, names, env, conf_dir, workers):
             if name == "metastore" and metastore.initialize(cfg):

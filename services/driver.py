@@ -10,6 +10,7 @@ goes away has its job's Spark work cancelled until the job ends, as a killed pro
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -25,7 +26,9 @@ from typing import Any, Iterator
 from lakehouse.config import load_config
 from lakehouse.console import progress
 from lakehouse.identity import ENV_USER, identify
-from lakehouse.resident_driver import PER_CALLER, environment_digest, messages, send, socket_path, spark_digest
+from lakehouse.errors import TidewaterError, describe
+from lakehouse.resident_driver import (PER_CALLER, code_identity, environment_digest, messages, send, session_digest,
+                                      socket_path)
 from services.server_args import server_parser
 
 CANCEL_EVERY_S = 0.5
@@ -33,13 +36,17 @@ WARM_UP_JOBS = ("ingest_bronze", "refine_silver", "build_gold")
 
 
 class _Forward:
-    """A text stream whose writes go to the caller's socket (stdout or stderr of the job)."""
+    """A text stream whose writes go to the caller's socket (stdout or stderr of the job). Once the
+    caller is gone, a write raises: the job stops at its next line of output, as a process whose
+    terminal closed would."""
 
-    def __init__(self, conn: socket.socket, stream: str, lock: threading.Lock):
-        self.conn, self.stream, self.lock = conn, stream, lock
+    def __init__(self, conn: socket.socket, stream: str, lock: threading.Lock, gone: threading.Event):
+        self.conn, self.stream, self.lock, self.gone = conn, stream, lock, gone
 
     def write(self, text: str) -> int:
-        with self.lock, contextlib.suppress(OSError):  # a caller gone is having its job cancelled
+        if self.gone.is_set():
+            raise BrokenPipeError("the caller of this job went away")
+        with self.lock, contextlib.suppress(OSError):  # noticed by the cancelling thread
             send(self.conn, stream=self.stream, text=text)
         return len(text)
 
@@ -54,7 +61,6 @@ class ResidentDriver:
     """Serves `tidewater run` for one root and env from one Spark session, a job at a time."""
 
     def __init__(self, env: str | None, root: str | None, conf_dir: str | None):
-        from lakehouse.lineage import code_version
         from lakehouse.session import build_session
 
         self.env, self.conf_dir = env, conf_dir
@@ -62,7 +68,8 @@ class ResidentDriver:
         who = identify(self.cfg)
         if who.restricted:  # its session's catalog would be the restricted one, for every caller
             raise PermissionError(f"{who.name} has the restricted role {who.role}: start the driver as an engineer")
-        self.code, self.environment, self.spark_conf = code_version(), environment_digest(self.cfg), spark_digest(self.cfg)
+        self.code, self.environment = code_identity(), environment_digest(self.cfg)
+        self.session_conf = session_digest(self.cfg)
         self.lock = threading.Lock()
         self.running: str | None = None
         self.spark = build_session(self.cfg)
@@ -84,20 +91,24 @@ class ResidentDriver:
 
     def refusal(self, request: dict) -> str | None:
         """Why this driver would not run the request as the caller's own process would; None if it would."""
-        from lakehouse.lineage import code_version
+        from lakehouse.job_runner import find_job
+        from lakehouse.resident_driver import runs_alone
 
-        if request["code"] != self.code or code_version() != self.code:
+        if request["code"] != self.code or code_identity() != self.code:
             return f"the code changed since it started ({self.code}); restart it: {RESTART}"
-        if request["spark"] != self.spark_conf:
-            return f"the conf's spark settings changed since it started; restart it: {RESTART}"
+        if request["session"] != self.session_conf:
+            return f"the conf's spark or secrets settings changed since it started; restart it: {RESTART}"
         differ = [n for n in sorted(set(request["environment"]) | set(self.environment))
                   if request["environment"].get(n, "") != self.environment.get(n, "")]
         if differ:
             return f"{', '.join(differ)} not as in the environment it was started with"
-        who = identify(self.cfg, request["caller"].get(ENV_USER))
+        who = identify(self.cfg, request["user"])
         if who.restricted:
             return f"{who.name} has the restricted role {who.role}, whose session keeps a catalog of its own"
-        return None
+        if not os.path.isdir(request["cwd"]):
+            return f"it cannot enter the caller's folder {request['cwd']}"
+        alone = runs_alone(find_job(request["job"]), argparse.Namespace(continuous="--continuous" in request["argv"]))
+        return alone
 
     def serve(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -119,49 +130,60 @@ class ResidentDriver:
         with conn:
             try:
                 request = next(messages(conn))
+            except (OSError, ValueError, StopIteration):  # a readiness probe, or not our protocol
+                return
+            if not self.lock.acquire(blocking=False):
+                with contextlib.suppress(OSError):
+                    send(conn, refused=f"it is running {self.running or 'another job'}")
+                return
+            try:
                 reason = self.refusal(request)
-                if reason is None and not self.lock.acquire(blocking=False):
-                    reason = f"it is running {self.running}"
                 if reason is not None:
                     send(conn, refused=reason)
                     return
-            except (OSError, ValueError, KeyError, StopIteration):
-                return
-            try:
-                self.running = f"{request['job']} for {request['caller'].get(ENV_USER) or 'its owner'}"
+                self.running = f"{request['job']} for {request['user']}"
                 started = time.monotonic()
                 _log(f"driver: {self.running}: {' '.join(request['argv'])}")
                 send(conn, accepted=os.getpid())
                 code = self._run(conn, request)
                 _log(f"driver: {self.running}: exit {code} after {time.monotonic() - started:.1f} s")
-                with contextlib.suppress(OSError):
-                    send(conn, exit=code)
-            except OSError:
-                pass
+                send(conn, exit=code)
+            except (OSError, KeyError, TidewaterError) as err:  # the caller went, or sent what we cannot run
+                _log(f"driver: request not run to the end: {describe(err)[0]}")
             finally:
                 self.running = None
                 self.lock.release()
 
     def _run(self, conn: socket.socket, request: dict) -> int:
-        from lakehouse.job_runner import main as job_main
+        from lakehouse.job_runner import main as job_main, report_error
 
-        done, cancelling = threading.Event(), threading.Lock()
-        threading.Thread(target=self._cancel_when_gone, args=(conn, done, cancelling, request["job"]),
+        done, gone, cancelling = threading.Event(), threading.Event(), threading.Lock()
+        threading.Thread(target=self._cancel_when_gone, args=(conn, done, gone, cancelling, request["job"]),
                          daemon=True).start()
         try:
-            with _as_caller(conn, request):
-                return job_main(request["job"], request["argv"], spark=self.spark)
+            with _as_caller(conn, request, gone):
+                try:
+                    return job_main(request["job"], request["argv"], spark=self.spark)
+                except (Exception, SystemExit) as err:  # one line to the caller, as `tidewater run` prints it
+                    return report_error(err)
+        except OSError:  # its caller went away: not even the error could be told
+            return 1
         finally:
             done.set()
             with cancelling:  # no cancel may reach the next caller's job
                 pass
+            for query in self.spark.streams.active:  # a job's stream never outlives it here
+                _log(f"driver: stopping the stream {query.name or query.id} that {request['job']} left running")
+                query.stop()
 
-    def _cancel_when_gone(self, conn: socket.socket, done: threading.Event, cancelling: threading.Lock,
-                          job: str) -> None:
-        """A caller closes its end only by going away: then its job's Spark work is stopped until it ends."""
+    def _cancel_when_gone(self, conn: socket.socket, done: threading.Event, gone: threading.Event,
+                          cancelling: threading.Lock, job: str) -> None:
+        """A caller closes its end only by going away: its job's Spark work is then cancelled until it
+        ends, and its next line of output raises."""
         with contextlib.suppress(OSError):
             while conn.recv(1):
                 pass
+        gone.set()
         if not done.is_set():
             _log(f"driver: the caller of {job} went away; cancelling the job")
         while True:
@@ -179,16 +201,16 @@ RESTART = "tidewater services stop driver; tidewater services start driver"
 
 
 @contextlib.contextmanager
-def _as_caller(conn: socket.socket, request: dict) -> Iterator[None]:
+def _as_caller(conn: socket.socket, request: dict, gone: threading.Event) -> Iterator[None]:
     """While a job runs: its output goes to the caller, with the caller's identity and folder."""
     lock = threading.Lock()
-    out, err = _Forward(conn, "out", lock), _Forward(conn, "err", lock)
+    out, err = _Forward(conn, "out", lock, gone), _Forward(conn, "err", lock, gone)
     saved: dict[str, Any] = {n: os.environ.get(n) for n in PER_CALLER}
     cwd, stdout, stderr = os.getcwd(), sys.stdout, sys.stderr
     handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
     streams = [h.setStream(err) for h in handlers]
     sys.stdout, sys.stderr = out, err
-    _set_environment(request["caller"])
+    _set_environment({**request["caller"], ENV_USER: request["user"]})
     try:
         os.chdir(request["cwd"])
         yield

@@ -19,12 +19,13 @@ from pathlib import Path
 from lakehouse.config import PROJECT_DIR, Config
 from lakehouse.session import DELTA_CONF, delta_jars, jdbc_jar, metastore_client_dir, own_jar
 from lakehouse.grants import grant_settings
-from lakehouse.resident_driver import ENV_DRIVER
 from lakehouse.tokens import tokens_text
 from services import kafka, metastore
 from services.process import Managed, ServiceError, port_open
 
 ORDER = ["metastore", "spark", "sql", "mlflow", "redis", "kafka", "features", "api", "driver", "scheduler"]
+# Started only when named: a resident driver holds a JVM (and, on a cluster, executors) for its root.
+ON_REQUEST = ("driver",)
 
 
 def _spark_home() -> Path:
@@ -195,10 +196,8 @@ def online_features(cfg: Config, env: str | None, conf_dir: str | None) -> Manag
 
     kafka = SOURCE in cfg.sources and from_kafka(cfg)
     fed_by = f"Kafka topic {topic_of(SOURCE, cfg.sources[SOURCE])}" if kafka else "silver.transactions"
-    # It runs for good: in a process of its own, never in the resident driver.
     return Managed("features", argv, state_dir(cfg, "features"),
-                   env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host, ENV_DRIVER: "process"},
-                   ready=streaming,
+                   env={"PYTHONPATH": str(PROJECT_DIR), "SPARK_LOCAL_IP": cfg.services.host}, ready=streaming,
                    leader_first=True, address=f"{fed_by} -> {cfg.features.online_store} online store (status {status})")
 
 

@@ -1,11 +1,13 @@
 """Given the resident driver started for a root (`tidewater services start driver`), when `tidewater run`
 runs bronze -> silver -> gold there, then the driver's one warm JVM ran them as the caller, with the
 tables a run in the caller's own process writes; a caller it would not run as (another PII key, a
-restricted identity) is told why and runs in its own process; a caller killed mid-job has the job
-cancelled, the next run completes; `services stop driver` leaves no process and no socket."""
+restricted identity, a second caller while it is busy) is told why and runs in its own process, as
+do runs that keep going and jobs run elsewhere; a caller killed mid-job has the job cancelled, the next
+run completes; `services stop driver` leaves no process and no socket."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -21,7 +23,8 @@ from lakehouse.config import load_config
 from lakehouse.delta_reader import content_digest, read_rows
 from lakehouse.generator import generate
 from lakehouse.identity import ENV_USER
-from lakehouse.resident_driver import ENV_DRIVER, socket_path, submit
+from lakehouse.job_runner import find_job
+from lakehouse.resident_driver import ENV_DRIVER, runs_alone, socket_path, submit
 
 pytestmark = pytest.mark.slow
 ENV = "drivertest"
@@ -103,8 +106,13 @@ def test_a_caller_it_would_not_run_as_is_told_why_and_runs_alone(driven, capsys,
     monkeypatch.setenv(ENV_DRIVER, "process")
     assert submit("build_gold", [], cfg) is None and capsys.readouterr().err == ""
 
+    # Runs that keep going and jobs that run in another environment never go to it.
+    assert runs_alone(find_job("stream_online"), argparse.Namespace(continuous=True)) == "it keeps running (--continuous)"
+    assert runs_alone(find_job("train"), argparse.Namespace()) == "it hands itself over to another environment"
+    assert runs_alone(find_job("build_gold"), argparse.Namespace(full=True)) is None
 
-def test_a_killed_caller_has_its_job_cancelled_and_the_next_run_completes(driven):
+
+def test_a_killed_caller_has_its_job_cancelled_and_the_next_run_completes(driven, capsys):
     cfg, conf = driven
     log = cfg.root / "services" / "driver" / "driver.log"
     argv, environ = _cli(cfg, conf, "run", "build_gold", "--full")
@@ -112,6 +120,9 @@ def test_a_killed_caller_has_its_job_cancelled_and_the_next_run_completes(driven
     for line in caller.stderr:
         if "runs in the resident driver" in line:
             break
+    # Busy: a second caller is told so and runs in its own process.
+    assert submit("build_gold", ["--full"], cfg) is None
+    assert "not the resident driver: it is running build_gold for pipeline-test" in capsys.readouterr().err
     caller.send_signal(signal.SIGKILL)
     caller.wait()
     deadline = time.time() + 60
