@@ -107,8 +107,7 @@ class ResidentDriver:
             return f"{who.name} has the restricted role {who.role}, whose session keeps a catalog of its own"
         if not os.path.isdir(request["cwd"]):
             return f"it cannot enter the caller's folder {request['cwd']}"
-        alone = runs_alone(find_job(request["job"]), argparse.Namespace(continuous="--continuous" in request["argv"]))
-        return alone
+        return runs_alone(find_job(request["job"]), argparse.Namespace(continuous="--continuous" in request["argv"]))
 
     def serve(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
