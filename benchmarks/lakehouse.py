@@ -157,12 +157,12 @@ def print_table(fig: dict) -> None:
     print(f"peak memory: Tidewater driver JVM {mem['tidewater_jvm']:,.0f} MiB + Python "
           f"{mem['tidewater_python']:,.0f} MiB{peer}")
     driver = fig["driver"]
-    if "resident" not in driver:
-        print(f"driver JVM started in {driver['start_s']:.1f} s, before the stages "
-              f"({'mapping the class archive' if driver['class_archive'] else 'no class archive: make setup writes it'})")
     if "resident" in driver:
         print(f"resident driver: started and warmed on {driver['resident']['warm_up_rows']:,} generated "
               f"transactions in {driver['start_s']:.1f} s (`tidewater services start driver`), before the stages")
+    else:
+        print(f"driver JVM started in {driver['start_s']:.1f} s, before the stages "
+              f"({'mapping the class archive' if driver['class_archive'] else 'no class archive: make setup writes it'})")
     if "warm_up" in driver:
         w = driver["warm_up"]
         print(f"warm driver: before the timed stages it ran them on {w['rows']:,} other transactions "

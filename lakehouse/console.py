@@ -8,9 +8,9 @@ import sys
 import time
 
 
-def progress(message: str) -> None:
-    """Progress lines go to stderr so stdout stays clean for --format json output."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+def progress(message: str, stream=None) -> None:
+    """Progress lines go to stderr (or `stream`) so stdout stays clean for --format json output."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=stream or sys.stderr, flush=True)
 
 
 def configure_logging() -> None:

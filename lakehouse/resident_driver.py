@@ -93,6 +93,14 @@ def runs_alone(spec, args) -> str | None:
     return None
 
 
+def restricted(who) -> str | None:
+    """Why this identity's jobs stay out of the driver, or None: a restricted one's session keeps a
+    catalog of its own (lakehouse.session)."""
+    if who.restricted:
+        return f"{who.name} has the restricted role {who.role}, whose session keeps a catalog of its own"
+    return None
+
+
 def send(conn: socket.socket, **message) -> None:
     conn.sendall((json.dumps(message) + "\n").encode())
 
@@ -123,13 +131,12 @@ def submit(job: str, argv: list[str], cfg: Config) -> int | None:
         conn.close()
         return None
     with conn:
-        who = identify(cfg)
         if not _same_user(conn):
             progress(f"{job}: runs in this process: the resident driver's socket belongs to another user")
             return None
-        if who.restricted:
-            progress(f"{job}: runs in this process, not the resident driver: {who.name} has the restricted "
-                     f"role {who.role}, whose session keeps a catalog of its own")
+        reason = restricted(identify(cfg))
+        if reason is not None:
+            progress(f"{job}: runs in this process, not the resident driver: {reason}")
             return None
         send(conn, job=job, argv=argv, cwd=os.getcwd(), code=code_identity(), session=session_digest(cfg),
              user=current_user(), caller={n: os.environ.get(n) for n in PER_CALLER},

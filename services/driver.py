@@ -3,9 +3,10 @@ runs the jobs `tidewater run` hands it for its root and env (the protocol: lakeh
 
 Before it takes a job it runs bronze -> silver -> gold on `services.driver.warm_up_rows` generated
 transactions under a scratch root of its own, so that the first job finds Spark's code loaded and
-JIT-compiled (what a fresh `tidewater run` process pays: benchmarks/lakehouse.py --driver resident).
+JIT-compiled (what a fresh `tidewater run` process pays: benchmarks/lakehouse.py --resident).
 It takes one job at a time, as its caller: the caller's identity, folder and output. A caller that
-goes away has its job's Spark work cancelled until the job ends, as a killed process would stop.
+goes away has its job's Spark work cancelled until the job ends and its next output line raises; a
+commit already under way may still land.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from lakehouse.config import load_config
 from lakehouse.console import progress
 from lakehouse.identity import ENV_USER, identify
 from lakehouse.errors import TidewaterError, describe
-from lakehouse.resident_driver import (PER_CALLER, code_identity, environment_digest, messages, send, session_digest,
-                                      socket_path)
+from lakehouse.resident_driver import (PER_CALLER, code_identity, environment_digest, messages, restricted, send,
+                                      session_digest, socket_path)
 from services.server_args import server_parser
 
 CANCEL_EVERY_S = 0.5
@@ -102,9 +103,9 @@ class ResidentDriver:
                   if request["environment"].get(n, "") != self.environment.get(n, "")]
         if differ:
             return f"{', '.join(differ)} not as in the environment it was started with"
-        who = identify(self.cfg, request["user"])
-        if who.restricted:
-            return f"{who.name} has the restricted role {who.role}, whose session keeps a catalog of its own"
+        reason = restricted(identify(self.cfg, request["user"]))
+        if reason is not None:
+            return reason
         if not os.path.isdir(request["cwd"]):
             return f"it cannot enter the caller's folder {request['cwd']}"
         return runs_alone(find_job(request["job"]), argparse.Namespace(continuous="--continuous" in request["argv"]))
@@ -223,7 +224,7 @@ def _as_caller(conn: socket.socket, request: dict, gone: threading.Event) -> Ite
 
 def _log(message: str) -> None:
     """A line in the driver's own log (while a job runs, stderr is its caller's)."""
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.__stderr__, flush=True)
+    progress(message, sys.__stderr__)
 
 
 def _set_environment(values: dict[str, str | None]) -> None:
