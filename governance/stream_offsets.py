@@ -4,7 +4,8 @@ Erasing vacuums the files a DELETE rewrote at once. A stream that has not yet re
 then look for files that are gone (or, told to ignore missing files, silently lose other customers'
 rows), so an erasure waits until the streams over its tables have caught up. A stream's checkpoint
 (`<root>/_checkpoints/<job>/<name>`) says, per committed micro-batch, the table (its Delta id) and
-the version it reads next; the table's log says which later commits added rows.
+the version it reads next; the table's log says which later commits added rows. Silver's reader of
+bronze (lakehouse.delta_increments) keeps its progress in the same layout, so it is read alike.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Silver: typed, deduplicated, PII-safe tables, fed incrementally from bronze by Delta streams.
+"""Silver: typed, deduplicated, PII-safe tables, fed incrementally from bronze.
 
-Each entity is a Structured Streaming query over its bronze table with a checkpoint, so a run
-only reads bronze rows it has not seen and a killed run resumes where it stopped. Every micro-batch
-is written idempotently: silver by MERGE on the business key, quarantine with Delta's
-(txnAppId, txnVersion) so a replayed micro-batch is not appended twice. Bronze rows are conserved:
-silver inserts + quarantined + duplicates = bronze rows read.
+Each entity reads the bronze rows its checkpoint has not committed, in batches taken from bronze's
+Delta log (lakehouse.delta_increments), so a run only reads rows it has not seen and a killed run
+replays its unfinished batch. Every batch is written idempotently: silver by MERGE on the business
+key, quarantine with Delta's (txnAppId, txnVersion) so a replayed batch is not appended twice.
+Bronze rows are conserved: silver inserts + quarantined + duplicates = bronze rows read.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from lakehouse.catalog import delta_exists
 from lakehouse.config import Config, TableRef
 from lakehouse.console import progress
+from lakehouse.delta_increments import DeltaIncrements
 from lakehouse.job_runner import job
 from lakehouse.lineage import JobRun
 from lakehouse.pii import FINGERPRINT_PROPERTY, check_table_key, checked_key, pii_token
@@ -181,19 +182,11 @@ class EntityRefiner:
             self.properties["delta.dataSkippingStatsColumns"] = ",".join(rules.indexed)
         self.checkpoint = cfg.checkpoint_dir(JOB, entity)
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
-        self.failure: Exception | None = None
 
     def process_rows(self, rows: DataFrame, batch_id: int, settle: Callable[[DataFrame], None]) -> None:
         """Refine rows shaped like bronze outside the stream (quarantine replay): silver is written
         here, and then `settle` is given every refused row to write in the same commit as its own marks."""
         self._process(rows, batch_id, settle=settle)
-
-    def process_batch(self, batch: DataFrame, batch_id: int) -> None:
-        try:
-            self._process(batch, batch_id)
-        except Exception as err:  # kept so the job re-raises it typed, not wrapped by the stream
-            self.failure = err
-            raise
 
     def _process(self, batch: DataFrame, batch_id: int, settle: Callable[[DataFrame], None] | None = None) -> None:
         """Refine one batch of bronze rows: shape screen, parse, gate, quarantine, MERGE, record.
@@ -278,29 +271,20 @@ class EntityRefiner:
             self.spark.sql(f"ALTER TABLE delta.`{self.silver.path}` SET TBLPROPERTIES "
                            f"('{FINGERPRINT_PROPERTY}' = '{fingerprint}')")
 
-    def run_stream(self) -> None:
-        """Refine the bronze rows this entity's checkpoint has not seen, then record and report them."""
-        bronze_ref = self.cfg.table(self.bronze)
+    def run_increments(self) -> None:
+        """Refine the bronze rows this entity's checkpoint has not committed, then record and report them."""
         version = self.run.uses(self.bronze)
         if version is None:
             progress(f"{JOB}: {self.entity}: {self.bronze} is empty, nothing to refine")
             return
         self.run.writing(self.silver.name)
         self.run.writing(self.quarantine.name)
-        # skipChangeCommits: an erasure's DELETE (governance) brings no new rows; without it the stream stops there.
-        query = (self.spark.readStream.format("delta").option("skipChangeCommits", "true")
-                 .option("maxBytesPerTrigger", self.cfg.sources[self.entity].refine_batch_bytes)
-                 .load(bronze_ref.path)
-                 .writeStream.queryName(f"{JOB}_{self.entity}")
-                 .foreachBatch(self.process_batch)
-                 .option("checkpointLocation", str(self.checkpoint))
-                 .trigger(availableNow=True).start())
-        try:
-            query.awaitTermination()
-        except Exception:
-            if self.failure is not None:
-                raise self.failure from None
-            raise
+        increments = DeltaIncrements(self.spark, self.cfg.table(self.bronze).path, self.checkpoint,
+                                     self.cfg.sources[self.entity].refine_batch_bytes, upto=version)
+        for batch in increments.batches():
+            increments.begin(batch)
+            self._process(increments.read(batch), batch.id)
+            increments.commit(batch)
         self.run.wrote(self.silver.name)
         self.run.wrote(self.quarantine.name)
         m = self.run.metrics
@@ -344,7 +328,7 @@ def _outputs(cfg: Config) -> dict[str, tuple[str, ...]]:
      summary="Parse, type, deduplicate and PII-hash new bronze rows into silver; quarantine the rest.",
      inputs=lambda cfg: [src.bronze for src in cfg.sources.values()],
      outputs=_outputs,
-     skip_unchanged=False)  # a Delta stream per entity: its checkpoint already reads only new bronze rows
+     skip_unchanged=False)  # each entity's checkpoint already reads only new bronze rows
 def refine_silver(run: JobRun, args) -> None:
     """Refine every entity's new bronze rows into silver and quarantine."""
     prepare_quality_gate()
@@ -356,7 +340,7 @@ def refine_silver(run: JobRun, args) -> None:
     # cost (small queries, commits), which overlaps well on two cores. Checked ones follow one at a
     # time (GE's context is one per process). Refined beside the checked ones, the unchecked ones
     # saved nothing measurable at 1M: the transactions' parse and the JIT already fill both cores.
-    side_by_side([r.run_stream for r in made if r not in checked], JOB)
+    side_by_side([r.run_increments for r in made if r not in checked], JOB)
     for refiner in checked:
-        refiner.run_stream()
+        refiner.run_increments()
     run.wrote("gold.quality_results")

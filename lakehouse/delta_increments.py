@@ -1,0 +1,225 @@
+"""The rows a Delta table's commits added since a reader's last position, read as batches from its log.
+
+This is what a Delta stream with `skipChangeCommits` hands a `foreachBatch`, without a streaming
+query: a warm driver spends ~1 s (~1.3 CPU-s) planning and bookkeeping a query before its first row,
+and silver started four per run. The log is read here: on a first run every file of the snapshot
+(oldest first), after that the files each later commit added. A commit that also removed rows (an
+erasure's DELETE) brings no new rows and is passed over, as `skipChangeCommits` does. The files are
+split into batches of at most `max_bytes` (a file never split) and each batch is read as Parquet.
+
+Progress is kept in the layout of a Structured Streaming checkpoint: offsets/<n> holds batch n's
+end, a Delta source offset, written before the batch is processed; commits/<n> is written after it.
+So a checkpoint a Delta stream left resumes here, a batch killed half-way is replayed with the same
+id and the same files, and governance.stream_offsets reads how far a reader got whichever wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+from lakehouse.errors import TidewaterError
+
+LOG_DIGITS = 20  # digits of a Delta commit file name
+OFFSET_LOG = "v1"  # the version line Structured Streaming writes atop offsets/<n> and commits/<n>
+BATCHES_KEPT = 100  # as spark.sql.streaming.minBatchesToRetain
+
+
+class UnreadableIncrement(TidewaterError):
+    """The table's log no longer holds what the reader has not read, or it was replaced."""
+
+
+@dataclass(frozen=True)
+class Position:
+    """A Delta source offset: every file of `version` up to `index` read (-1: none of it yet). A
+    starting version's files are its snapshot's, oldest first; a later version's those its commit added."""
+
+    version: int
+    index: int
+    starting: bool
+
+
+@dataclass(frozen=True)
+class AddedFile:
+    path: str  # as the log names it: relative to the table and URL-encoded, or absolute
+    size: int
+    plain: bool  # the Parquet file's rows are its rows in the table (no deletion vector)
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    files: tuple[AddedFile, ...]
+    end: Position
+    whole_snapshot: bool  # a first run's every file, read through Delta where they are not plain
+
+
+def _finished(last: Position) -> Position:
+    """Where a reader that read `last`, the last file of its version, goes on: the next version, none
+    of it read yet (as a Delta stream records it; the finished version's files are not listed again)."""
+    return Position(last.version + 1, -1, False)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class DeltaIncrements:
+    """Batches of the rows a Delta table gained up to `upto` that the checkpoint has not committed."""
+
+    def __init__(self, spark: SparkSession, table_path: str, checkpoint: Path, max_bytes: int, upto: int):
+        from deltalake import DeltaTable
+        from pyarrow import fs
+
+        from lakehouse.delta_reader import reader_features
+
+        self.spark, self.path, self.checkpoint, self.max_bytes, self.upto = spark, table_path, checkpoint, max_bytes, upto
+        self._fs, root = fs.FileSystem.from_uri(table_path if "://" in table_path else f"file://{table_path}")
+        self._log = f"{root}/_delta_log"
+        self._table = DeltaTable(table_path, version=upto)
+        self.table_id = self._table.metadata().id
+        # Partition values and physical column names are not in the Parquet files: such tables are
+        # read whole through Delta on a first run, and cannot be read by increment.
+        self.plain_layout = not (self._table.metadata().partition_columns
+                                 or "columnMapping" in reader_features(self._table))
+        self.schema = T.StructType.fromJson(json.loads(self._table.schema().to_json()))
+
+    # -- the checkpoint ------------------------------------------------------------------------------
+    def _ids(self, folder: str) -> list[int]:
+        return sorted(int(p.name) for p in (self.checkpoint / folder).glob("[0-9]*") if p.name.isdigit())
+
+    def _position(self, batch_id: int) -> Position:
+        lines = (self.checkpoint / "offsets" / str(batch_id)).read_text().splitlines()
+        offset = next(json.loads(line) for line in lines if line.startswith("{") and "reservoirId" in line)
+        if offset["reservoirId"] != self.table_id:
+            raise UnreadableIncrement(
+                f"{self.checkpoint} read another table at {self.path} (Delta id {offset['reservoirId']}, now "
+                f"{self.table_id}): the table was replaced",
+                hint=f"remove {self.checkpoint} to read the new table from its start (silver's writes are idempotent)")
+        return Position(offset["reservoirVersion"], offset.get("index", -1), offset.get("isStartingVersion", False))
+
+    def batches(self) -> Iterator[Batch]:
+        """The batch a killed run left uncommitted (same id, same files), then new ones up to `upto`."""
+        committed, planned = self._ids("commits"), self._ids("offsets")
+        last = committed[-1] if committed else None
+        start = self._position(last) if last is not None else None
+        next_id = 0 if last is None else last + 1
+        if next_id in planned:
+            end = self._position(next_id)
+            # A first batch read a snapshot: the one its end names (a finished version ends as the next one).
+            upto = (end.version if end.starting else end.version - 1) if start is None else min(end.version, self.upto)
+            files = [f for pos, f in self._after(start, upto) if (pos.version, pos.index) <= (end.version, end.index)]
+            yield Batch(next_id, tuple(files), end, whole_snapshot=start is None and upto == self.upto
+                        and len(files) == len(self._snapshot_at(upto)))
+            start, next_id = end, next_id + 1
+        yield from self._plan(start, next_id)
+
+    def _plan(self, start: Position | None, next_id: int) -> Iterator[Batch]:
+        pending = list(self._after(start, self.upto))
+        if start is None and pending and not all(f.plain for _, f in pending):
+            yield Batch(next_id, tuple(f for _, f in pending), _finished(pending[-1][0]), whole_snapshot=True)
+            return
+        files: list[AddedFile] = []
+        size = 0
+        for i, (pos, f) in enumerate(pending):
+            files.append(f)
+            size += f.size
+            following = pending[i + 1] if i + 1 < len(pending) else None
+            if following is None or size + following[1].size > self.max_bytes:
+                ends_version = following is None or (following[0].version, following[0].starting) != (pos.version, pos.starting)
+                yield Batch(next_id, tuple(files), _finished(pos) if ends_version else pos,
+                            whole_snapshot=start is None and following is None)
+                files, size, next_id = [], 0, next_id + 1
+
+    def begin(self, batch: Batch) -> None:
+        """Record the batch's end before it is processed (a replayed batch's is already there)."""
+        target = self.checkpoint / "offsets" / str(batch.id)
+        if target.exists():
+            return
+        meta = {"batchWatermarkMs": 0, "batchTimestampMs": int(time.time() * 1000), "conf": {}}
+        offset = {"sourceVersion": 1, "reservoirId": self.table_id, "reservoirVersion": batch.end.version,
+                  "index": batch.end.index, "isStartingVersion": batch.end.starting}
+        _write_atomically(target, "\n".join([OFFSET_LOG, json.dumps(meta), json.dumps(offset)]))
+
+    def commit(self, batch: Batch) -> None:
+        """The batch is processed: the next run starts after it. Old batches' records are dropped."""
+        _write_atomically(self.checkpoint / "commits" / str(batch.id), f"{OFFSET_LOG}\n{json.dumps({'nextBatchWatermarkMs': 0})}")
+        for folder in ("offsets", "commits"):
+            for old in self._ids(folder)[:-BATCHES_KEPT]:
+                (self.checkpoint / folder / str(old)).unlink(missing_ok=True)
+
+    # -- the table's log -----------------------------------------------------------------------------
+    def _after(self, start: Position | None, upto: int) -> Iterator[tuple[Position, AddedFile]]:
+        """Each file after `start` up to version `upto`, with its position; from a snapshot at `upto`
+        where nothing was read yet."""
+        if start is None:
+            for i, f in enumerate(self._snapshot_at(upto)):
+                yield Position(upto, i, True), f
+            return
+        if start.version <= upto:
+            files = self._snapshot_at(start.version) if start.starting else self._added(start.version)
+            for i in range(max(start.index + 1, 0), len(files)):
+                yield Position(start.version, i, start.starting), files[i]
+        for version in range(start.version + 1, upto + 1):
+            for i, f in enumerate(self._added(version)):
+                yield Position(version, i, False), f
+
+    def _snapshot_at(self, version: int) -> list[AddedFile]:
+        from deltalake import DeltaTable
+
+        return self._files_of(self._table if version == self.upto else DeltaTable(self.path, version=version))
+
+    @staticmethod
+    def _files_of(table) -> list[AddedFile]:
+        """A snapshot's files, oldest first (as a Delta stream's first batch orders them)."""
+        import pyarrow as pa
+
+        adds = pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
+        deletion_vectors = [c for c in adds.column_names if c.startswith("deletionVector")]
+        rows = adds.select(["path", "size_bytes", "modification_time", *deletion_vectors]).to_pylist()
+        rows.sort(key=lambda r: (r["modification_time"], r["path"]))
+        return [AddedFile(r["path"], r["size_bytes"], not any(r[c] is not None for c in deletion_vectors)) for r in rows]
+
+    def _added(self, version: int) -> list[AddedFile]:
+        """The files commit `version` added as new rows; none where it also removed rows."""
+        name = f"{self._log}/{version:0{LOG_DIGITS}d}.json"
+        try:
+            with self._fs.open_input_stream(name) as stream:
+                actions = [json.loads(line) for line in stream.read().decode().splitlines() if line.strip()]
+        except FileNotFoundError:
+            raise UnreadableIncrement(
+                f"version {version} of {self.path} is no longer in its log, and {self.checkpoint} has not read it",
+                hint=f"remove {self.checkpoint} to read the table's current snapshot (silver's writes are "
+                     "idempotent), or keep the log longer (delta.logRetentionDuration)") from None
+        if any(a["remove"].get("dataChange", True) for a in actions if "remove" in a):
+            return []
+        return [AddedFile(a["add"]["path"], a["add"]["size"], a["add"].get("deletionVector") is None)
+                for a in actions if "add" in a and a["add"].get("dataChange", True)]
+
+    # -- rows ------------------------------------------------------------------------------------------
+    def _absolute(self, path: str) -> str:
+        return path if "://" in path or path.startswith("file:") else f"{self.path.rstrip('/')}/{unquote(path)}"
+
+    def read(self, batch: Batch) -> DataFrame:
+        """The batch's rows. Plain files are read as Parquet with the table's schema (a file written
+        before a column was added gives it as null, as Delta does); a first run's files that are not
+        plain are read through Delta, whole."""
+        if self.plain_layout and all(f.plain for f in batch.files):
+            return self.spark.read.schema(self.schema).parquet(*[self._absolute(f.path) for f in batch.files])
+        if batch.whole_snapshot:
+            return self.spark.read.format("delta").option("versionAsOf", batch.end.version).load(self.path)
+        raise UnreadableIncrement(
+            f"{self.path} has deletion vectors, partitions or column mapping in files added after "
+            f"{self.checkpoint} started: they cannot be read by increment",
+            hint=f"remove {self.checkpoint} to read the table's current snapshot (silver's writes are idempotent)")
