@@ -5,7 +5,8 @@ query: a warm driver spends ~1 s (~1.3 CPU-s) planning and bookkeeping a query b
 and silver started four per run. The log is read here: on a first run every file of the snapshot
 (oldest first), after that the files each later commit added. A commit that also removed rows (an
 erasure's DELETE) brings no new rows and is passed over, as `skipChangeCommits` does. The files are
-split into batches of at most `max_bytes` (a file never split) and each batch is read as Parquet.
+split into batches that take files until they hold `max_bytes` (the file that crosses it included, as
+a Delta stream's `maxBytesPerTrigger` admits them; a file is never split), each read as Parquet.
 
 Progress is kept in the layout of a Structured Streaming checkpoint: offsets/<n> holds batch n's
 end, a Delta source offset, written before the batch is processed; commits/<n> is written after it.
@@ -136,7 +137,7 @@ class DeltaIncrements:
             files.append(f)
             size += f.size
             following = pending[i + 1] if i + 1 < len(pending) else None
-            if following is None or size + following[1].size > self.max_bytes:
+            if following is None or size >= self.max_bytes:
                 ends_version = following is None or (following[0].version, following[0].starting) != (pos.version, pos.starting)
                 yield Batch(next_id, tuple(files), _finished(pos) if ends_version else pos,
                             whole_snapshot=start is None and following is None)

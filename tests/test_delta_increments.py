@@ -58,22 +58,22 @@ def test_a_first_run_reads_the_snapshot_and_later_runs_only_what_later_commits_a
     assert stream_lags(cfg, [ref], {ref.name: current_version(spark, ref)}) == []
 
 
-def test_batches_hold_at_most_max_bytes_of_files_and_a_killed_batch_is_replayed_whole(spark, tmp_path):
+def test_a_batch_takes_files_until_it_holds_max_bytes_and_a_killed_batch_is_replayed_whole(spark, tmp_path):
     # Given a commit of four files
     path = str(tmp_path / "t")
     append(spark, path, *[f"r{i}" for i in range(40)], files=4)
     checkpoint = tmp_path / "cp"
     sizes = [f.stat().st_size for f in Path(path).glob("*.parquet")]
-    assert 3 * min(sizes) > 2 * max(sizes)  # near-equal files: two fit in 2 * the largest, three do not
-    increments = DeltaIncrements(spark, path, checkpoint, max_bytes=2 * max(sizes), upto=0)
+    assert max(sizes) < 2 * min(sizes)  # near-equal files: one holds less than 2 * the smallest, two at least that
+    increments = DeltaIncrements(spark, path, checkpoint, max_bytes=2 * min(sizes), upto=0)
     batches = list(increments.batches())
-    # Then files are split two per batch, never a file across batches
+    # Then a batch takes files until it holds max_bytes: two per batch, never a file across batches
     assert [len(b.files) for b in batches] == [2, 2]
     # When a run records its first batch and dies before committing it
     increments.begin(batches[0])
     first_rows = sorted(r.raw for r in increments.read(batches[0]).collect())
     # Then the next run replays that batch, same id and same rows, then the rest
-    again = drain(spark, path, checkpoint, max_bytes=2 * max(sizes))
+    again = drain(spark, path, checkpoint, max_bytes=2 * min(sizes))
     assert [b for b, _ in again] == [0, 1] and again[0][1] == first_rows
     assert sorted(r for _, rows in again for r in rows) == sorted(f"r{i}" for i in range(40))
 
