@@ -58,9 +58,9 @@ class AddedFile:
 @dataclass(frozen=True)
 class Batch:
     id: int
-    files: tuple[AddedFile, ...]
+    files: tuple[AddedFile, ...]  # none: the batch only moves the position past commits that added no rows
     end: Position
-    whole_snapshot: bool  # a first run's every file, read through Delta where they are not plain
+    snapshot: int | None = None  # a first run's whole snapshot, read through Delta (files not plain)
 
 
 def _finished(last: Position) -> Position:
@@ -100,14 +100,21 @@ class DeltaIncrements:
     def _ids(self, folder: str) -> list[int]:
         return sorted(int(p.name) for p in (self.checkpoint / folder).glob("[0-9]*") if p.name.isdigit())
 
+    def _reset_hint(self) -> str:
+        return (f"remove {self.checkpoint} to read the table again from its current snapshot: silver's MERGE "
+                "keeps each key once, but rows quarantined before are quarantined again")
+
     def _position(self, batch_id: int) -> Position:
-        lines = (self.checkpoint / "offsets" / str(batch_id)).read_text().splitlines()
-        offset = next(json.loads(line) for line in lines if line.startswith("{") and "reservoirId" in line)
+        record = self.checkpoint / "offsets" / str(batch_id)
+        lines = record.read_text().splitlines()
+        offset = next((json.loads(line) for line in lines if line.startswith("{") and "reservoirId" in line), None)
+        if offset is None:
+            raise UnreadableIncrement(f"{record} holds no Delta source offset: it is not a Delta reader's checkpoint",
+                                      hint=self._reset_hint())
         if offset["reservoirId"] != self.table_id:
             raise UnreadableIncrement(
                 f"{self.checkpoint} read another table at {self.path} (Delta id {offset['reservoirId']}, now "
-                f"{self.table_id}): the table was replaced",
-                hint=f"remove {self.checkpoint} to read the new table from its start (silver's writes are idempotent)")
+                f"{self.table_id}): the table was replaced", hint=self._reset_hint())
         return Position(offset["reservoirVersion"], offset.get("index", -1), offset.get("isStartingVersion", False))
 
     def batches(self) -> Iterator[Batch]:
@@ -118,18 +125,30 @@ class DeltaIncrements:
         next_id = 0 if last is None else last + 1
         if next_id in planned:
             end = self._position(next_id)
-            # A first batch read a snapshot: the one its end names (a finished version ends as the next one).
-            upto = (end.version if end.starting else end.version - 1) if start is None else min(end.version, self.upto)
-            files = [f for pos, f in self._after(start, upto) if (pos.version, pos.index) <= (end.version, end.index)]
-            yield Batch(next_id, tuple(files), end, whole_snapshot=start is None and upto == self.upto
-                        and len(files) == len(self._snapshot_at(upto)))
+            # The last version the batch read: its end's, or the one before where it ended a version.
+            through = end.version if end.index >= 0 else end.version - 1
+            if through > self.upto:
+                raise UnreadableIncrement(
+                    f"{self.checkpoint} recorded a batch through version {through} of {self.path}, which is at "
+                    f"version {self.upto}: the table was restored to an earlier version", hint=self._reset_hint())
+            files = tuple(f for pos, f in self._after(start, through) if (pos.version, pos.index) <= (end.version, end.index))
+            whole = start is None and not (self.plain_layout and all(f.plain for f in files))
+            yield Batch(next_id, files, end, snapshot=through if whole else None)
             start, next_id = end, next_id + 1
         yield from self._plan(start, next_id)
 
     def _plan(self, start: Position | None, next_id: int) -> Iterator[Batch]:
+        """New batches from `start` through `upto`. The last one ends past `upto` (as a Delta stream's
+        does), so commits that added no rows (a DELETE, table properties) are not left unread; where
+        only such commits came, a batch of no files moves the position past them."""
+        caught_up = Position(self.upto + 1, -1, False)
         pending = list(self._after(start, self.upto))
-        if start is None and pending and not all(f.plain for _, f in pending):
-            yield Batch(next_id, tuple(f for _, f in pending), _finished(pending[-1][0]), whole_snapshot=True)
+        if not pending:
+            if start != caught_up:
+                yield Batch(next_id, (), caught_up)
+            return
+        if start is None and not (self.plain_layout and all(f.plain for _, f in pending)):
+            yield Batch(next_id, tuple(f for _, f in pending), caught_up, snapshot=self.upto)
             return
         files: list[AddedFile] = []
         size = 0
@@ -137,10 +156,11 @@ class DeltaIncrements:
             files.append(f)
             size += f.size
             following = pending[i + 1] if i + 1 < len(pending) else None
-            if following is None or size >= self.max_bytes:
-                ends_version = following is None or (following[0].version, following[0].starting) != (pos.version, pos.starting)
-                yield Batch(next_id, tuple(files), _finished(pos) if ends_version else pos,
-                            whole_snapshot=start is None and following is None)
+            if following is None:
+                yield Batch(next_id, tuple(files), caught_up)
+            elif size >= self.max_bytes:
+                ends_version = (following[0].version, following[0].starting) != (pos.version, pos.starting)
+                yield Batch(next_id, tuple(files), _finished(pos) if ends_version else pos)
                 files, size, next_id = [], 0, next_id + 1
 
     def begin(self, batch: Batch) -> None:
@@ -183,14 +203,17 @@ class DeltaIncrements:
 
     @staticmethod
     def _files_of(table) -> list[AddedFile]:
-        """A snapshot's files, oldest first (as a Delta stream's first batch orders them)."""
+        """A snapshot's files, oldest first (as a Delta stream's first batch orders them). delta-rs does
+        not say which file has a deletion vector: where the table may have them, none counts as plain."""
         import pyarrow as pa
 
+        from lakehouse.delta_reader import reader_features
+
+        plain = "deletionVectors" not in reader_features(table)
         adds = pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
-        deletion_vectors = [c for c in adds.column_names if c.startswith("deletionVector")]
-        rows = adds.select(["path", "size_bytes", "modification_time", *deletion_vectors]).to_pylist()
+        rows = adds.select(["path", "size_bytes", "modification_time"]).to_pylist()
         rows.sort(key=lambda r: (r["modification_time"], r["path"]))
-        return [AddedFile(r["path"], r["size_bytes"], not any(r[c] is not None for c in deletion_vectors)) for r in rows]
+        return [AddedFile(r["path"], r["size_bytes"], plain) for r in rows]
 
     def _added(self, version: int) -> list[AddedFile]:
         """The files commit `version` added as new rows; none where it also removed rows."""
@@ -201,8 +224,7 @@ class DeltaIncrements:
         except FileNotFoundError:
             raise UnreadableIncrement(
                 f"version {version} of {self.path} is no longer in its log, and {self.checkpoint} has not read it",
-                hint=f"remove {self.checkpoint} to read the table's current snapshot (silver's writes are "
-                     "idempotent), or keep the log longer (delta.logRetentionDuration)") from None
+                hint=f"{self._reset_hint()}; keep the log longer (delta.logRetentionDuration)") from None
         if any(a["remove"].get("dataChange", True) for a in actions if "remove" in a):
             return []
         return [AddedFile(a["add"]["path"], a["add"]["size"], a["add"].get("deletionVector") is None)
@@ -214,13 +236,12 @@ class DeltaIncrements:
 
     def read(self, batch: Batch) -> DataFrame:
         """The batch's rows. Plain files are read as Parquet with the table's schema (a file written
-        before a column was added gives it as null, as Delta does); a first run's files that are not
-        plain are read through Delta, whole."""
+        before a column was added gives it as null, as Delta does); a first run's snapshot whose files
+        are not plain is read through Delta, whole."""
+        if batch.snapshot is not None:
+            return self.spark.read.format("delta").option("versionAsOf", batch.snapshot).load(self.path)
         if self.plain_layout and all(f.plain for f in batch.files):
             return self.spark.read.schema(self.schema).parquet(*[self._absolute(f.path) for f in batch.files])
-        if batch.whole_snapshot:
-            return self.spark.read.format("delta").option("versionAsOf", batch.end.version).load(self.path)
         raise UnreadableIncrement(
             f"{self.path} has deletion vectors, partitions or column mapping in files added after "
-            f"{self.checkpoint} started: they cannot be read by increment",
-            hint=f"remove {self.checkpoint} to read the table's current snapshot (silver's writes are idempotent)")
+            f"{self.checkpoint} started: they cannot be read by increment", hint=self._reset_hint())

@@ -42,7 +42,7 @@ def append_quarantine(spark: SparkSession, cfg: Config, target: str, rows: DataF
     """Append rejected rows to quarantine.<short name of target>.
 
     `txn` = (app id, version) makes the append idempotent: Delta skips a version it already has,
-    so a replayed streaming micro-batch does not quarantine its rows twice.
+    so a replayed batch (silver's, a stream's micro-batch) does not quarantine its rows twice.
     """
     writer = quarantine_rows(rows, run_id=run_id, source_table=source_table).write.format("delta").mode("append")
     if txn is not None:

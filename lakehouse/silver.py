@@ -184,7 +184,7 @@ class EntityRefiner:
         self.app_id = f"{JOB}:{entity}:{_checkpoint_token(self.checkpoint)}"
 
     def process_rows(self, rows: DataFrame, batch_id: int, settle: Callable[[DataFrame], None]) -> None:
-        """Refine rows shaped like bronze outside the stream (quarantine replay): silver is written
+        """Refine rows shaped like bronze from elsewhere than bronze (quarantine replay): silver is written
         here, and then `settle` is given every refused row to write in the same commit as its own marks."""
         self._process(rows, batch_id, settle=settle)
 
@@ -283,7 +283,8 @@ class EntityRefiner:
                                      self.cfg.sources[self.entity].refine_batch_bytes, upto=version)
         for batch in increments.batches():
             increments.begin(batch)
-            self._process(increments.read(batch), batch.id)
+            if batch.files:
+                self._process(increments.read(batch), batch.id)
             increments.commit(batch)
         self.run.wrote(self.silver.name)
         self.run.wrote(self.quarantine.name)

@@ -30,7 +30,7 @@ def drain(spark, path: str, checkpoint: Path, max_bytes: int = 1 << 30) -> list[
     out = []
     for batch in increments.batches():
         increments.begin(batch)
-        out.append((batch.id, sorted(r.raw for r in increments.read(batch).collect())))
+        out.append((batch.id, sorted(r.raw for r in increments.read(batch).collect()) if batch.files else []))
         increments.commit(batch)
     return out
 
@@ -56,6 +56,25 @@ def test_a_first_run_reads_the_snapshot_and_later_runs_only_what_later_commits_a
     assert drain(spark, path, checkpoint) == [(1, ["d", "e", "f"])]
     # and once read, nothing is left unread for an erasure to wait for
     assert stream_lags(cfg, [ref], {ref.name: current_version(spark, ref)}) == []
+    # When only a DELETE comes, then a batch of no rows moves past it: a second erasure need not wait
+    DeltaTable.forPath(spark, path).delete("raw = 'b'")
+    assert drain(spark, path, checkpoint) == [(2, [])]
+    assert stream_lags(cfg, [ref], {ref.name: current_version(spark, ref)}) == []
+    assert drain(spark, path, checkpoint) == []
+
+
+def test_a_first_run_over_rows_deleted_in_place_reads_the_snapshot_as_delta_means_it(spark, tmp_path):
+    # Given a table with deletion vectors, one row deleted in place before any reader ran
+    path = str(tmp_path / "t")
+    append(spark, path, "a", "b", "c")
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')")
+    DeltaTable.forPath(spark, path).delete("raw = 'a'")
+    checkpoint = tmp_path / "cp"
+    # When a reader runs, then the deleted row is not among its rows
+    assert drain(spark, path, checkpoint) == [(0, ["b", "c"])]
+    # and a later commit comes alone
+    append(spark, path, "d")
+    assert drain(spark, path, checkpoint) == [(1, ["d"])]
 
 
 def test_a_batch_takes_files_until_it_holds_max_bytes_and_a_killed_batch_is_replayed_whole(spark, tmp_path):
