@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.config import Config, TableRef
-
-_LOG_VERSION = 20  # digits of a Delta commit file name
+from lakehouse.delta_increments import LOG_DIGITS, source_offsets
 
 
 @dataclass(frozen=True)
@@ -36,13 +35,7 @@ def _read_positions(checkpoint: Path) -> list[dict]:
     if not commits:
         return []
     offsets = checkpoint / "offsets" / str(max(commits))
-    if not offsets.is_file():
-        return []
-    out = []
-    for line in _lines(offsets)[1:]:  # line 0 is the version marker (v1), line 1 the batch's metadata
-        if line.startswith("{") and "reservoirId" in line:
-            out.append(json.loads(line))
-    return out
+    return source_offsets(offsets) if offsets.is_file() else []
 
 
 def _table_id(ref: TableRef) -> str:
@@ -53,7 +46,7 @@ def _table_id(ref: TableRef) -> str:
 
 def _added_files(ref: TableRef, version: int) -> int:
     """Files commit `version` added as new rows."""
-    commit = Path(ref.path) / "_delta_log" / f"{version:0{_LOG_VERSION}d}.json"
+    commit = Path(ref.path) / "_delta_log" / f"{version:0{LOG_DIGITS}d}.json"
     if not commit.is_file():
         return 0
     return sum(bool(json.loads(line).get("add", {}).get("dataChange")) for line in _lines(commit))

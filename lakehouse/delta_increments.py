@@ -69,6 +69,13 @@ def _finished(last: Position) -> Position:
     return Position(last.version + 1, -1, False)
 
 
+def source_offsets(record: Path) -> list[dict]:
+    """The Delta source offsets in a streaming checkpoint's offsets/<n> file (one per Delta source;
+    line 0 is the log's version, line 1 the batch's metadata)."""
+    return [json.loads(line) for line in record.read_text().splitlines()[1:]
+            if line.startswith("{") and "reservoirId" in line]
+
+
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -106,8 +113,7 @@ class DeltaIncrements:
 
     def _position(self, batch_id: int) -> Position:
         record = self.checkpoint / "offsets" / str(batch_id)
-        lines = record.read_text().splitlines()
-        offset = next((json.loads(line) for line in lines if line.startswith("{") and "reservoirId" in line), None)
+        offset = next(iter(source_offsets(record)), None)
         if offset is None:
             raise UnreadableIncrement(f"{record} holds no Delta source offset: it is not a Delta reader's checkpoint",
                                       hint=self._reset_hint())
@@ -132,7 +138,7 @@ class DeltaIncrements:
                     f"{self.checkpoint} recorded a batch through version {through} of {self.path}, which is at "
                     f"version {self.upto}: the table was restored to an earlier version", hint=self._reset_hint())
             files = tuple(f for pos, f in self._after(start, through) if (pos.version, pos.index) <= (end.version, end.index))
-            whole = start is None and not (self.plain_layout and all(f.plain for f in files))
+            whole = start is None and not self._plain(files)
             yield Batch(next_id, files, end, snapshot=through if whole else None)
             start, next_id = end, next_id + 1
         yield from self._plan(start, next_id)
@@ -147,7 +153,7 @@ class DeltaIncrements:
             if start != caught_up:
                 yield Batch(next_id, (), caught_up)
             return
-        if start is None and not (self.plain_layout and all(f.plain for _, f in pending)):
+        if start is None and not self._plain(f for _, f in pending):
             yield Batch(next_id, tuple(f for _, f in pending), caught_up, snapshot=self.upto)
             return
         files: list[AddedFile] = []
@@ -231,6 +237,10 @@ class DeltaIncrements:
                 for a in actions if "add" in a and a["add"].get("dataChange", True)]
 
     # -- rows ------------------------------------------------------------------------------------------
+    def _plain(self, files) -> bool:
+        """Whether these files' rows are their Parquet rows, in a table whose layout adds nothing to them."""
+        return self.plain_layout and all(f.plain for f in files)
+
     def _absolute(self, path: str) -> str:
         return path if "://" in path or path.startswith("file:") else f"{self.path.rstrip('/')}/{unquote(path)}"
 
@@ -240,7 +250,7 @@ class DeltaIncrements:
         are not plain is read through Delta, whole."""
         if batch.snapshot is not None:
             return self.spark.read.format("delta").option("versionAsOf", batch.snapshot).load(self.path)
-        if self.plain_layout and all(f.plain for f in batch.files):
+        if self._plain(batch.files):
             return self.spark.read.schema(self.schema).parquet(*[self._absolute(f.path) for f in batch.files])
         raise UnreadableIncrement(
             f"{self.path} has deletion vectors, partitions or column mapping in files added after "
