@@ -21,7 +21,6 @@ the same landing files. The DuckDB peer then runs once and is verified against t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name would shadow the package.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from lakehouse.class_archive import exit_normally  # noqa: E402
 from lakehouse.config import load_config  # noqa: E402
 from lakehouse.generator import generate  # noqa: E402
 from lakehouse.session import build_session, spark_jars  # noqa: E402
@@ -103,9 +103,6 @@ def run_child(root: Path, landing: Path, env: dict[str, str] | None, extra: list
 def child(args) -> None:
     """One fresh driver: the stages, timed; with --exit-jvm the JVM then exits normally (the cache is
     written at a normal exit, which PySpark's JVM otherwise does not make)."""
-    from py4j.protocol import Py4JError
-    from pyspark import SparkContext
-
     cfg = load_config("local", root=args.child)
     cfg.spark.driver_java_options.extend(args.java_option)
     if args.class_path:
@@ -116,11 +113,7 @@ def child(args) -> None:
     java = spark.sparkContext._jvm.java.lang.System.getProperty("java.version")
     seconds = _benchmark().run_stages(spark, cfg)
     if args.exit_jvm:
-        gateway = SparkContext._gateway
-        spark.stop()
-        with contextlib.suppress(Py4JError, ConnectionError):  # the JVM exits as it answers: no reply
-            gateway.jvm.java.lang.System.exit(0)
-        gateway.proc.wait(timeout=600)
+        exit_normally(spark)
     print(json.dumps({"java": java, "start_s": start, "seconds": seconds}))
 
 

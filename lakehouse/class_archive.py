@@ -31,6 +31,16 @@ from lakehouse.session import archive_class_path, build_session, class_archive
 from lakehouse.silver import refine_silver
 
 
+def exit_normally(spark) -> None:
+    """Stop the session and end its driver JVM with a normal exit, at which Java writes a class archive
+    or an ahead-of-time cache (PySpark's JVM is otherwise killed, which writes neither)."""
+    gateway = SparkContext._gateway
+    spark.stop()
+    with contextlib.suppress(Py4JError, ConnectionError):  # the JVM exits as it answers: no reply
+        gateway.jvm.java.lang.System.exit(0)
+    gateway.proc.wait(timeout=600)
+
+
 def write_archive(rows: int, env: str = "local") -> Path:
     """Run the lakehouse stages on `rows` generated transactions in a JVM that writes the archive as it exits."""
     with tempfile.TemporaryDirectory(prefix="tidewater-class-archive-") as scratch:
@@ -47,11 +57,7 @@ def write_archive(rows: int, env: str = "local") -> Path:
         spark = build_session(cfg, write_class_archive=partial)
         for stage in (ingest_bronze, refine_silver, build_gold):
             stage(spark, cfg)
-        jvm = SparkContext._gateway
-        spark.stop()
-        with contextlib.suppress(Py4JError, ConnectionError):  # the JVM exits as it answers: no reply
-            jvm.jvm.java.lang.System.exit(0)  # a normal exit, at which the JVM writes the archive
-        jvm.proc.wait(timeout=600)
+        exit_normally(spark)
         if not partial.is_file():
             log = (cfg.root / "logs" / "spark-driver.log").read_text(errors="replace").splitlines()
             raise SetupIncomplete(f"the driver JVM wrote no class archive at {partial}; its log ends: "
