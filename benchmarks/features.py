@@ -1,10 +1,15 @@
-"""Feature store figures: feature job and materialization rows/s, online lookup latency.
+"""Feature store figures: feature job and materialization rows/s, the point-in-time join beside Feast's,
+online lookup latency.
 
-    .venv/bin/python benchmarks/features.py --rows 1000000 [--days 30] [--lookups 1000]
+    .venv/bin/python benchmarks/features.py --rows 1000000 [--days 30] [--lookups 1000] [--join-days 1]
 
 Runs the lakehouse pipeline on generated data first (not timed here; see benchmarks/lakehouse.py),
-then times compute_features and materialize_online, and online lookups in-process for one entity
-and for a batch of 100, on SQLite and (when redis-server is installed) a local Redis.
+then times compute_features and materialize_online; the point-in-time join (features.serving, what
+score_batch and build_training_set use) against Feast's own get_historical_features on the same
+rows, the transactions of the last --join-days days (what a daily score_batch asks for), each run
+twice in this session with the second run timed, and their results compared row for row; and online
+lookups in-process for one entity and for a batch of 100, on SQLite and (when redis-server is
+installed) a local Redis.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pyspark.sql import functions as F
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from features.offline import compute_features  # noqa: E402
+from features.serving import feast_point_in_time_features, point_in_time_features, scoring_events  # noqa: E402
 from features.online import materialize_online  # noqa: E402
 from features.store import feature_store, online_features  # noqa: E402
 from lakehouse.bronze import ingest_bronze  # noqa: E402
@@ -63,6 +69,33 @@ def lookup_seconds(cfg, customers: list[str], n: int, batches: int | None = None
     return one, batch
 
 
+def join_seconds(cfg, join, events) -> float:
+    """Seconds for a point-in-time join of `events`, the second of two runs (the first compiles its plan)."""
+    for _ in range(2):
+        t = time.perf_counter()
+        join(cfg, events).write.format("noop").mode("overwrite").save()
+        seconds = time.perf_counter() - t
+    return seconds
+
+
+def point_in_time(spark, cfg, days: int) -> None:
+    """The point-in-time join against Feast's on the last `days` days' transactions: seconds and equality."""
+    txns = read_table(spark, cfg.table("silver.transactions"))
+    last = txns.agg(F.max(F.to_date("event_time"))).first()[0]
+    events = scoring_events(txns.where(F.to_date("event_time") > F.lit(last - dt.timedelta(days=days)))).cache()
+    n = events.count()
+    ours, feast = (join_seconds(cfg, join, events) for join in (point_in_time_features, feast_point_in_time_features))
+    a = point_in_time_features(cfg, events)
+    b = feast_point_in_time_features(cfg, events).select(*a.columns)
+    same = a.count() == b.count() and a.exceptAll(b).isEmpty() and b.exceptAll(a).isEmpty()
+    print(f"point-in-time join  {ours:8.1f} s  {n / ours:>10,.0f} rows/s; Feast's get_historical_features "
+          f"{feast:.1f} s, {n / feast:,.0f} rows/s ({feast / ours:.1f}x); {n} transactions of the last {days} "
+          f"day(s); identical rows: {same}")
+    events.unpersist()
+    if not same:
+        sys.exit("the point-in-time join and Feast's differ")
+
+
 def _lookups(cfg, customers: list[str], n: int) -> tuple[str, str]:
     one, batch = lookup_seconds(cfg, customers, n)
     return _percentiles(one), _percentiles(batch)
@@ -73,6 +106,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--lookups", type=int, default=1000)
+    parser.add_argument("--join-days", type=int, default=1, help="days of transactions the point-in-time join asks for")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tidewater-features-bench-"))
     cfg = load_config("local", root=root)
@@ -94,6 +128,7 @@ def main() -> None:
     print(f"\nfeatures benchmark: {man.transactions_written} generated, {rows} silver transactions, root {root}")
     print(f"compute_features    {feature_s:8.1f} s  {rows / feature_s:>10,.0f} silver rows/s  ({feature_rows} feature rows)")
     print(f"materialize_online  {materialize_s:8.1f} s  {feature_rows / materialize_s:>10,.0f} feature rows/s (sqlite)")
+    point_in_time(spark, cfg, args.join_days)
     one, batch = _lookups(cfg, customers, args.lookups)
     print(f"online sqlite       1 entity: {one}; 100 entities: {batch}")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 from pyspark.sql import functions as F
 
-from conftest import run_pipeline
+from conftest import run_pipeline, same_rows
 from features.compute import feature_rows
 from features.offline import compute_features
 from features.online import materialize_online
@@ -121,6 +121,40 @@ def test_a_transaction_is_scored_with_its_entitys_state_strictly_before_it(spark
     assert {k: [r[c] for c in columns] for k, r in offline.items()} == {k: [r[c] for c in columns] for k, r in stream.items()}
 
 
+def test_the_point_in_time_join_keeps_feasts_rule_at_its_edges(spark, tmp_path):
+    """Given a customer's feature rows 31 days, 1 day and exactly 1 microsecond before three events (the
+    view's ttl is 30 days) and an event before any row, each event gets what Feast's own join gives it:
+    nothing past the ttl or before the first row, the row at the very instant asked for."""
+    from features.serving import BEFORE, feast_point_in_time_features, point_in_time_features
+
+    cfg = load_config("local", root=tmp_path)
+    customer, merchant = cfg.features.views["customer_features"], cfg.features.views["merchant_features"]
+    assert customer.ttl_days == 30
+    rows = [("C1", T0 - dt.timedelta(days=31), 1.0), ("C1", T0 + dt.timedelta(days=1), 2.0),
+            ("C1", T0 + dt.timedelta(days=5) - BEFORE, 3.0), ("C2", T0, 9.0)]
+    columns = ", ".join(f"{f.name} {'long' if f.dtype == 'int64' else 'double'}" for f in customer.features)
+    spark.createDataFrame([(c, t, *[v if f.name == "avg_amount_30d" else None for f in customer.features])
+                           for c, t, v in rows], f"customer_id string, event_time timestamp, {columns}"
+                          ).write.format("delta").save(cfg.table(customer.table).path)
+    spark.createDataFrame([("M1", T0 - dt.timedelta(days=90), 1, 0.0)],
+                          "merchant_id string, event_time timestamp, merchant_txn_count_24h long, "
+                          "merchant_fraud_rate_30d double").write.format("delta").save(cfg.table(merchant.table).path)
+    events = spark.createDataFrame(
+        [("E1", "C1", "M1", T0 - dt.timedelta(days=32), 10.0, "pos", "food", "DE"),  # before any row
+         ("E2", "C1", "M1", T0 + dt.timedelta(hours=1), 10.0, "pos", "food", "DE"),  # the 31-day-old row: past the ttl
+         ("E3", "C1", "M1", T0 + dt.timedelta(days=3), 10.0, "pos", "food", "DE"),
+         ("E4", "C1", "M1", T0 + dt.timedelta(days=5), 10.0, "pos", "food", "DE"),  # a row 1 microsecond before
+         ("E5", "C1", "M1", T0 + dt.timedelta(days=5), 20.0, "web", "food", "DE"),  # its twin
+         ("E6", "C3", "M1", T0, 10.0, "pos", "food", "DE")],  # an entity with no rows
+        "txn_id string, customer_id string, merchant_id string, event_time timestamp, amount_eur double, "
+        "channel string, merchant_category string, country string")
+    ours = {r["txn_id"]: r.asDict() for r in point_in_time_features(cfg, events).collect()}
+    assert {k: r["avg_amount_30d"] for k, r in ours.items()} == {"E1": None, "E2": None, "E3": 2.0, "E4": 3.0,
+                                                                 "E5": 3.0, "E6": None}
+    assert all(r["merchant_txn_count_24h"] is None for r in ours.values())  # 90 days old: past the ttl
+    assert ours == {r["txn_id"]: r.asDict() for r in feast_point_in_time_features(cfg, events).collect()}
+
+
 @pytest.fixture(scope="module")
 def featured(spark, lake):
     """Given the shared lakehouse, when features are computed, joined to labels and materialized."""
@@ -162,6 +196,20 @@ def test_online_equals_offline_equals_a_recomputation_from_silver(spark, feature
         plain = _recompute_from_silver(spark, cfg, row["customer_id"], row["event_time"])
         assert row["txn_count_7d"] == plain["txn_count_7d"]
         assert row["max_amount_30d"] == pytest.approx(plain["max_amount_30d"])
+
+
+def test_every_labelled_transaction_gets_what_feasts_own_point_in_time_join_gives_it(spark, featured):
+    """Given the shared lake's offline feature tables and its labelled transactions (the training set's
+    rows), the point-in-time join gives each the same features as Feast's get_historical_features."""
+    from features.serving import feast_point_in_time_features, point_in_time_features
+    from features.training_set import label_events
+
+    cfg = featured.cfg
+    events = label_events(read_table(spark, cfg.table("silver.transactions")), read_table(spark, cfg.table("silver.labels")))
+    ours = point_in_time_features(cfg, events)
+    assert ours.count() == events.count() > 100
+    assert ours.where(F.col("avg_amount_30d").isNotNull()).count() > events.count() / 2
+    assert same_rows(ours, feast_point_in_time_features(cfg, events).select(*ours.columns))
 
 
 def test_an_online_read_gives_what_feasts_own_lookup_gives_and_names_a_missing_feature(spark, featured):
