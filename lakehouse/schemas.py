@@ -51,8 +51,19 @@ def spark_schema(row_type: type) -> T.StructType:
 
 
 def row_values(row: Any) -> tuple:
-    """A dataclass row as the tuple `createDataFrame(rows, spark_schema(type))` takes."""
-    return tuple(dataclasses.asdict(row).values())
+    """A dataclass row as the tuple `createDataFrame(rows, spark_schema(type))` takes (a nested row as a
+    tuple too). Not `dataclasses.asdict`: it deep-copies every value, a second per 15,000 drift rows."""
+    return tuple(_value(getattr(row, f.name)) for f in dataclasses.fields(row))
+
+
+def _value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return row_values(value)
+    if isinstance(value, list):
+        return [_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _value(v) for k, v in value.items()}
+    return value
 
 
 def as_nullable(data_type: T.DataType) -> T.DataType:

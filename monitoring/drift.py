@@ -85,23 +85,24 @@ def _splits(points) -> list[float]:
     return [-float("inf"), *inner, float("inf")]
 
 
-def _bucket_counts(df: DataFrame, splits: dict[str, list[float]], keys: list[str]) -> dict[str, dict]:
-    """{feature: {(key values..., bucket): count}} over each feature's non-null values, every feature
-    in one pass (one Spark job, not one per feature)."""
+def _bucket_counts(df: DataFrame, split_sets: list[dict[str, list[float]]], keys: list[str]) -> list[dict[str, dict]]:
+    """Per set of splits, {feature: {(key values..., bucket): count}} over each feature's non-null values:
+    every feature of every set in one pass (one Spark job, not one per feature or set)."""
     from pyspark.ml.feature import Bucketizer
 
-    features = list(splits)
+    pairs = [(s, f) for s, splits in enumerate(split_sets) for f in splits]
     data = df.select(*keys, *[F.coalesce(F.col(f).cast("double"), F.lit(float("nan"))).alias(f"_x{i}")
-                              for i, f in enumerate(features)])
-    bucketed = Bucketizer(splitsArray=[splits[f] for f in features], inputCols=[f"_x{i}" for i in range(len(features))],
-                          outputCols=[f"_b{i}" for i in range(len(features))], handleInvalid="keep").transform(data)
-    pairs = F.explode(F.array(*[F.struct(F.lit(i).alias("f"), F.col(f"_b{i}").alias("b")) for i in range(len(features))]))
-    rows = bucketed.select(*keys, pairs.alias("_p")).groupBy(*keys, "_p.f", "_p.b").count().collect()
-    out: dict[str, dict] = {f: {} for f in features}
-    for r in rows:
-        feature, bucket = features[r["f"]], int(r["b"])
-        if bucket < len(splits[feature]) - 1:  # the last index is Bucketizer's bucket for NaN (null here)
-            out[feature][(*[r[k] for k in keys], bucket)] = r["count"]
+                              for i, (_, f) in enumerate(pairs)])
+    bucketed = Bucketizer(splitsArray=[split_sets[s][f] for s, f in pairs], inputCols=[f"_x{i}" for i in range(len(pairs))],
+                          outputCols=[f"_b{i}" for i in range(len(pairs))], handleInvalid="keep").transform(data)
+    each = F.explode(F.array(*[F.struct(F.lit(i).alias("f"), F.col(f"_b{i}").alias("b")) for i in range(len(pairs))]))
+    rows = bucketed.select(*keys, each.alias("_p")).groupBy(*keys, "_p.f", "_p.b").count().collect()
+    out: list[dict[str, dict]] = [{f: {} for f in splits} for splits in split_sets]
+    width = len(keys)
+    for r in rows:  # by position: keys..., f, b, count
+        (s, feature), bucket = pairs[r[width]], int(r[width + 1])
+        if bucket < len(split_sets[s][feature]) - 1:  # the last index is Bucketizer's bucket for NaN (null here)
+            out[s][feature][(*r[:width], bucket)] = r[width + 2]
     return out
 
 
@@ -130,8 +131,8 @@ def numeric_metrics(sides: Sides, features: list[str], cfg: DriftConf) -> list[d
     grid_points = {f: sorted({*pooled[f], *map(float, np.linspace(min(pooled[f]), max(pooled[f]), cfg.grid // 2))})
                    for f in features}
     grids = {f: _splits(grid_points[f]) for f in features}
-    ref_bins, cur_bins = _bucket_counts(ref, bins, ["_slice"]), _bucket_counts(cur, bins, ["_window", "_slice"])
-    ref_grid, cur_grid = _bucket_counts(ref, grids, ["_slice"]), _bucket_counts(cur, grids, ["_window", "_slice"])
+    ref_bins, ref_grid = _bucket_counts(ref, [bins, grids], ["_slice"])
+    cur_bins, cur_grid = _bucket_counts(cur, [bins, grids], ["_window", "_slice"])
     out = []
     for feature in features:
         n_bins, n_grid = len(bins[feature]) - 1, len(grids[feature]) - 1
