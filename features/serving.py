@@ -23,6 +23,7 @@ instants x rows per entity: 12,851 demo transactions became 16.8 million joined 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -49,12 +50,15 @@ def with_context(rows: DataFrame) -> DataFrame:
             .withColumn("amount_vs_30d_avg", F.round(F.try_divide("amount_eur", "avg_amount_30d"), 4)))
 
 
-def point_in_time_features(cfg: Config, events: DataFrame) -> DataFrame:
-    """Each event row with every feature view's row as of just before its event time (the offline
-    tables at their current versions, as Feast reads them), plus its context features."""
+def point_in_time_features(cfg: Config, events: DataFrame,
+                           read: Callable[[str], DataFrame] | None = None) -> DataFrame:
+    """Each event row with every feature view's row as of just before its event time, plus its context
+    features. `read` gives an offline table by name (a job's `run.read`, so lineage names the version
+    joined); by default each table's current version."""
+    read = read or (lambda name: read_table(events.sparkSession, cfg.table(name)))
     out = events
     for view in cfg.features.views.values():
-        rows = read_table(events.sparkSession, cfg.table(view.table))
+        rows = read(view.table)
         out = out.join(latest_before(events, rows, view), [view.key, EVENT_TIME], "left")
     features = [f.name for view in cfg.features.views.values() for f in view.features]
     return with_context(out.select(*events.columns, *features))

@@ -28,22 +28,21 @@ def _inputs(cfg: Config) -> list[str]:
 
 
 @job(name="build_training_set",
-     summary="Join labels to features as of each transaction's time (Feast, Spark) into features.training_set.",
+     summary="Join labels to features as of each transaction's time (Feast's point-in-time rule, Spark) "
+             "into features.training_set.",
      inputs=_inputs,
      outputs=lambda cfg: {TRAINING_TABLE: _inputs(cfg)})
 def build_training_set(run: JobRun, args) -> None:
     """Write features.training_set as a new Delta version, recording every input version in lineage."""
     spark, cfg = run.spark, run.cfg
     txns, labels = run.read("silver.transactions"), run.read("silver.labels")
-    for view in cfg.features.views.values():
-        run.uses(view.table)  # Feast cannot pin a Delta version: lineage records the one read
     day = first_mature_day(cfg, txns)
     events = label_events(txns, labels)
     counts = events.agg(F.count("*").alias("all"),
                         F.count(F.when(F.to_date("event_time") >= F.lit(day), 1)).alias("mature")).first()
     if counts["all"] and not counts["mature"]:
         raise too_short(cfg, txns)
-    training = point_in_time_features(cfg, mature(events, day))
+    training = point_in_time_features(cfg, mature(events, day), run.read)
     ref = cfg.table(TRAINING_TABLE)
     run.writing(TRAINING_TABLE)
     training.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(ref.path)

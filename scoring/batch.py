@@ -1,6 +1,6 @@
 """score_batch: a silver slice scored with the model behind an alias, into gold.predictions by MERGE.
 
-Features are the ones the model was trained on, joined as of each transaction's time (Feast over
+Features are the ones the model was trained on, joined as of each transaction's time (Feast's rule over
 the offline tables), so run compute_features first; the demo's stage order does.
 """
 
@@ -61,7 +61,7 @@ def score_batch(run: JobRun, args) -> None:
     record_models(run, plan)
     txns = run.read("silver.transactions")
     for view in cfg.features.views.values():
-        run.uses(view.table)  # Feast reads the current versions; lineage records which
+        run.uses(view.table)  # recorded even when nothing is left to score
     todo = _still_to_score(spark, cfg, txns, plan, args)
     events = txns.join(todo.select("txn_id").distinct(), "txn_id").cache()
     n = events.count()
@@ -69,7 +69,7 @@ def score_batch(run: JobRun, args) -> None:
         progress(f"{run.job}: nothing new to score with {describe(plan)}")
         events.unpersist()
         return
-    features = point_in_time_features(cfg, scoring_events(events)).cache()
+    features = point_in_time_features(cfg, scoring_events(events), run.read).cache()
     predictions = score_routes(features, todo, plan, cfg, run.run_id).cache()
     flagged = {r["route"]: (r["n"], r["flagged"] or 0) for r in
                predictions.groupBy("route").agg(F.count("*").alias("n"), F.sum("decision").alias("flagged")).collect()}
